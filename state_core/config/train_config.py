@@ -1,0 +1,212 @@
+"""The `state tx train` configuration: typed sections, Hydra-style `key=value` overrides, strict keys.
+
+The command line users know from the original README works as written:
+
+    state tx train data.kwargs.toml_config_path=examples/fewshot.toml data.kwargs.embed_key=X_hvg \
+        training.batch_size=8 model.kwargs.cell_set_len=64 model=pertsets wandb.tags="[test]" \
+        output_dir=$HOME/state name=test
+
+`model=<preset>` picks a row of `state_core.models.presets`; `model.kwargs.*` are checked by that preset.
+Every other key is checked here: an unknown key is an error that names it and suggests the closest one.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+
+from state_core.errors import ConfigError, Problem
+
+OUTPUT_SPACES = ("gene", "all", "embedding")
+MAPPING_STRATEGIES = ("random", "batch")
+
+
+@dataclass
+class DataKwargs:
+    toml_config_path: str = ""
+    embed_key: Optional[str] = "X_hvg"  # obsm key of model inputs/targets; None or "X" = the X matrix
+    output_space: str = "gene"  # gene | all | embedding (see docs/training.md)
+    pert_col: str = "gene"
+    cell_type_key: str = "cell_type"
+    batch_col: Optional[str] = "gem_group"
+    control_pert: str = "non-targeting"
+    basal_mapping_strategy: str = "random"  # random: control of the same cell type; batch: same batch too
+    should_yield_control_cells: bool = True  # also train control -> control sets
+    perturbation_features_file: Optional[str] = None  # safetensors {name: vector}; default one-hot
+    split_seed: int = 0
+    split_dir: Optional[str] = None  # reuse a split manifest made by `state data split`
+    # Accepted for command-line compatibility with the original; the loader gathers in-process, so worker
+    # processes only prefetch batches (0 = gather in the training process).
+    num_workers: int = 0
+    memory_budget_gb: float = 8.0  # above this the feature store streams from a memmap cache
+
+
+@dataclass
+class DataConfig:
+    name: str = "perturbation"
+    kwargs: DataKwargs = field(default_factory=DataKwargs)
+
+
+@dataclass
+class ModelConfig:
+    name: str = "pertsets"
+    kwargs: dict[str, Any] = field(default_factory=dict)  # validated by state_core.models.presets
+
+
+@dataclass
+class TrainingConfig:
+    batch_size: int = 16  # cell sets per step
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    lr_schedule: str = "constant"  # constant | cosine
+    warmup_steps: int = 0
+    max_steps: int = 40000
+    val_freq: int = 2000  # steps between validations
+    ckpt_every_n_steps: int = 2000
+    gradient_clip_val: float = 10.0
+    train_seed: int = 42
+    accelerator: str = "auto"  # auto | cpu | gpu
+    devices: Any = "auto"  # auto | N | [ids]
+    strategy: str = "auto"  # auto | ddp | ...
+    precision: str = "auto"  # auto = bf16-mixed on GPU, 32-true on CPU
+    progress_bar: bool = True
+    limit_val_batches: int = 50
+
+
+@dataclass
+class WandbConfig:
+    entity: Optional[str] = None
+    project: str = "state"
+    tags: list[str] = field(default_factory=list)
+    local_wandb_dir: Optional[str] = None
+
+
+@dataclass
+class TrainConfig:
+    name: str = "debug"
+    output_dir: str = "./runs"
+    overwrite: bool = False
+    use_wandb: bool = False  # off by default; CSV logging is always on
+    use_tensorboard: bool = False
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir).expanduser() / self.name
+
+
+GROUPS = ("data", "model", "training", "wandb")
+
+
+def _normalise_override(item: str) -> str:
+    """`model=pertsets` selects a preset (Hydra group syntax); strip a Hydra `+`/`++` prefix."""
+    key, sep, value = item.partition("=")
+    key = key.lstrip("+")
+    if not sep:
+        return item
+    if key in GROUPS:
+        if key != "model":
+            raise ConfigError("command line", Problem(key, f"'{key}={value}' selects a config group, only 'model=<preset>' is supported",
+                                                      f"set individual keys instead, e.g. {key}.<key>=<value>"))
+        key = "model.name"
+    return f"{key}={value}"
+
+
+def _valid_keys(node: Any, prefix: str = "") -> list[str]:
+    keys: list[str] = []
+    if isinstance(node, DictConfig):
+        for k in node.keys():
+            full = f"{prefix}{k}"
+            keys.append(full)
+            keys += _valid_keys(node[k], full + ".")
+    return keys
+
+
+def parse_overrides(overrides: list[str], base: TrainConfig | None = None) -> TrainConfig:
+    """Apply `key=value` overrides to `base` (defaults if None). All bad keys are reported together."""
+    schema = OmegaConf.structured(base or TrainConfig())
+    valid = _valid_keys(schema)
+    problems: list[Problem] = []
+    merged = schema
+    for item in overrides:
+        if "=" not in item:
+            problems.append(Problem(item, "not of the form key=value", "write it as e.g. training.max_steps=1000"))
+            continue
+        try:
+            norm = _normalise_override(item)
+            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([norm]))
+        except ConfigError as err:
+            problems += err.problems
+        except ConfigKeyError as err:
+            key = item.partition("=")[0].lstrip("+")
+            close = difflib.get_close_matches(key, valid, n=3)
+            hint = f"did you mean {', '.join(close)}?" if close else "run `state tx train --help` to list the keys"
+            problems.append(Problem(key, "unknown config key", hint))
+            del err
+        except OmegaConfBaseException as err:
+            key = item.partition("=")[0]
+            problems.append(Problem(key, f"invalid value: {str(err).splitlines()[0]}", "check the type of this key in `state tx train --help`"))
+    if problems:
+        raise ConfigError("state tx train overrides", problems)
+    cfg: TrainConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    _check_values(cfg)
+    return cfg
+
+
+def _check_values(cfg: TrainConfig) -> None:
+    problems: list[Problem] = []
+    kw = cfg.data.kwargs
+    if not kw.toml_config_path and not kw.split_dir:
+        problems.append(Problem("data.kwargs.toml_config_path", "is required", "pass data.kwargs.toml_config_path=<experiment.toml>"))
+    if kw.output_space not in OUTPUT_SPACES:
+        problems.append(Problem("data.kwargs.output_space", f"{kw.output_space!r} is not one of {OUTPUT_SPACES}", "use gene, all or embedding"))
+    if kw.basal_mapping_strategy not in MAPPING_STRATEGIES:
+        problems.append(Problem("data.kwargs.basal_mapping_strategy", f"{kw.basal_mapping_strategy!r} is not one of {MAPPING_STRATEGIES}", "use random or batch"))
+    t = cfg.training
+    for key in ("batch_size", "max_steps", "val_freq", "ckpt_every_n_steps"):
+        if getattr(t, key) <= 0:
+            problems.append(Problem(f"training.{key}", "must be positive", f"set training.{key}=<positive integer>"))
+    if t.lr <= 0:
+        problems.append(Problem("training.lr", "must be positive", "e.g. training.lr=1e-4"))
+    if t.lr_schedule not in ("constant", "cosine"):
+        problems.append(Problem("training.lr_schedule", f"{t.lr_schedule!r} is unknown", "use constant or cosine"))
+    if not cfg.name or "/" in cfg.name:
+        problems.append(Problem("name", f"{cfg.name!r} is not a valid run name", "use a plain folder name"))
+    if problems:
+        raise ConfigError("state tx train config", problems)
+
+
+def to_yaml(cfg: TrainConfig) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def save_config(cfg: TrainConfig, path: Path) -> None:
+    path.write_text(to_yaml(cfg))
+
+
+def load_config(path: Path) -> TrainConfig:
+    """Read a resolved `config.yaml` of a run folder (safe YAML; unknown keys rejected)."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(str(path), Problem("config.yaml", f"cannot read: {err}", "point to a run folder written by `state tx train`")) from None
+    schema = OmegaConf.structured(TrainConfig())
+    try:
+        merged = OmegaConf.merge(schema, OmegaConf.create(raw))
+    except OmegaConfBaseException as err:
+        raise ConfigError(str(path), Problem("config.yaml", str(err).splitlines()[0], "the file was not written by this version of state")) from None
+    return OmegaConf.to_object(merged)  # type: ignore[return-value]
+
+
+def describe() -> str:
+    """The full default config, for `state tx train --help`."""
+    return to_yaml(TrainConfig())
