@@ -1,0 +1,115 @@
+"""The promotion gate: publish a candidate model only if it beats the baseline and the model now serving."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping
+
+from state_core.errors import ConfigError, Problem
+
+
+@dataclass(frozen=True)
+class PromotionDecision:
+    """Whether to publish, the numbers the decision used, and a sentence a reviewer can read in the UI."""
+
+    promote: bool
+    metric: str
+    higher_is_better: bool
+    candidate: float
+    baseline: float
+    serving: float | None
+    reason: str
+
+    def as_markdown(self) -> str:
+        direction = "higher" if self.higher_is_better else "lower"
+        serving = "none" if self.serving is None else f"{self.serving:.6g}"
+        verdict = "PROMOTE" if self.promote else "HOLD (nothing published)"
+        return (
+            f"# Promotion gate: {verdict}\n\n"
+            f"Metric `{self.metric}` ({direction} is better)\n\n"
+            f"| model | value |\n|---|---|\n"
+            f"| candidate | {self.candidate:.6g} |\n| baseline | {self.baseline:.6g} |\n| serving | {serving} |\n\n"
+            f"{self.reason}\n"
+        )
+
+
+def _metric_value(metrics: Mapping[str, float], metric: str, which: str) -> float:
+    if metric not in metrics:
+        known = ", ".join(sorted(metrics)) or "(no metrics)"
+        raise ConfigError(
+            f"{which} metrics",
+            Problem(metric, f"gate metric is not among the {which} model's metrics: {known}",
+                    "pick one of those as the pipeline's gate_metric parameter"),
+        )
+    return float(metrics[metric])
+
+
+def _beats(candidate: float, other: float, higher_is_better: bool, min_improvement: float) -> bool:
+    return candidate - other > min_improvement if higher_is_better else other - candidate > min_improvement
+
+
+def should_promote(
+    candidate_metrics: Mapping[str, float],
+    baseline_metrics: Mapping[str, float],
+    serving_metrics: Mapping[str, float] | None,
+    metric: str,
+    higher_is_better: bool,
+    min_improvement: float = 0.0,
+) -> PromotionDecision:
+    """Decide whether the candidate replaces the serving model.
+
+    The candidate must be strictly better than the baseline and than the serving model (when one exists)
+    by more than `min_improvement`. A NaN anywhere holds the candidate back: cell-eval reports NaN for
+    degenerate inputs, and a NaN must never pass a gate by failing every comparison.
+    """
+    candidate = _metric_value(candidate_metrics, metric, "candidate")
+    baseline = _metric_value(baseline_metrics, metric, "baseline")
+    serving = None if serving_metrics is None else _metric_value(serving_metrics, metric, "serving")
+
+    def decide(promote: bool, reason: str) -> PromotionDecision:
+        return PromotionDecision(promote, metric, higher_is_better, candidate, baseline, serving, reason)
+
+    if math.isnan(candidate):
+        return decide(False, f"The candidate's {metric} is NaN; check its evaluation output.")
+    if math.isnan(baseline):
+        return decide(False, f"The baseline's {metric} is NaN, so the candidate cannot be shown to beat it; "
+                             "choose a gate metric the baseline defines.")
+    if not _beats(candidate, baseline, higher_is_better, min_improvement):
+        return decide(False, f"The candidate does not beat the baseline on {metric} "
+                             f"(margin required: {min_improvement:g}).")
+    if serving is None:
+        return decide(True, "The candidate beats the baseline and no model is serving yet.")
+    if math.isnan(serving):
+        return decide(True, f"The candidate beats the baseline; the serving model's {metric} is NaN, "
+                            "so any defined value replaces it.")
+    if not _beats(candidate, serving, higher_is_better, min_improvement):
+        return decide(False, f"The candidate beats the baseline but not the serving model on {metric} "
+                             f"(margin required: {min_improvement:g}).")
+    return decide(True, "The candidate beats both the baseline and the serving model.")
+
+
+def gate_against_repository(
+    candidate_metrics: Mapping[str, float],
+    baseline_metrics: Mapping[str, float],
+    model_repository: str,
+    model_name: str,
+    metric: str,
+    higher_is_better: bool,
+    min_improvement: float = 0.0,
+) -> PromotionDecision:
+    """`should_promote` with the serving model's metrics read from its publish record in the repository.
+
+    A version published without a record (by hand) has unknown metrics; the candidate is then held back,
+    since we cannot show it is better than what users are getting now.
+    """
+    from state_core.pipeline_ops.publish_record import serving_record
+
+    record = serving_record(model_repository, model_name)
+    if record is not None and metric not in record.metrics:
+        decision = should_promote(candidate_metrics, baseline_metrics, None, metric, higher_is_better, min_improvement)
+        reason = (f"Serving version {record.version} of {model_name} has no recorded {metric}; "
+                  "republish it through the pipeline or remove it before automatic promotion.")
+        return PromotionDecision(False, metric, higher_is_better, decision.candidate, decision.baseline, None, reason)
+    serving = None if record is None else record.metrics
+    return should_promote(candidate_metrics, baseline_metrics, serving, metric, higher_is_better, min_improvement)

@@ -1,0 +1,66 @@
+"""Pipeline-only helpers: publish records, cron normalisation, experiment TOML rewriting."""
+
+from __future__ import annotations
+
+import tomllib
+
+import pytest
+
+from state_core.errors import ArtifactError, ConfigError
+from state_core.pipeline_ops.embedding import EmbedOptions, embed_experiment
+from state_core.pipeline_ops.publish_record import PublishRecord, latest_version, serving_record, write_record
+from state_core.pipeline_ops.schedule import to_kfp_cron
+from state_core.pipeline_ops.toml_text import dumps
+
+
+def test_serving_record_is_the_highest_numeric_version(tmp_path):
+    for version in ("1", "2", "10", "010", "notes"):
+        (tmp_path / "m" / version).mkdir(parents=True)
+    write_record(str(tmp_path), PublishRecord("m", 10, {"r": 0.5}, run_uri="runs/x"))
+    assert latest_version(str(tmp_path), "m") == 10
+    record = serving_record(str(tmp_path), "m")
+    assert record is not None and record.metrics == {"r": 0.5} and record.run_uri == "runs/x"
+
+
+def test_no_published_model_means_no_record(tmp_path):
+    assert serving_record(str(tmp_path), "m") is None
+
+
+def test_corrupt_record_names_the_file(tmp_path):
+    (tmp_path / "m" / "1").mkdir(parents=True)
+    (tmp_path / "m" / "1" / "publish_record.json").write_text("{not json")
+    with pytest.raises(ArtifactError, match="publish_record.json"):
+        serving_record(str(tmp_path), "m")
+
+
+@pytest.mark.parametrize("given, expected", [("0 2 * * *", "0 0 2 * * *"), ("30 0 2 * * 1", "30 0 2 * * 1"),
+                                             ("@daily", "@daily"), ("  */15  * * * * ", "0 */15 * * * *")])
+def test_cron_becomes_six_fields(given, expected):
+    assert to_kfp_cron(given) == expected
+
+
+@pytest.mark.parametrize("bad", ["", "0 2 * *", "0 2 * * * * *", "0 2 * * ; rm"])
+def test_bad_cron_is_a_config_error(bad):
+    with pytest.raises(ConfigError, match="--cron"):
+        to_kfp_cron(bad)
+
+
+def test_toml_round_trips_experiment_tables():
+    document = {"datasets": {"ds": "/data/ds"}, "training": {"ds": "train"},
+                "zeroshot": {"ds.ct_a": "test"}, "fewshot": {"ds.ct_b": {"val": ["g1"], "test": ["g2", "g3"]}}}
+    assert tomllib.loads(dumps(document)) == document
+
+
+def test_precomputed_embedding_rewrites_dataset_paths(tmp_path):
+    (tmp_path / "data" / "ds").mkdir(parents=True)
+    toml = tmp_path / "data" / "exp.toml"
+    toml.write_text('[datasets]\nds = "ds"\n\n[training]\nds = "train"\n')
+    rewritten = embed_experiment(toml, tmp_path / "out", EmbedOptions(method="precomputed"))
+    document = tomllib.loads(rewritten.read_text())
+    assert document["datasets"]["ds"] == str((tmp_path / "data" / "ds").resolve())
+    assert document["training"] == {"ds": "train"}
+
+
+def test_unknown_embed_method_lists_valid_ones(tmp_path):
+    with pytest.raises(ConfigError, match="precomputed, hvg, se"):
+        embed_experiment(tmp_path / "x.toml", tmp_path / "out", EmbedOptions(method="pca"))
