@@ -1,0 +1,17 @@
+"""The Google Cloud Storage client, pointed at an emulator when `STORAGE_EMULATOR_HOST` is set."""
+
+from __future__ import annotations
+
+import os
+
+from google.cloud import storage
+
+
+def gcs_client(project: str | None = None) -> storage.Client:
+    """A storage client. With `STORAGE_EMULATOR_HOST` set (tests, local pipelines) it uses anonymous
+    credentials, because the emulator accepts no others; otherwise application-default credentials."""
+    if os.environ.get("STORAGE_EMULATOR_HOST"):
+        from google.auth.credentials import AnonymousCredentials
+
+        return storage.Client(project=project or os.environ.get("GOOGLE_CLOUD_PROJECT", "local"), credentials=AnonymousCredentials())
+    return storage.Client(project=project)
