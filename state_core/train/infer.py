@@ -1,0 +1,230 @@
+"""`state tx infer`: apply a trained model to a new AnnData.
+
+Each cell's `pert_col` label names the perturbation to apply. Cells are grouped by (cell type,
+perturbation) so a set never mixes them (fix of state#187); every cell gets a basal cell: a control of the
+same cell type from the input (`basal="sample"`, seeded) or the cell itself (`basal="self"`, for control
+templates made by `preprocess_infer`). Groups are cut into chunks of at most `cell_set_len` cells of nearly
+equal size; chunks are batched with a key-padding mask, so padding never influences real cells.
+Predictions go to `obsm[pred_key]` (default `<embed_key>_pred`), never over `X`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from state_core.errors import DataError, UnknownLabelError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class InferOptions:
+    pert_col: str | None = None  # None: the column the model was trained with
+    embed_key: str | None = None
+    celltype_col: str | None = None
+    batch_col: str | None = None
+    control_pert: str | None = None
+    seed: int = 0
+    basal: str = "sample"  # sample | self
+    pred_key: str | None = None
+    batch_size: int = 16  # sets per forward pass
+    celltypes: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class SetPlan:
+    """Rows of the input making up each set, and the basal row of each of those cells."""
+
+    rows: list[np.ndarray]  # per set: [n_i] target rows (cells whose prediction this set produces)
+    basal_rows: list[np.ndarray]  # per set: [n_i] rows whose features are the model's input
+
+
+# ctrl [B,S,D], pert_idx [B], batch_idx [B,S], mask [B,S], cell_type_idx [B] -> (latent [B,S,Do], genes or None)
+Predictor = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray | None]]
+
+
+def chunk_sizes(n: int, max_len: int) -> list[int]:
+    """Split n cells into ceil(n / max_len) chunks whose sizes differ by at most one."""
+    k = -(-n // max_len)
+    base, extra = divmod(n, k)
+    return [base + 1] * extra + [base] * (k - extra)
+
+
+def plan_sets(pert: np.ndarray, cell_type: np.ndarray, is_control: np.ndarray, max_len: int, seed: int,
+              basal: str = "sample") -> SetPlan:
+    """Group rows by (cell type, perturbation) and choose basal rows; deterministic for the seed."""
+    rng = np.random.default_rng(seed)
+    keys = np.stack([cell_type, pert], axis=1)
+    groups, inverse = np.unique(keys, axis=0, return_inverse=True)
+    rows_out: list[np.ndarray] = []
+    basal_out: list[np.ndarray] = []
+    for g, (ct, _) in enumerate(groups):
+        rows = np.flatnonzero(inverse.ravel() == g)
+        if basal == "self":
+            basal_rows = rows
+        else:
+            pool = np.flatnonzero(is_control & (cell_type == ct))
+            if pool.size == 0:
+                raise DataError(f"cell type {str(ct)!r} has no control cells in the input, so no basal cells can be sampled "
+                                f"(fix: include its control cells, or pass --basal self to use each cell as its own basal)")
+            basal_rows = rng.choice(pool, size=rows.size, replace=rows.size > pool.size)
+        start = 0
+        for size in chunk_sizes(rows.size, max_len):
+            rows_out.append(rows[start:start + size])
+            basal_out.append(basal_rows[start:start + size])
+            start += size
+    return SetPlan(rows=rows_out, basal_rows=basal_out)
+
+
+def run_plan(plan: SetPlan, features: np.ndarray, pert_idx: np.ndarray, batch_idx: np.ndarray, cell_type_idx: np.ndarray,
+             predictor: Predictor, batch_size: int, max_len: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Run every set of the plan through `predictor`; returns per-row latent (and gene) predictions."""
+    n_rows = features.shape[0]
+    latent_out: np.ndarray | None = None
+    genes_out: np.ndarray | None = None
+    for start in range(0, len(plan.rows), batch_size):
+        sets = range(start, min(start + batch_size, len(plan.rows)))
+        b = len(sets)
+        s = max(plan.rows[i].size for i in sets)
+        ctrl = np.zeros((b, s, features.shape[1]), dtype=np.float32)  # [B, S, D]
+        mask = np.zeros((b, s), dtype=bool)  # [B, S]
+        batches = np.zeros((b, s), dtype=np.int64)  # [B, S]
+        perts = np.empty(b, dtype=np.int64)  # [B]
+        cts = np.empty(b, dtype=np.int64)  # [B]
+        for j, i in enumerate(sets):
+            n = plan.rows[i].size
+            ctrl[j, :n] = features[plan.basal_rows[i]]
+            mask[j, :n] = True
+            batches[j, :n] = batch_idx[plan.basal_rows[i]]
+            perts[j] = pert_idx[plan.rows[i][0]]
+            cts[j] = cell_type_idx[plan.rows[i][0]]
+        latent, genes = predictor(ctrl, perts, batches, mask, cts)
+        if latent_out is None:
+            latent_out = np.zeros((n_rows, latent.shape[-1]), dtype=np.float32)
+            if genes is not None:
+                genes_out = np.zeros((n_rows, genes.shape[-1]), dtype=np.float32)
+        for j, i in enumerate(sets):
+            n = plan.rows[i].size
+            latent_out[plan.rows[i]] = latent[j, :n]
+            if genes_out is not None and genes is not None:
+                genes_out[plan.rows[i]] = genes[j, :n]
+    assert latent_out is not None
+    return latent_out, genes_out
+
+
+def torch_predictor(model: torch.nn.Module, device: str | torch.device = "cpu") -> Predictor:
+    """Run the model in process (eval mode, no grad)."""
+
+    @torch.no_grad()
+    def predict(ctrl, pert_idx, batch_idx, mask, cell_type_idx):
+        t = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
+        out = model(t(ctrl), t(pert_idx), t(batch_idx), t(mask), t(cell_type_idx))
+        genes = None if out.genes is None else out.genes.float().cpu().numpy()
+        return out.latent.float().cpu().numpy(), genes
+
+    return predict
+
+
+def _features(adata: ad.AnnData, embed_key: str | None, path: str) -> np.ndarray:
+    if embed_key in (None, "X"):
+        x = adata.X
+    else:
+        if embed_key not in adata.obsm:
+            raise DataError(f"{path}: obsm[{embed_key!r}] is missing (have {sorted(adata.obsm.keys())}); "
+                            f"run `state tx preprocess_train` or pass --embed_key")
+        x = adata.obsm[embed_key]
+    x = x.toarray() if sp.issparse(x) else np.asarray(x)
+    return x.astype(np.float32, copy=False)
+
+
+def _labels(adata: ad.AnnData, column: str, path: str, what: str) -> np.ndarray:
+    if column not in adata.obs:
+        raise DataError(f"{path}: obs column {column!r} ({what}) is missing; columns are {list(adata.obs.columns)} "
+                        f"(fix: pass the right --{what.replace(' ', '_')} flag)")
+    return adata.obs[column].astype(str).to_numpy()
+
+
+def _index(names: np.ndarray, vocab: list[str], kind: str, path: str) -> np.ndarray:
+    lookup = {name: i for i, name in enumerate(vocab)}
+    unknown = sorted({n for n in np.unique(names) if n not in lookup})
+    if unknown:
+        raise UnknownLabelError(kind, unknown, vocab, where=path)
+    return np.array([lookup[n] for n in names], dtype=np.int64)
+
+
+def infer_adata(adata: ad.AnnData, run, options: InferOptions, predictor: Predictor, source: str = "input") -> ad.AnnData:
+    """Add predictions of a loaded run (`state_core.train.run_folder.LoadedRun`) to `adata`."""
+    vocab, cfg = run.vocab, run.config.data.kwargs
+    pert_col = options.pert_col or cfg.pert_col
+    ct_col = options.celltype_col or cfg.cell_type_key
+    batch_col = options.batch_col or cfg.batch_col
+    control = options.control_pert or vocab.control_pert
+    embed_key = options.embed_key if options.embed_key is not None else cfg.embed_key
+    if options.celltypes:
+        keep = adata.obs[ct_col].astype(str).isin(options.celltypes).to_numpy() if ct_col in adata.obs else None
+        if keep is None or not keep.any():
+            raise DataError(f"{source}: none of the cell types {options.celltypes} found in obs[{ct_col!r}]")
+        adata = adata[keep].copy()
+    features = _features(adata, embed_key, source)
+    expected = run.model_config.get("input_dim")
+    if expected is not None and features.shape[1] != expected:
+        raise DataError(f"{source}: {embed_key or 'X'} has {features.shape[1]} features but the model expects {expected} "
+                        f"(fix: use the same preprocessing as training, e.g. the HVGs in the run's vocab.json)")
+    perts = _labels(adata, pert_col, source, "pert col")
+    pert_idx = _index(perts, list(vocab.perturbations), "perturbation", source)
+    cell_types = _labels(adata, ct_col, source, "celltype col") if ct_col in adata.obs else np.full(adata.n_obs, "unknown")
+    ct_lookup = {name: i for i, name in enumerate(vocab.cell_types)}
+    cell_type_idx = np.array([ct_lookup.get(c, -1) for c in cell_types], dtype=np.int64)
+    if run.model_kind == "context_mean" and (cell_type_idx < 0).any():
+        unknown = sorted(set(cell_types[cell_type_idx < 0]))
+        raise UnknownLabelError("cell type", unknown, list(vocab.cell_types), where=source)
+    uses_batches = bool(run.model_config.get("n_batches"))
+    if uses_batches and batch_col:
+        batch_idx = _index(_labels(adata, batch_col, source, "batch col"), list(vocab.batches), "batch", source)
+    else:
+        batch_idx = np.zeros(adata.n_obs, dtype=np.int64)
+    max_len = int(run.model_config.get("cell_set_len", 512))
+    plan = plan_sets(perts, cell_types, perts == control, max_len, options.seed, options.basal)
+    latent, genes = run_plan(plan, features, pert_idx, batch_idx, np.maximum(cell_type_idx, 0), predictor,
+                             options.batch_size, max_len)
+    key = options.pred_key or f"{embed_key or 'X'}_pred"
+    adata.obsm[key] = latent
+    if genes is not None:
+        adata.obsm[f"{key}_genes"] = genes
+    adata.uns["state_infer"] = {"run": str(run.run_dir), "pred_key": key, "basal": options.basal, "seed": options.seed,
+                                "n_sets": len(plan.rows), "gene_names": list(vocab.gene_names)}
+    return adata
+
+
+def infer_file(model_dir: str | Path, adata_path: str | Path, output: str | Path | None, *, checkpoint: str = "final",
+               options: InferOptions = InferOptions(), triton_url: str | None = None, model_name: str = "state_st") -> Path:
+    """Read `adata_path`, predict with the run in `model_dir` (locally or via Triton), write `output`."""
+    from state_core.train.run_folder import load_run
+
+    adata_path = Path(adata_path)
+    if not adata_path.exists():
+        raise DataError(f"{adata_path}: input file not found")
+    out = Path(output) if output else adata_path.with_name(adata_path.stem + "_simulated.h5ad")
+    run = load_run(model_dir, checkpoint=checkpoint)
+    if triton_url:
+        from state_core.serve.client import triton_predictor
+
+        predictor = triton_predictor(triton_url, model_name=model_name)
+    else:
+        predictor = torch_predictor(run.model)
+    adata = ad.read_h5ad(adata_path)
+    adata = infer_adata(adata, run, options, predictor, source=str(adata_path))
+    tmp = out.with_name(f".{out.name}.tmp")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    adata.write_h5ad(tmp)
+    tmp.replace(out)
+    log.info("wrote %s (%d cells)", out, adata.n_obs)
+    return out
