@@ -1,0 +1,60 @@
+"""Export a training run folder: `model.onnx` + `metadata.json` in one output folder."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from state_core.export.metadata import METADATA_FILE, ModelMetadata
+from state_core.export.onnx_export import GraphInputs, OnnxExport, export_onnx
+from state_core.export.parity import DEFAULT_PARITY_SHAPES
+
+log = logging.getLogger(__name__)
+
+ONNX_FILE = "model.onnx"
+
+
+@dataclass(frozen=True)
+class ExportedModel:
+    """An exported model folder: the graph and its metadata."""
+
+    folder: Path
+    onnx: OnnxExport
+    metadata: ModelMetadata
+
+    @property
+    def onnx_path(self) -> Path:
+        return self.folder / ONNX_FILE
+
+    @property
+    def metadata_path(self) -> Path:
+        return self.folder / METADATA_FILE
+
+
+def export_run(run_dir: str | Path, out_dir: str | Path, *, checkpoint: str = "final", with_mask: bool = True,
+               parity_shapes: tuple[tuple[int, int], ...] = DEFAULT_PARITY_SHAPES,
+               tolerance: float = 1e-5) -> ExportedModel:
+    """Load a run with `state_core.train.load_run` and export it to `out_dir/{model.onnx, metadata.json}`."""
+    from state_core.train.run_folder import load_run  # the train stack is heavy; import only when used
+
+    run = load_run(run_dir, checkpoint=checkpoint)
+    vocab = run.vocab
+    batches = tuple(vocab.batches)
+    uses_batches = run.model_config.get("n_batches") is not None
+    inputs = GraphInputs(
+        input_dim=int(run.model_config.get("input_dim", len(vocab.feature_names))),
+        num_perturbations=int(run.model_config.get("n_perturbations", len(vocab.perturbations))),
+        num_batches=len(batches) if uses_batches else None, with_mask=with_mask,
+    )
+    out_dir = Path(out_dir)
+    onnx_export = export_onnx(run.model, out_dir / ONNX_FILE, inputs, parity_shapes=parity_shapes, tolerance=tolerance)
+    metadata = ModelMetadata(
+        model_kind=run.model_kind, run_id=run.run_id, signature=onnx_export.signature,
+        perturbations=tuple(vocab.perturbations), batches=batches if uses_batches else (),
+        gene_names=tuple(vocab.gene_names), feature_names=tuple(vocab.feature_names),
+        control_pert=vocab.control_pert, extra={"run_dir": str(Path(run_dir).resolve()), "checkpoint": checkpoint},
+    )
+    metadata.save(out_dir / METADATA_FILE)
+    log.info("exported run %s to %s", run_dir, out_dir)
+    return ExportedModel(out_dir, onnx_export, metadata)
