@@ -13,7 +13,7 @@ import lightning.pytorch as pl
 import torch
 from torch import nn
 
-from state_core.models.losses import make_loss
+from state_core.models.losses import LossConfig
 
 
 @dataclass(frozen=True)
@@ -24,15 +24,6 @@ class OptimConfig:
     warmup_steps: int = 0
     max_steps: int = 1000
     min_lr_ratio: float = 0.1  # cosine floor as a fraction of lr
-
-
-@dataclass(frozen=True)
-class LossConfig:
-    name: str = "energy"
-    decoder_weight: float = 1.0
-    blur: float = 0.05
-    sinkhorn_weight: float = 0.01
-    energy_weight: float = 1.0
 
 
 def lr_factor(step: int, cfg: OptimConfig) -> float:
@@ -54,8 +45,7 @@ class PerturbationTrainingModule(pl.LightningModule):
         self.model = model
         self.loss_cfg = loss
         self.optim_cfg = optim
-        kw = {"blur": loss.blur, "sinkhorn_weight": loss.sinkhorn_weight, "energy_weight": loss.energy_weight}
-        self.loss_fn = make_loss(loss.name, **kw)
+        self.loss_fn = loss.build()
 
     def forward(self, batch):  # noqa: D401 - Lightning convention
         return self.model(batch.ctrl, batch.pert_idx, batch.batch_idx, batch.mask, batch.cell_type_idx)
@@ -64,13 +54,21 @@ class PerturbationTrainingModule(pl.LightningModule):
         out = self(batch)
         main = self.loss_fn(out.latent.float(), batch.target.float(), batch.mask, batch.mask)  # [B]
         losses = {"main": torch.nanmean(main)}
+        total = losses["main"]
+        genes = out.genes
+        decoder = getattr(self.model, "gene_decoder", None)
+        if genes is not None and self.loss_cfg.detach_decoder and decoder is not None:
+            genes = decoder(out.latent.detach())  # decoder learns without moving the transition model
         target_genes = getattr(batch, "target_genes", None)
-        if out.genes is not None and target_genes is not None:
-            dec = self.loss_fn(out.genes.float(), target_genes.float(), batch.mask, batch.mask)
-            losses["decoder"] = torch.nanmean(dec)
-            losses["total"] = losses["main"] + self.loss_cfg.decoder_weight * losses["decoder"]
-        else:
-            losses["total"] = losses["main"]
+        if genes is not None and target_genes is not None:
+            losses["decoder"] = torch.nanmean(self.loss_fn(genes.float(), target_genes.float(), batch.mask, batch.mask))
+            total = total + self.loss_cfg.decoder_weight * losses["decoder"]
+        if self.loss_cfg.regularization > 0 and out.latent.shape[-1] == batch.ctrl.shape[-1]:
+            real = batch.mask[..., None].to(out.latent.dtype)  # [B, S, 1]
+            l1 = ((out.latent - batch.ctrl).abs() * real).sum() / (real.sum() * out.latent.shape[-1]).clamp_min(1)
+            losses["l1_regularization"] = l1
+            total = total + self.loss_cfg.regularization * l1
+        losses["total"] = total
         return losses
 
     def training_step(self, batch, batch_idx: int):

@@ -30,6 +30,7 @@ from state_core.config.train_config import TrainConfig, load_config
 from state_core.data.vocab import Vocab
 from state_core.errors import ArtifactError
 from state_core.models.baselines import build_model
+from state_core.models.st import STConfig
 
 MODEL_FORMAT = 1
 CONFIG_FILE = "config.yaml"
@@ -47,7 +48,8 @@ class LoadedRun:
     vocab: Vocab
     config: TrainConfig
     model_kind: str
-    model_config: dict[str, Any]
+    model_config: dict[str, Any]  # STConfig as a dict
+    loss_config: dict[str, Any]
 
     @property
     def run_id(self) -> str:
@@ -62,18 +64,18 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def save_model(run_dir: Path, model: nn.Module, kind: str, model_config: dict[str, Any]) -> None:
-    """Write `model.json` and `model.safetensors` (atomically, weights first)."""
+def save_model(run_dir: Path, model: nn.Module, kind: str, resolved: dict[str, Any]) -> None:
+    """Write `model.json` ({kind, model: STConfig, loss}) and `model.safetensors` (atomically, weights first)."""
     run_dir = Path(run_dir)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=f".{WEIGHTS_FILE}.")
     os.close(fd)
     save_file(state, tmp, metadata={"format": str(MODEL_FORMAT), "kind": kind})
     os.replace(tmp, run_dir / WEIGHTS_FILE)
-    atomic_write_text(run_dir / MODEL_FILE, json.dumps({"format": MODEL_FORMAT, "kind": kind, "config": model_config}, indent=2))
+    atomic_write_text(run_dir / MODEL_FILE, json.dumps({"format": MODEL_FORMAT, "kind": kind, **resolved}, indent=2))
 
 
-def read_model_description(run_dir: Path) -> tuple[str, dict[str, Any]]:
+def read_model_description(run_dir: Path) -> dict[str, Any]:
     path = Path(run_dir) / MODEL_FILE
     if not path.exists():
         raise ArtifactError(f"{run_dir}: no {MODEL_FILE}; this is not a finished run folder of `state tx train` "
@@ -81,7 +83,7 @@ def read_model_description(run_dir: Path) -> tuple[str, dict[str, Any]]:
     desc = json.loads(path.read_text())
     if desc.get("format") != MODEL_FORMAT:
         raise ArtifactError(f"{path}: model format {desc.get('format')!r} is not supported (expected {MODEL_FORMAT})")
-    return desc["kind"], desc["config"]
+    return desc
 
 
 def checkpoint_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -120,10 +122,11 @@ def load_run(run_dir: str | Path, checkpoint: str = "final", device: str | torch
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ArtifactError(f"run folder {run_dir} does not exist (fix: pass <output_dir>/<name> of a training run)")
-    kind, model_cfg = read_model_description(run_dir)
+    desc = read_model_description(run_dir)
+    kind = desc["kind"]
     vocab = Vocab.load(run_dir / VOCAB_FILE)
     config = load_config(run_dir / CONFIG_FILE)
-    model = build_model(kind, model_cfg)
+    model = build_model(kind, STConfig.from_dict(desc["model"], source=str(run_dir / MODEL_FILE)))
     ckpt = resolve_checkpoint(run_dir, checkpoint)
     state = load_file(str(run_dir / WEIGHTS_FILE)) if ckpt is None else checkpoint_state_dict(ckpt)
     missing, unexpected = model.load_state_dict(state, strict=False)
@@ -131,4 +134,5 @@ def load_run(run_dir: str | Path, checkpoint: str = "final", device: str | torch
         raise ArtifactError(f"{ckpt or run_dir / WEIGHTS_FILE}: weights do not match the model in {MODEL_FILE} "
                             f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})")
     model.to(device).eval()
-    return LoadedRun(run_dir=run_dir, model=model, vocab=vocab, config=config, model_kind=kind, model_config=model_cfg)
+    return LoadedRun(run_dir=run_dir, model=model, vocab=vocab, config=config, model_kind=kind,
+                     model_config=desc["model"], loss_config=desc.get("loss", {}))
