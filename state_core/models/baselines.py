@@ -1,0 +1,139 @@
+"""Baselines with the ST forward signature, and the `build_model(name, config)` registry.
+
+Every model: forward(ctrl [B,S,D_in], pert_idx [B], batch_idx [B,S]|None, mask [B,S]|None,
+cell_type_idx [B]|None) -> STOutput, and a class attribute `requires_training`. The statistical
+baselines are fitted from plain tensors of statistics that the caller computes on the train split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from state_core.errors import ConfigError, Problem
+from state_core.models.st import LatentToGeneDecoder, StateTransitionModel, STConfig, STOutput, build_mlp
+
+
+def _expand(per_set: Tensor, ctrl: Tensor) -> Tensor:
+    """[B, D] -> [B, S, D] with S taken from ctrl [B, S, D_in]."""
+    return per_set[:, None, :].expand(-1, ctrl.shape[1], -1)
+
+
+class ContextMean(nn.Module):
+    """Predicts, for every cell of a set, the mean perturbed-cell target of the set's cell type.
+
+    Unlike arc-state, control sets also get the statistic (never their own ground truth), so
+    nothing leaks from the targets into predictions.
+    """
+
+    requires_training = False
+
+    def __init__(self, config: STConfig):
+        super().__init__()
+        if not config.n_cell_types:
+            raise ConfigError("context_mean", Problem("n_cell_types", "is required by context_mean",
+                                                      "pass the number of cell types in the vocabulary"))
+        self.register_buffer("latent_means", torch.zeros(config.n_cell_types, config.output_dim))  # [C, D_out]
+        self.register_buffer("gene_means", torch.zeros(config.n_cell_types, config.gene_dim or 0))  # [C, G]
+        self.has_genes = bool(config.gene_dim)
+
+    def fit(self, latent_means: Tensor, gene_means: Tensor | None = None) -> ContextMean:
+        """latent_means [C, D_out] (and gene_means [C, G]): mean target of perturbed cells per cell type."""
+        self.latent_means = _checked(latent_means, self.latent_means, "latent_means")
+        if gene_means is not None:
+            self.gene_means = _checked(gene_means, self.gene_means, "gene_means")
+        return self
+
+    def forward(self, ctrl: Tensor, pert_idx: Tensor, batch_idx: Tensor | None = None, mask: Tensor | None = None,
+                cell_type_idx: Tensor | None = None) -> STOutput:
+        if cell_type_idx is None:
+            raise ValueError("context_mean needs cell_type_idx [B]")
+        latent = _expand(self.latent_means[cell_type_idx], ctrl)  # [B, S, D_out]
+        genes = _expand(self.gene_means[cell_type_idx], ctrl) if self.has_genes else None  # [B, S, G]
+        return STOutput(latent, genes)
+
+
+class PerturbMean(nn.Module):
+    """Each control cell plus its perturbation's mean shift (pert mean - control mean, averaged over
+    cell types). Shift and cells live in the same space (the model's input space); no gene output."""
+
+    requires_training = False
+
+    def __init__(self, config: STConfig):
+        super().__init__()
+        if config.input_dim != config.output_dim:
+            raise ConfigError("perturb_mean", Problem("output_dim", f"{config.output_dim} != input_dim "
+                              f"{config.input_dim}", "perturb_mean adds a shift to the input cells; the spaces must match"))
+        self.register_buffer("offsets", torch.zeros(config.n_perturbations, config.output_dim))  # [n_pert, D]
+
+    def fit(self, pert_means: Tensor, pert_counts: Tensor, control_means: Tensor) -> PerturbMean:
+        """pert_means [C, n_pert, D], pert_counts [C, n_pert] (cells seen), control_means [C, D].
+
+        offset[p] = mean over cell types where p was seen of (pert_means[c, p] - control_means[c]);
+        unseen perturbations (and the control, by construction) get a zero shift.
+        """
+        seen = (pert_counts > 0).to(pert_means.dtype)  # [C, n_pert]
+        shifts = (pert_means - control_means[:, None, :]) * seen[..., None]  # [C, n_pert, D]
+        offsets = shifts.sum(0) / seen.sum(0).clamp_min(1.0)[:, None]  # [n_pert, D]
+        self.offsets = _checked(offsets, self.offsets, "offsets")
+        return self
+
+    def forward(self, ctrl: Tensor, pert_idx: Tensor, batch_idx: Tensor | None = None, mask: Tensor | None = None,
+                cell_type_idx: Tensor | None = None) -> STOutput:
+        return STOutput(ctrl + self.offsets[pert_idx][:, None, :], None)  # [B, S, D]
+
+
+class EmbedSum(nn.Module):
+    """Per-cell model with no set interaction: project_out(basal_encoder(ctrl) + pert_encoder(pert))."""
+
+    requires_training = True
+
+    def __init__(self, config: STConfig):
+        super().__init__()
+        c = config.validate()
+        self.config = c
+        self.register_buffer("pert_features", torch.eye(c.n_perturbations) if c.pert_feature_dim is None
+                             else torch.zeros(c.n_perturbations, c.pert_feature_dim))  # [n_pert, P]
+        self.pert_encoder = build_mlp(c.pert_dim, c.hidden_dim, c.hidden_dim, c.n_encoder_layers, c.dropout, c.activation)
+        self.basal_encoder = build_mlp(c.input_dim, c.hidden_dim, c.hidden_dim, c.n_encoder_layers, c.dropout, c.activation)
+        self.project_out = build_mlp(c.hidden_dim, c.output_dim, c.hidden_dim, c.n_decoder_layers, c.dropout, c.activation)
+        self.gene_decoder = (
+            LatentToGeneDecoder(c.output_dim, c.gene_dim, c.decoder_hidden_dims, c.decoder_dropout, c.residual_decoder)
+            if c.gene_dim else None
+        )
+
+    set_perturbation_features = StateTransitionModel.set_perturbation_features
+
+    def forward(self, ctrl: Tensor, pert_idx: Tensor, batch_idx: Tensor | None = None, mask: Tensor | None = None,
+                cell_type_idx: Tensor | None = None) -> STOutput:
+        pert = self.pert_encoder(self.pert_features[pert_idx])[:, None, :]  # [B, 1, H]
+        latent = self.project_out(self.basal_encoder(ctrl) + pert)  # [B, S, D_out]
+        genes = self.gene_decoder(latent) if self.gene_decoder is not None else None
+        return STOutput(latent, genes)
+
+
+def _checked(value: Tensor, like: Tensor, name: str) -> Tensor:
+    if tuple(value.shape) != tuple(like.shape):
+        raise ConfigError("baseline statistics", Problem(name, f"shape {tuple(value.shape)}, expected {tuple(like.shape)}",
+                                                         "compute the statistic over the model's vocabulary"))
+    return torch.as_tensor(value).detach().to(like)
+
+
+MODEL_BUILDERS: dict[str, Callable[[STConfig], nn.Module]] = {
+    "state": StateTransitionModel,
+    "state_sm": StateTransitionModel,
+    "state_lg": StateTransitionModel,
+    "pertsets": StateTransitionModel,
+    "context_mean": ContextMean,
+    "perturb_mean": PerturbMean,
+    "embed_sum": EmbedSum,
+}
+
+
+def build_model(name: str, config: STConfig) -> nn.Module:
+    """Build a model by name; check `model.requires_training` to know whether to fit or to train it."""
+    if name not in MODEL_BUILDERS:
+        raise ConfigError("model", Problem("model", f"unknown model {name!r}", f"use one of {', '.join(MODEL_BUILDERS)}"))
+    return MODEL_BUILDERS[name](config)

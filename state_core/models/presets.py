@@ -1,0 +1,173 @@
+"""Named model presets (`state`, `state_sm`, `state_lg`, `pertsets`) as rows of data.
+
+`resolve_model_config(preset, dims, overrides)` turns a preset, the data's dimensions and the user's
+`model.kwargs.*` overrides (original State CLI key names) into a typed `STConfig` plus a `LossConfig`.
+Unknown keys are a `ConfigError` naming them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from state_core.errors import ConfigError, Problem
+from state_core.models.losses import LossConfig
+from state_core.models.st import STConfig
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One row of the preset table (reference spec section 4)."""
+
+    name: str
+    backbone: str
+    hidden_dim: int
+    n_layers: int
+    n_heads: int
+    ffn_dim: int
+    cell_set_len: int
+    use_basal_projection: bool
+    gene_decoder: bool = True
+    n_encoder_layers: int = 4
+    n_decoder_layers: int = 4
+
+
+PRESETS: dict[str, Preset] = {p.name: p for p in (
+    Preset("state", "llama", 696, 8, 12, 2784, 512, use_basal_projection=True),
+    Preset("state_sm", "llama", 672, 4, 8, 2688, 128, use_basal_projection=False, gene_decoder=False),
+    Preset("state_lg", "llama", 1488, 6, 12, 5952, 512, use_basal_projection=False),
+    Preset("pertsets", "gpt2", 328, 8, 8, 4 * 328, 512, use_basal_projection=False),
+    # baselines: only the encoder/decoder widths matter (no backbone is built)
+    Preset("embed_sum", "llama", 512, 1, 8, 512, 512, use_basal_projection=True, n_encoder_layers=3, n_decoder_layers=3),
+    Preset("context_mean", "llama", 8, 1, 1, 8, 512, use_basal_projection=False),
+    Preset("perturb_mean", "llama", 8, 1, 1, 8, 512, use_basal_projection=False, gene_decoder=False),
+)}
+
+
+@dataclass(frozen=True)
+class DataDims:
+    """What the data decides: widths, label counts and the target space."""
+
+    input_dim: int
+    output_dim: int
+    n_perturbations: int
+    pert_feature_dim: int | None = None
+    n_batches: int = 0
+    n_cell_types: int | None = None
+    gene_dim: int | None = None  # width of gene targets; None when the data has none
+    output_space: str = "all"
+    embed_key: str | None = "X_hvg"
+
+
+@dataclass(frozen=True)
+class ResolvedModelConfig:
+    preset: str
+    model: STConfig
+    loss: LossConfig
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"preset": self.preset, "model": self.model.to_dict(), "loss": self.loss.to_dict()}
+
+
+# model.kwargs keys that map straight onto STConfig fields
+_DIRECT_KEYS = ("hidden_dim", "cell_set_len", "n_encoder_layers", "n_decoder_layers", "use_basal_projection",
+                "predict_residual", "activation", "dropout", "decoder_hidden_dims", "decoder_dropout",
+                "residual_decoder", "output_activation")
+# keys handled specially below
+_SPECIAL_KEYS = ("batch_encoder", "gene_decoder_bool", "transformer_backbone_key", "transformer_backbone_kwargs")
+# backbone kwargs (HF names) -> STConfig field
+_BACKBONE_FIELDS = {
+    "hidden_size": "hidden_dim", "n_embd": "hidden_dim",
+    "num_hidden_layers": "n_layers", "n_layer": "n_layers",
+    "num_attention_heads": "n_heads", "n_head": "n_heads",
+    "intermediate_size": "ffn_dim", "n_inner": "ffn_dim",
+    "rms_norm_eps": "norm_eps", "layer_norm_epsilon": "norm_eps",
+}
+# HF config keys that have no effect on a position-free, dropout-free set transformer
+_INERT_BACKBONE_KEYS = frozenset({
+    "n_positions", "max_position_embeddings", "vocab_size", "pad_token_id", "bos_token_id", "eos_token_id",
+    "tie_word_embeddings", "rotary_dim", "use_rotary_embeddings", "layer_norm_eps", "hidden_act",
+    "activation_function", "attention_dropout", "attn_pdrop", "resid_pdrop", "embd_pdrop", "d_inner",
+    "num_key_value_heads", "head_dim", "attention_bias", "mlp_bias", "initializer_range", "use_cache",
+    "_attn_implementation",
+})
+
+
+def default_output_activation(embed_key: str | None) -> str:
+    """Log-normalised expression (X or X_hvg) is non-negative -> ReLU; embeddings -> no nonlinearity."""
+    return "relu" if embed_key in (None, "X_hvg") else "none"
+
+
+def resolve_model_config(preset: str, dims: DataDims, overrides: Mapping[str, Any] | None = None,
+                         source: str = "model.kwargs") -> ResolvedModelConfig:
+    """Preset row + data dims + overrides -> (STConfig, LossConfig); every problem in one ConfigError."""
+    if preset not in PRESETS:
+        raise ConfigError(source, Problem("model", f"unknown preset {preset!r}", f"use one of {', '.join(PRESETS)}"))
+    row = PRESETS[preset]
+    overrides = dict(overrides or {})
+    problems: list[Problem] = []
+
+    values: dict[str, Any] = {
+        "input_dim": dims.input_dim, "output_dim": dims.output_dim, "n_perturbations": dims.n_perturbations,
+        "pert_feature_dim": dims.pert_feature_dim, "n_cell_types": dims.n_cell_types,
+        "output_space": dims.output_space, "output_activation": default_output_activation(dims.embed_key),
+        **{f.name: getattr(row, f.name) for f in dataclasses.fields(Preset) if f.name in _STCONFIG_FIELDS},
+    }
+    values["dropout"] = 0.1
+    gene_decoder = row.gene_decoder
+    loss_values: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key in _DIRECT_KEYS:
+            values[key] = tuple(value) if key == "decoder_hidden_dims" else value
+        elif key == "batch_encoder":
+            values["n_batches"] = dims.n_batches if value else None
+            if value and not dims.n_batches:
+                problems.append(Problem(f"{source}.batch_encoder", "is true but the data has no batch labels",
+                                        "set batch_encoder=false or give a batch column"))
+        elif key == "gene_decoder_bool":
+            gene_decoder = bool(value)
+        elif key == "transformer_backbone_key":
+            kind = str(value).lower()
+            if kind not in ("llama", "gpt2"):
+                problems.append(Problem(f"{source}.{key}", f"unknown backbone {value!r}", "use llama or GPT2"))
+            values["backbone"] = kind
+        elif key == "transformer_backbone_kwargs":
+            problems += _apply_backbone_kwargs(values, dict(value or {}), f"{source}.{key}")
+        elif key in LossConfig.keys():
+            loss_values[key] = value
+        else:
+            problems.append(Problem(f"{source}.{key}", "unknown model key",
+                                    f"remove it; known keys: {', '.join(sorted(_known_keys()))}"))
+    values["gene_dim"] = dims.gene_dim if gene_decoder else None
+    if problems:
+        raise ConfigError(source, problems)
+    loss = LossConfig.from_dict(loss_values, source)
+    model = STConfig.from_dict(values, source)
+    return ResolvedModelConfig(preset, model, loss)
+
+
+def _apply_backbone_kwargs(values: dict[str, Any], kwargs: dict[str, Any], where: str) -> list[Problem]:
+    problems = []
+    for key, value in kwargs.items():
+        if key in _BACKBONE_FIELDS:
+            target = _BACKBONE_FIELDS[key]
+            if target == "hidden_dim" and value != values["hidden_dim"]:
+                problems.append(Problem(f"{where}.{key}", f"{value} differs from hidden_dim={values['hidden_dim']}",
+                                        "set hidden_dim instead; encoders and backbone share one width"))
+            values[target] = value
+        elif key not in _INERT_BACKBONE_KEYS:
+            problems.append(Problem(f"{where}.{key}", "unknown backbone key",
+                                    f"use one of {', '.join(sorted(_BACKBONE_FIELDS))}"))
+    if kwargs.get("num_key_value_heads", values["n_heads"]) != values["n_heads"]:
+        problems.append(Problem(f"{where}.num_key_value_heads", "grouped-query attention is not supported",
+                                "set num_key_value_heads equal to num_attention_heads"))
+    return problems
+
+
+_STCONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(STConfig))
+
+
+def _known_keys() -> set[str]:
+    return set(_DIRECT_KEYS) | set(_SPECIAL_KEYS) | LossConfig.keys()

@@ -1,0 +1,250 @@
+"""The State Transition (ST) model: a set-to-set map from control cells to perturbed cells.
+
+A set holds S control ("basal") cells of one cell type and one perturbation. Each cell's features
+and the perturbation's feature vector are encoded to H, added, passed through a non-causal set
+transformer (no positions), and projected to the output space. See reference spec section 1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from state_core.errors import ConfigError, Problem
+from state_core.models.set_transformer import BACKBONE_KINDS, SetTransformer
+
+OUTPUT_SPACES = ("gene", "all", "embedding")
+OUTPUT_ACTIVATIONS = ("none", "relu", "softplus")
+ACTIVATIONS = ("relu", "leakyrelu", "elu", "selu", "gelu")
+
+
+@dataclass(frozen=True)
+class STConfig:
+    """Everything needed to build an ST model (and the baselines that share its dimensions).
+
+    Residual rule (`predict_residual`):
+      - output_space "gene"/"embedding": latent = project_out(h + basal_code), as in arc-state;
+      - output_space "all": latent = basal + project_out(h) (needs input_dim == output_dim). arc-state
+        instead applied a D -> D/8 -> D bottleneck after the add with no skip; `legacy_all_bottleneck`
+        reproduces that, only so imported arc-state checkpoints predict what they did.
+    The output nonlinearity is explicit (`output_activation`), never inferred from the embedding key.
+    """
+
+    input_dim: int
+    output_dim: int
+    n_perturbations: int
+    hidden_dim: int = 696
+    pert_feature_dim: int | None = None  # None -> one-hot identity table, width n_perturbations
+    n_batches: int | None = None  # None -> no batch encoder
+    n_cell_types: int | None = None  # used by the context_mean baseline only
+    backbone: str = "llama"
+    n_layers: int = 8
+    n_heads: int = 12
+    ffn_dim: int = 2784
+    backbone_dropout: float = 0.0
+    norm_eps: float | None = None  # None -> 1e-6 (llama) / 1e-5 (gpt2)
+    n_encoder_layers: int = 2
+    n_decoder_layers: int = 2
+    activation: str = "gelu"
+    dropout: float = 0.1
+    use_basal_projection: bool = True
+    predict_residual: bool = True
+    legacy_all_bottleneck: bool = False
+    output_space: str = "all"
+    output_activation: str = "none"
+    gene_dim: int | None = None  # None -> no gene decoder (only built when gene targets exist)
+    decoder_hidden_dims: tuple[int, ...] = (1024, 1024, 512)
+    decoder_dropout: float = 0.1
+    residual_decoder: bool = False
+    cell_set_len: int = 256
+
+    @property
+    def pert_dim(self) -> int:
+        return self.n_perturbations if self.pert_feature_dim is None else self.pert_feature_dim
+
+    def problems(self) -> list[Problem]:
+        """Every inconsistency in this config (empty when valid)."""
+        out: list[Problem] = []
+        for key in ("input_dim", "output_dim", "n_perturbations", "hidden_dim", "n_layers", "n_heads", "ffn_dim",
+                    "n_encoder_layers", "n_decoder_layers", "cell_set_len"):
+            if getattr(self, key) < 1:
+                out.append(Problem(key, f"must be >= 1, got {getattr(self, key)}"))
+        choices = {"backbone": BACKBONE_KINDS, "output_space": OUTPUT_SPACES,
+                   "output_activation": OUTPUT_ACTIVATIONS, "activation": ACTIVATIONS}
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                out.append(Problem(key, f"{getattr(self, key)!r} is not allowed", f"use one of {', '.join(allowed)}"))
+        if self.n_heads >= 1 and self.hidden_dim % self.n_heads:
+            out.append(Problem("hidden_dim", f"{self.hidden_dim} is not divisible by n_heads={self.n_heads}",
+                               "pick a hidden_dim that is a multiple of the number of heads"))
+        if self.predict_residual and self.output_space == "all" and self.input_dim != self.output_dim:
+            out.append(Problem("output_space", f"'all' with predict_residual adds the input to the output, but "
+                               f"input_dim={self.input_dim} != output_dim={self.output_dim}",
+                               "set predict_residual=false or use output_space 'gene'/'embedding'"))
+        for key in ("pert_feature_dim", "n_batches", "n_cell_types", "gene_dim"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                out.append(Problem(key, f"must be >= 1 or null, got {value}"))
+        return out
+
+    def validate(self, source: str = "STConfig") -> STConfig:
+        found = self.problems()
+        if found:
+            raise ConfigError(source, found)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["decoder_hidden_dims"] = list(self.decoder_hidden_dims)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "model config") -> STConfig:
+        """Build from a plain dict (e.g. model.json); unknown keys are an error naming them."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(source, [Problem(k, "unknown key", f"remove it; known keys: {', '.join(sorted(known))}")
+                                       for k in unknown])
+        missing = [f.name for f in dataclasses.fields(cls)
+                   if f.default is dataclasses.MISSING and f.name not in data]
+        if missing:
+            raise ConfigError(source, [Problem(k, "required key is missing") for k in missing])
+        values = dict(data)
+        if "decoder_hidden_dims" in values:
+            values["decoder_hidden_dims"] = tuple(int(v) for v in values["decoder_hidden_dims"])
+        return cls(**values).validate(source)
+
+
+class STOutput(NamedTuple):
+    latent: Tensor  # [B, S, D_out]
+    genes: Tensor | None  # [B, S, G] or None without a gene decoder
+
+
+def make_activation(name: str) -> nn.Module:
+    table = {"relu": nn.ReLU, "leakyrelu": nn.LeakyReLU, "elu": nn.ELU, "selu": nn.SELU, "gelu": nn.GELU}
+    return table[name]()
+
+
+def build_mlp(d_in: int, d_out: int, hidden: int, n_layers: int, dropout: float, activation: str) -> nn.Sequential:
+    """arc-state's MLP: Linear, then (act, dropout, Linear) repeated; no norm, nothing after the last Linear.
+
+    Indices match arc-state's `build_mlp` (Linear at 0, 3, 6, ...) so checkpoints import by name.
+    """
+    if n_layers == 1:
+        return nn.Sequential(nn.Linear(d_in, d_out))
+    layers: list[nn.Module] = [nn.Linear(d_in, hidden), make_activation(activation), nn.Dropout(dropout)]
+    for _ in range(n_layers - 2):
+        layers += [nn.Linear(hidden, hidden), make_activation(activation), nn.Dropout(dropout)]
+    layers.append(nn.Linear(hidden, d_out))
+    return nn.Sequential(*layers)
+
+
+class LatentToGeneDecoder(nn.Module):
+    """Latent -> genes: (Linear, LayerNorm, GELU, Dropout) per hidden width, then Linear and ReLU."""
+
+    def __init__(self, latent_dim: int, gene_dim: int, hidden_dims: tuple[int, ...], dropout: float = 0.1,
+                 residual: bool = False):
+        super().__init__()
+        self.residual = residual
+        widths = [latent_dim, *hidden_dims]
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.Linear(a, b), nn.LayerNorm(b), nn.GELU(), nn.Dropout(dropout))
+            for a, b in zip(widths[:-1], widths[1:])
+        )
+        self.out = nn.Linear(widths[-1], gene_dim)
+
+    def forward(self, z: Tensor) -> Tensor:
+        h = z
+        for i, block in enumerate(self.blocks):
+            y = block(h)
+            # residual variant (arc-state's): odd blocks add the output of the even block before them
+            h = y + h if self.residual and i % 2 == 1 else y
+        return torch.relu(self.out(h))
+
+
+class StateTransitionModel(nn.Module):
+    """ST: forward(ctrl [B,S,D_in], pert_idx [B], batch_idx [B,S]|None, mask [B,S]|None) -> STOutput."""
+
+    requires_training = True
+
+    def __init__(self, config: STConfig):
+        super().__init__()
+        self.config = config.validate()
+        c = config
+        # one row of perturbation features per perturbation; a buffer so it travels with the weights
+        self.register_buffer("pert_features", torch.eye(c.n_perturbations) if c.pert_feature_dim is None
+                             else torch.zeros(c.n_perturbations, c.pert_feature_dim))  # [n_pert, P]
+        self.pert_encoder = build_mlp(c.pert_dim, c.hidden_dim, c.hidden_dim, c.n_encoder_layers, c.dropout, c.activation)
+        self.basal_encoder = (
+            build_mlp(c.input_dim, c.hidden_dim, c.hidden_dim, c.n_encoder_layers, c.dropout, c.activation)
+            if c.use_basal_projection else nn.Linear(c.input_dim, c.hidden_dim)
+        )
+        self.batch_encoder = nn.Embedding(c.n_batches, c.hidden_dim) if c.n_batches else None
+        self.transformer = SetTransformer(c.backbone, c.hidden_dim, c.n_layers, c.n_heads, c.ffn_dim,
+                                          c.backbone_dropout, c.norm_eps)
+        self.project_out = build_mlp(c.hidden_dim, c.output_dim, c.hidden_dim, c.n_decoder_layers, c.dropout, c.activation)
+        self.final_down_then_up = (
+            nn.Sequential(nn.Linear(c.output_dim, c.output_dim // 8), nn.GELU(), nn.Linear(c.output_dim // 8, c.output_dim))
+            if c.legacy_all_bottleneck and c.output_space == "all" and c.predict_residual else None
+        )
+        self.gene_decoder = (
+            LatentToGeneDecoder(c.output_dim, c.gene_dim, c.decoder_hidden_dims, c.decoder_dropout, c.residual_decoder)
+            if c.gene_dim else None
+        )
+
+    def set_perturbation_features(self, features: Tensor) -> None:
+        """Replace the feature table (e.g. gene embeddings); shape must be [n_perturbations, P]."""
+        expected = tuple(self.pert_features.shape)
+        if tuple(features.shape) != expected:
+            raise ConfigError("perturbation features", Problem(
+                "shape", f"got {tuple(features.shape)}, the model expects {expected}",
+                "provide one vector per perturbation of width pert_feature_dim"))
+        self.pert_features = features.detach().to(self.pert_features)
+
+    def encode(self, ctrl: Tensor, pert_idx: Tensor, batch_idx: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Token inputs x [B,S,H] and the encoded basal c [B,S,H]."""
+        pert = self.pert_encoder(self.pert_features[pert_idx])  # [B, H]; same for every cell of a set
+        basal = self.basal_encoder(ctrl)  # [B, S, H]
+        x = basal + pert[:, None, :]  # [B, S, H]
+        if self.batch_encoder is not None:
+            if batch_idx is None:
+                raise ValueError("this model has a batch encoder: pass batch_idx [B, S]")
+            x = x + self.batch_encoder(batch_idx)  # [B, S, H]
+        return x, basal
+
+    def forward(
+        self,
+        ctrl: Tensor,
+        pert_idx: Tensor,
+        batch_idx: Tensor | None = None,
+        mask: Tensor | None = None,
+        cell_type_idx: Tensor | None = None,  # accepted for a common signature with the baselines; unused
+    ) -> STOutput:
+        c = self.config
+        x, basal_code = self.encode(ctrl, pert_idx, batch_idx)
+        h = self.transformer(x, mask)  # [B, S, H]
+        if not c.predict_residual:
+            latent = self.project_out(h)
+        elif c.output_space != "all":
+            latent = self.project_out(h + basal_code)
+        elif self.final_down_then_up is not None:
+            latent = self.final_down_then_up(self.project_out(h) + ctrl)
+        else:
+            latent = ctrl + self.project_out(h)  # [B, S, D_out]
+        latent = self._output_activation(latent)
+        genes = self.gene_decoder(latent) if self.gene_decoder is not None else None  # [B, S, G]
+        return STOutput(latent, genes)
+
+    def _output_activation(self, y: Tensor) -> Tensor:
+        name = self.config.output_activation
+        if name == "relu":
+            return torch.relu(y)
+        if name == "softplus":
+            return nn.functional.softplus(y)
+        return y

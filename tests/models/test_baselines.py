@@ -1,0 +1,51 @@
+"""Baselines share the ST forward signature and fit from plain statistics."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from state_core.errors import ConfigError
+from state_core.models.baselines import build_model
+from state_core.models.st import STConfig
+
+CONFIG = STConfig(input_dim=3, output_dim=3, n_perturbations=3, hidden_dim=8, n_heads=2, n_cell_types=2, dropout=0.0)
+
+
+def test_context_mean_predicts_the_cell_type_mean_for_every_set() -> None:
+    model = build_model("context_mean", CONFIG).fit(torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]))
+    out = model(torch.randn(2, 4, 3), torch.tensor([0, 2]), cell_type_idx=torch.tensor([1, 0]))
+    assert not model.requires_training
+    torch.testing.assert_close(out.latent[0], torch.tensor([4.0, 5.0, 6.0]).expand(4, 3))
+    torch.testing.assert_close(out.latent[1], torch.tensor([1.0, 2.0, 3.0]).expand(4, 3))
+
+
+def test_perturb_mean_adds_the_shift_averaged_over_cell_types() -> None:
+    control_means = torch.tensor([[0.0, 0.0, 0.0], [10.0, 10.0, 10.0]])  # [C, D]
+    pert_means = control_means[:, None, :].repeat(1, 3, 1)  # [C, n_pert, D]
+    pert_means[0, 1] += 1.0
+    pert_means[1, 1] += 3.0  # perturbation 1 shifts by 1 in type 0 and 3 in type 1 -> mean 2
+    counts = torch.tensor([[5, 5, 0], [5, 5, 0]])  # perturbation 2 never seen -> zero shift
+    model = build_model("perturb_mean", CONFIG).fit(pert_means, counts, control_means)
+    ctrl = torch.randn(3, 2, 3)
+    out = model(ctrl, torch.tensor([0, 1, 2]))
+    torch.testing.assert_close(out.latent - ctrl, torch.tensor([0.0, 2.0, 0.0])[:, None, None].expand(3, 2, 3))
+
+
+def test_embed_sum_has_no_set_interaction() -> None:
+    model = build_model("embed_sum", CONFIG).eval()
+    ctrl = torch.randn(1, 4, 3)
+    changed = ctrl.clone()
+    changed[0, -1] += 5.0
+    torch.testing.assert_close(model(ctrl, torch.tensor([1])).latent[0, 0], model(changed, torch.tensor([1])).latent[0, 0])
+    assert model.requires_training
+
+
+def test_statistics_of_the_wrong_shape_are_rejected() -> None:
+    with pytest.raises(ConfigError, match="latent_means"):
+        build_model("context_mean", CONFIG).fit(torch.zeros(5, 3))
+
+
+def test_unknown_model_name_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="cpa"):
+        build_model("cpa", CONFIG)

@@ -1,0 +1,47 @@
+"""Presets reproduce the published sizes and validate overrides."""
+
+from __future__ import annotations
+
+import pytest
+
+from state_core.errors import ConfigError
+from state_core.models.baselines import build_model
+from state_core.models.presets import DataDims, resolve_model_config
+
+HVG_TAHOE = DataDims(input_dim=2000, output_dim=2000, n_perturbations=1138, output_space="gene")
+
+
+@pytest.mark.parametrize("preset, millions", [("state", 70.0), ("state_sm", 35.1), ("state_lg", 233.5), ("pertsets", 12.7)])
+def test_parameter_counts_match_the_spec(preset: str, millions: float) -> None:
+    model = build_model(preset, resolve_model_config(preset, HVG_TAHOE).model)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6
+    assert abs(trainable - millions) / millions < 0.02
+
+
+def test_overrides_use_the_original_key_names() -> None:
+    resolved = resolve_model_config("state", DataDims(8, 8, 3, n_batches=2, gene_dim=5), {
+        "cell_set_len": 64, "hidden_dim": 32, "batch_encoder": True, "loss": "se", "decoder_loss_weight": 0.1,
+        "transformer_backbone_kwargs": {"num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64,
+                                        "max_position_embeddings": 64},
+    })
+    m = resolved.model
+    assert (m.cell_set_len, m.hidden_dim, m.n_layers, m.n_heads, m.ffn_dim, m.n_batches, m.gene_dim) == (64, 32, 2, 4, 64, 2, 5)
+    assert (resolved.loss.loss, resolved.loss.decoder_weight) == ("se", 0.1)
+
+
+def test_pertsets_is_gpt2_with_a_linear_basal_encoder() -> None:
+    m = resolve_model_config("pertsets", HVG_TAHOE).model
+    assert (m.backbone, m.hidden_dim, m.n_layers, m.n_heads, m.cell_set_len, m.use_basal_projection) == \
+        ("gpt2", 328, 8, 8, 512, False)
+
+
+def test_unknown_override_keys_are_named() -> None:
+    with pytest.raises(ConfigError) as err:
+        resolve_model_config("state", HVG_TAHOE, {"freeze_pert": True, "transformer_backbone_kwargs": {"n_ctx": 3}})
+    message = str(err.value)
+    assert "freeze_pert" in message and "n_ctx" in message
+
+
+def test_unknown_preset_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="state_xl"):
+        resolve_model_config("state_xl", HVG_TAHOE)

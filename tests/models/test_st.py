@@ -1,0 +1,93 @@
+"""The ST model: shapes, set behaviour, config validation and ONNX export."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from state_core.errors import ConfigError
+from state_core.models.st import STConfig, StateTransitionModel
+
+
+def tiny_config(**overrides) -> STConfig:
+    values = dict(input_dim=6, output_dim=6, n_perturbations=4, hidden_dim=16, n_layers=2, n_heads=4, ffn_dim=32,
+                  gene_dim=5, decoder_hidden_dims=(8,), dropout=0.0)
+    values.update(overrides)
+    return STConfig(**values)
+
+
+def tiny_model(**overrides) -> StateTransitionModel:
+    torch.manual_seed(0)
+    return StateTransitionModel(tiny_config(**overrides)).eval()
+
+
+def test_forward_shapes() -> None:
+    out = tiny_model(n_batches=3)(torch.randn(2, 5, 6), torch.tensor([0, 3]), torch.zeros(2, 5, dtype=torch.long))
+    assert out.latent.shape == (2, 5, 6) and out.genes.shape == (2, 5, 5)
+
+
+def test_no_gene_decoder_without_gene_targets() -> None:
+    assert tiny_model(gene_dim=None)(torch.randn(1, 3, 6), torch.tensor([1])).genes is None
+
+
+@pytest.mark.parametrize("space", ["gene", "all", "embedding"])
+def test_model_is_permutation_equivariant(space: str) -> None:
+    model, ctrl, pert = tiny_model(output_space=space), torch.randn(2, 7, 6), torch.tensor([1, 2])
+    perm = torch.randperm(7)
+    torch.testing.assert_close(model(ctrl, pert).latent[:, perm], model(ctrl[:, perm], pert).latent, atol=1e-5, rtol=1e-5)
+
+
+def test_padding_does_not_change_real_predictions() -> None:
+    model, ctrl, pert = tiny_model(), torch.randn(1, 4, 6), torch.tensor([2])
+    padded = torch.cat([ctrl, torch.zeros(1, 2, 6)], dim=1)
+    mask = torch.tensor([[True] * 4 + [False] * 2])
+    torch.testing.assert_close(model(padded, pert, mask=mask).latent[:, :4], model(ctrl, pert).latent, atol=1e-5, rtol=1e-5)
+
+
+def test_perturbation_features_change_predictions() -> None:
+    model, ctrl = tiny_model(pert_feature_dim=3), torch.randn(1, 4, 6)
+    before = model(ctrl, torch.tensor([1])).latent
+    model.set_perturbation_features(torch.randn(4, 3))
+    assert not torch.allclose(before, model(ctrl, torch.tensor([1])).latent)
+    with pytest.raises(ConfigError, match="expects"):
+        model.set_perturbation_features(torch.randn(4, 2))
+
+
+def test_output_activation_is_explicit() -> None:
+    assert (tiny_model(output_activation="relu")(torch.randn(2, 5, 6), torch.tensor([0, 1])).latent >= 0).all()
+    assert (tiny_model(output_activation="none")(torch.randn(2, 5, 6), torch.tensor([0, 1])).latent < 0).any()
+
+
+def test_config_round_trips_and_rejects_unknown_keys() -> None:
+    config = tiny_config()
+    assert STConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ConfigError, match="confidence_head"):
+        STConfig.from_dict({**config.to_dict(), "confidence_head": True})
+
+
+def test_config_collects_every_problem() -> None:
+    with pytest.raises(ConfigError) as err:
+        tiny_config(output_space="latent", hidden_dim=15, input_dim=7).validate()
+    assert {"output_space", "hidden_dim"} <= {p.key for p in err.value.problems}
+
+
+def test_onnx_export_runs_at_another_shape(tmp_path) -> None:
+    onnxruntime = pytest.importorskip("onnxruntime")
+    model = tiny_model(n_batches=3)
+    ctrl, pert, batch = torch.randn(2, 5, 6), torch.tensor([0, 3]), torch.zeros(2, 5, dtype=torch.long)
+    mask = torch.ones(2, 5, dtype=torch.bool)
+    b, s = torch.export.Dim("B"), torch.export.Dim("S")
+    program = torch.onnx.export(model, (ctrl, pert, batch, mask), dynamo=True,
+                                dynamic_shapes=({0: b, 1: s}, {0: b}, {0: b, 1: s}, {0: b, 1: s}),
+                                input_names=["ctrl", "pert_idx", "batch_idx", "mask"], output_names=["latent", "genes"])
+    program.save(str(tmp_path / "st.onnx"))
+    session = onnxruntime.InferenceSession(str(tmp_path / "st.onnx"))
+    ctrl, pert, batch = torch.randn(3, 9, 6), torch.tensor([0, 1, 2]), torch.randint(0, 3, (3, 9))
+    mask = torch.ones(3, 9, dtype=torch.bool)
+    mask[1, 6:] = False
+    latent, genes = session.run(None, {"ctrl": ctrl.numpy(), "pert_idx": pert.numpy(), "batch_idx": batch.numpy(),
+                                       "mask": mask.numpy()})
+    expected = model(ctrl, pert, batch, mask)
+    np.testing.assert_allclose(latent, expected.latent.detach().numpy(), atol=1e-5)
+    np.testing.assert_allclose(genes, expected.genes.detach().numpy(), atol=1e-5)
