@@ -90,10 +90,13 @@ def scan_experiment(cfg: ExperimentConfig, columns: ObsColumns, cache_dir: str |
     `ConfigError` listing every problem found (see `validate_against_data`)."""
     problems: list[Problem] = []
     files: list[FileLabels] = []
+    broken: set[str] = set()  # datasets with unreadable files: their label checks would only echo that
     for dataset in cfg.used_datasets():
+        before = len(problems)
         files.extend(_scan_dataset(cfg, dataset, columns, cache_dir, problems))
-    if not problems:
-        problems.extend(validate_against_data(cfg, columns, files))
+        if len(problems) > before:
+            broken.add(dataset)
+    problems.extend(validate_against_data(cfg, columns, [f for f in files if f.dataset not in broken]))
     if problems:
         raise ConfigError(cfg.source, problems)
     return files
@@ -183,6 +186,8 @@ def validate_against_data(cfg: ExperimentConfig, columns: ObsColumns, files: lis
             )
     held_out = [("zeroshot", key) for key in cfg.zeroshot] + [("fewshot", key) for key in cfg.fewshot]
     for table, (dataset, cell_type) in held_out:
+        if dataset not in by_dataset:
+            continue
         available = present_cell_types(by_dataset[dataset])
         if cell_type not in available:
             problems.append(
@@ -193,7 +198,8 @@ def validate_against_data(cfg: ExperimentConfig, columns: ObsColumns, files: lis
                 )
             )
     for (dataset, cell_type), few in cfg.fewshot.items():
-        problems.extend(_check_fewshot_perts(dataset, cell_type, few, by_dataset[dataset], columns))
+        if dataset in by_dataset:
+            problems.extend(_check_fewshot_perts(dataset, cell_type, few, by_dataset[dataset], columns))
     problems.extend(_check_controls(cfg, columns, files))
     return problems
 
