@@ -1,7 +1,46 @@
-"""`state data` commands (not built yet)."""
+"""`state data` commands. Each subcommand is added by one small `_add_<name>` function."""
+
+from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def register(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="data_command")
+    _add_split(sub)
     parser.set_defaults(func=lambda args: parser.print_help())
+
+
+def add_obs_column_flags(parser: argparse.ArgumentParser) -> None:
+    """--pert-col / --cell-type-key / --batch-col / --control-pert with the original tools' defaults."""
+    parser.add_argument("--pert-col", default="gene", help="obs column with the perturbation (default: gene)")
+    parser.add_argument("--cell-type-key", default="cell_type", help="obs column with the cell type (default: cell_type)")
+    parser.add_argument("--batch-col", default="gem_group", help="obs column with the batch; 'none' for no batch (default: gem_group)")
+    parser.add_argument("--control-pert", default="non-targeting", help="label of control cells (default: non-targeting)")
+
+
+def _add_split(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "split",
+        help="assign cells to train/val/test from an experiment TOML",
+        description="Validate the experiment TOML against the data and write split_manifest.npz, "
+        "split_summary.json and split_summary.md into --out.",
+    )
+    p.add_argument("--toml", required=True, type=Path, help="experiment TOML ([datasets], [training], [zeroshot], [fewshot])")
+    p.add_argument("--out", required=True, type=Path, help="output folder for the split artifacts")
+    add_obs_column_flags(p)
+    p.add_argument("--seed", type=int, default=0, help="seed of the fewshot control division (default: 0)")
+    p.add_argument("--cache-dir", type=Path, default=None, help="download cache for gs:// datasets")
+    p.set_defaults(func=_run_split)
+
+
+def _run_split(args: argparse.Namespace) -> int:
+    from state_core.config.experiment import ObsColumns
+    from state_core.data.splits import SUMMARY_MD, run_split
+
+    batch_col = None if args.batch_col.lower() in ("", "none") else args.batch_col
+    columns = ObsColumns(args.pert_col, args.cell_type_key, batch_col, args.control_pert)
+    run_split(args.toml, args.out, columns, seed=args.seed, cache_dir=args.cache_dir)
+    print((args.out / SUMMARY_MD).read_text(), end="")
+    return 0
