@@ -13,11 +13,11 @@ Methods:
 
 from __future__ import annotations
 
-import glob
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from state_core.config.experiment import load_experiment
 from state_core.errors import ConfigError, DataError, Problem
 from state_core.pipeline_ops.toml_text import dumps
 
@@ -32,35 +32,18 @@ class EmbedOptions:
     se_model_dir: str = ""  # SE run folder, only for method "se"
 
 
-def _read_toml(toml_path: Path) -> dict:
-    try:
-        document = tomllib.loads(toml_path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as err:
-        raise DataError(f"{toml_path}: cannot read the experiment TOML ({err}); pass an existing, valid TOML") from err
-    if not isinstance(document.get("datasets"), dict) or not document["datasets"]:
-        raise ConfigError(str(toml_path), Problem("datasets", "missing or empty",
-                                                  "add a [datasets] table: name = \"path/to/h5ad_dir\""))
-    return document
+def _raw_document(toml_path: Path) -> dict:
+    """The TOML as written, so the rewrite keeps every table the user wrote."""
+    return tomllib.loads(toml_path.read_text(encoding="utf-8"))
 
 
-def _absolute(location: str, toml_dir: Path) -> str:
-    """Dataset locations are relative to the TOML's folder unless absolute or a URI."""
-    if "://" in location or Path(location).is_absolute():
-        return location
-    return str((toml_dir / location).resolve())
+def _h5ad_files(location: str, cache_dir: Path) -> list[Path]:
+    from state_core.storage import list_files, localize
 
-
-def _h5ad_files(location: str) -> list[Path]:
-    path = Path(location)
-    if path.is_dir():
-        files = sorted(path.glob("*.h5ad"))
-    elif path.is_file():
-        files = [path]
-    else:
-        files = sorted(Path(p) for p in glob.glob(location) if p.endswith(".h5ad"))
+    files = list_files(location)
     if not files:
-        raise DataError(f"{location}: no .h5ad files found; fix the path under [datasets] in the experiment TOML")
-    return files
+        raise DataError(f"{location}: no .h5ad/.h5 files found; fix the path under [datasets] in the experiment TOML")
+    return [localize(f, cache_dir) for f in files]
 
 
 def _embed_file(source: Path, target: Path, options: EmbedOptions) -> None:
@@ -81,26 +64,28 @@ def embed_experiment(toml_path: str | Path, out_dir: str | Path, options: EmbedO
                                            f"use one of {', '.join(METHODS)}"))
     if options.method == "se" and not options.se_model_dir:
         raise ConfigError("embed", Problem("se_model_dir", "empty", "give the SE run folder to embed with"))
-    toml_path = Path(toml_path)
-    document = _read_toml(toml_path)
+    toml_path = _local_toml(str(toml_path), Path(out_dir) / ".cache")
+    resolved = load_experiment(toml_path).datasets  # raises ConfigError listing every structural problem
+    document = _raw_document(toml_path)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     datasets: dict[str, str] = {}
-    for name, location in document["datasets"].items():
-        source = _absolute(str(location), toml_path.parent)
+    for name, source in resolved.items():
         if options.method == "precomputed":
             datasets[name] = source
             continue
-        if "://" in source:
-            from state_core.storage import localize
-
-            source = str(localize(source, out / ".cache"))
         target_dir = out / name
         target_dir.mkdir(exist_ok=True)
-        for file in _h5ad_files(source):
+        for file in _h5ad_files(source, out / ".cache"):
             _embed_file(file, target_dir / file.name, options)
         datasets[name] = name  # relative to the rewritten TOML, so the folder can move as one artifact
     document["datasets"] = datasets
     rewritten = out / EXPERIMENT_TOML
     rewritten.write_text(dumps(document))
     return rewritten
+
+
+def _local_toml(toml_uri: str, cache_dir: Path) -> Path:
+    from state_core.storage import localize
+
+    return localize(toml_uri, cache_dir) if toml_uri.startswith("gs://") else Path(toml_uri)

@@ -1,0 +1,24 @@
+"""Evaluate stage: run folder -> test-split predictions, cell-eval metrics and an HTML report."""
+
+from kfp import dsl
+from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output
+
+from components.image import STATE_IMAGE
+
+
+@dsl.component(base_image=STATE_IMAGE, install_kfp_package=False)
+def evaluate_model(
+    model: Input[Model],
+    results: Output[Dataset],
+    metrics: Output[Metrics],
+    report: Output[HTML],
+):
+    """Predict the test split, score it like cell-eval, and log the mean of each metric."""
+    import shutil
+
+    from state_core.pipeline_ops.evaluation import evaluate_run
+
+    summary = evaluate_run(model.path, results.path)
+    for name, value in sorted(summary.metrics.items()):
+        metrics.log_metric(name, value)
+    shutil.copyfile(summary.report_html, report.path)

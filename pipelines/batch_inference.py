@@ -1,0 +1,64 @@
+"""Batch-inference pipeline: a trained run folder + an AnnData file -> predicted expression (h5ad).
+
+    model run (importer) ─┬─ predict in process          (triton_url empty)
+    AnnData URI ──────────┘  predict through Triton gRPC  (triton_url set)
+"""
+
+# No `from __future__ import annotations`: KFP reads the parameter types from real annotations.
+
+from kfp import dsl
+
+from components.infer import predict_cells
+from pipelines.settings import DEFAULT_GPU_NODE_SELECTOR, PipelineSettings, on_gpu, retried, uncached, use_image
+
+PIPELINE_NAME = "state-batch-infer"
+
+
+def build_batch_inference_pipeline(settings: PipelineSettings = PipelineSettings()):
+    """The batch-inference pipeline for one compile-time setting (image)."""
+
+    @dsl.pipeline(name=PIPELINE_NAME, description="Predict perturbation responses for every cell of an AnnData "
+                                                  "file with a trained State Transition model.")
+    def state_batch_infer(
+        model_uri: str,
+        adata_uri: str,
+        triton_url: str = "",
+        triton_model_name: str = "state_st",
+        pert_col: str = "",
+        cell_type_key: str = "",
+        control_pert: str = "",
+        embed_key: str = "",
+        gpu_resource: str = "nvidia.com/gpu",
+        gpu_count: int = 1,
+        gpu_node_selector: dict = DEFAULT_GPU_NODE_SELECTOR,
+    ):
+        """Predict every (cell type, perturbation) group of an AnnData file.
+
+        Args:
+            model_uri: Run folder of a trained model (gs://... or a local path), as written by the training pipeline.
+            adata_uri: Input .h5ad (gs://... or a local path) with control cells and the perturbations to simulate.
+            triton_url: host:port of a Triton gRPC endpoint; empty runs the model inside the pipeline task.
+            triton_model_name: Model name in Triton when triton_url is set.
+            pert_col: obs column of perturbations; empty uses the column the model was trained with.
+            cell_type_key: obs column of cell types; empty uses the model's.
+            control_pert: Control label; empty uses the model's.
+            embed_key: obsm key of the input features; empty uses the model's.
+            gpu_resource: Kubernetes GPU resource name when predicting in process.
+            gpu_count: GPUs for in-process prediction.
+            gpu_node_selector: Node selector of the GPU node pool.
+        """
+        model = dsl.importer(artifact_uri=model_uri, artifact_class=dsl.Model, reimport=False)
+        model.set_display_name("load model run")
+        common = dict(model=model.output, adata_uri=adata_uri, pert_col=pert_col, cell_type_key=cell_type_key,
+                      control_pert=control_pert, embed_key=embed_key, triton_model_name=triton_model_name)
+
+        with dsl.If(triton_url == "", name="in-process"):
+            local = predict_cells(triton_url="", **common)
+            use_image(retried(uncached(on_gpu(local, gpu_resource, gpu_count, gpu_node_selector))), settings)
+            local.set_display_name("predict in process")
+        with dsl.Else(name="through-triton"):
+            remote = predict_cells(triton_url=triton_url, **common)
+            use_image(retried(uncached(remote)), settings)
+            remote.set_display_name("predict through Triton")
+
+    return state_batch_infer

@@ -1,0 +1,123 @@
+"""Training pipeline: split -> embed -> train ST and a baseline -> evaluate both -> gate -> export -> publish.
+
+    experiment TOML ─ split ─┬─ embed ─┬─ train ST ─────── evaluate ─┐
+                             │         └─ train baseline ─ evaluate ─┴─ promotion gate
+                             │                                              │ promote?
+                             └──────────────────────────────── export ONNX ─ publish to Triton repository
+"""
+
+# No `from __future__ import annotations`: KFP reads the parameter types from real annotations.
+
+from kfp import dsl, kubernetes
+
+from components.embed import embed_cells
+from components.evaluate import evaluate_model
+from components.export import export_onnx
+from components.gate import promotion_gate
+from components.publish import publish_model
+from components.split import split_cells
+from components.train import train_model
+from pipelines.settings import (
+    DEFAULT_GPU_NODE_SELECTOR,
+    PipelineSettings,
+    cached,
+    on_gpu,
+    retried,
+    uncached,
+    use_image,
+)
+
+PIPELINE_NAME = "state-train"
+
+
+def build_training_pipeline(settings: PipelineSettings = PipelineSettings()):
+    """The training pipeline for one compile-time setting (image)."""
+
+    @dsl.pipeline(name=PIPELINE_NAME, description="Train a State Transition model, gate it against a baseline "
+                                                  "and the serving model, and publish it to Triton.")
+    def state_train(
+        experiment_toml: str,
+        model_repository: str,
+        model_name: str = "state_st",
+        model_preset: str = "state_sm",
+        baseline_preset: str = "context_mean",
+        train_overrides: list = [],
+        embed_method: str = "precomputed",
+        num_hvgs: int = 2000,
+        se_model_dir: str = "",
+        split_seed: int = 0,
+        pert_col: str = "gene",
+        cell_type_key: str = "cell_type",
+        batch_col: str = "gem_group",
+        control_pert: str = "non-targeting",
+        gate_metric: str = "pearson_delta",
+        higher_is_better: bool = True,
+        min_improvement: float = 0.0,
+        gpu_resource: str = "nvidia.com/gpu",
+        gpu_count: int = 1,
+        gpu_node_selector: dict = DEFAULT_GPU_NODE_SELECTOR,
+    ):
+        """Train, evaluate, gate and publish a State Transition model.
+
+        Args:
+            experiment_toml: Experiment TOML (local path or gs:// URI) naming the datasets and the held-out cell types or perturbations.
+            model_repository: Triton model repository (gs://bucket/models or a local folder) to publish into.
+            model_name: Name of the model in the Triton repository.
+            model_preset: ST preset to train (state, state_sm, state_lg, pertsets).
+            baseline_preset: Baseline the candidate must beat (context_mean, perturb_mean, embed_sum).
+            train_overrides: Extra training key=value overrides, e.g. ["training.max_steps=20000"].
+            embed_method: How to make model inputs - precomputed (use obsm as given), hvg, or se.
+            num_hvgs: Number of highly variable genes when embed_method is hvg.
+            se_model_dir: SE run folder when embed_method is se.
+            split_seed: Seed of the train/val/test split.
+            pert_col: obs column holding the perturbation.
+            cell_type_key: obs column holding the cell type.
+            batch_col: obs column holding the batch (empty for none).
+            control_pert: Label of control cells in pert_col.
+            gate_metric: Metric the promotion gate compares (a cell-eval metric name).
+            higher_is_better: Whether a larger gate_metric is better.
+            min_improvement: Margin by which the candidate must beat baseline and serving model.
+            gpu_resource: Kubernetes GPU resource name of the training node.
+            gpu_count: GPUs per training task.
+            gpu_node_selector: Node selector of the GPU node pool, e.g. {"cloud.google.com/gke-accelerator": "nvidia-l4"}.
+        """
+        split = use_image(cached(split_cells(
+            experiment_toml=experiment_toml, seed=split_seed, pert_col=pert_col, cell_type_key=cell_type_key,
+            batch_col=batch_col, control_pert=control_pert)), settings)
+        split.set_display_name("split")
+
+        embed = use_image(cached(embed_cells(
+            experiment_toml=experiment_toml, method=embed_method, num_hvgs=num_hvgs,
+            se_model_dir=se_model_dir)), settings)
+        embed.set_display_name("embed").after(split)
+
+        trained = {}
+        for role, preset in (("candidate", model_preset), ("baseline", baseline_preset)):
+            train = train_model(embedded=embed.outputs["embedded"], split=split.outputs["split"],
+                                model_preset=preset, overrides=train_overrides)
+            use_image(retried(cached(train)), settings)
+            kubernetes.set_timeout(train, settings.train_timeout_s)
+            if role == "candidate":  # baselines are a few means over the training cells; CPU is enough
+                on_gpu(train, gpu_resource, gpu_count, gpu_node_selector)
+            train.set_display_name(f"train {role}")
+            evaluate = use_image(retried(cached(evaluate_model(model=train.outputs["model"]))), settings)
+            evaluate.set_display_name(f"evaluate {role}")
+            trained[role] = (train, evaluate)
+
+        candidate_train, candidate_eval = trained["candidate"]
+        gate = use_image(uncached(promotion_gate(
+            candidate=candidate_eval.outputs["metrics"], baseline=trained["baseline"][1].outputs["metrics"],
+            model_repository=model_repository, model_name=model_name, metric=gate_metric,
+            higher_is_better=higher_is_better, min_improvement=min_improvement)), settings)
+        gate.set_display_name("promotion gate")
+
+        with dsl.If(gate.outputs["Output"] == True, name="promote"):  # noqa: E712 (KFP condition syntax)
+            export = use_image(retried(cached(export_onnx(model=candidate_train.outputs["model"]))), settings)
+            export.set_display_name("export ONNX")
+            publish = use_image(uncached(publish_model(
+                onnx_model=export.outputs["onnx_model"], metrics=candidate_eval.outputs["metrics"],
+                model_repository=model_repository, model_name=model_name, experiment_toml=experiment_toml)),
+                settings)
+            publish.set_display_name("publish to Triton")
+
+    return state_train
