@@ -113,7 +113,8 @@ class SEFitConfig:
         return dataclasses.asdict(self)
 
 
-def load_fit_config(path: str | Path) -> SEFitConfig:
+def load_fit_config(path: str | Path, overrides: list[str] | None = None) -> SEFitConfig:
+    """Read `path` (YAML or TOML), apply `key.sub=value` overrides (values parsed as YAML), validate."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(str(path), Problem("--conf", "file does not exist", "pass the path of a YAML or TOML config"))
@@ -122,12 +123,33 @@ def load_fit_config(path: str | Path) -> SEFitConfig:
         raw = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as err:
         raise ConfigError(str(path), Problem("(file)", f"cannot parse: {err}", "fix the syntax")) from err
-    cfg = parse_fit_config(raw or {}, str(path))
+    raw = raw or {}
+    problems: list[Problem] = []
+    for item in overrides or []:
+        apply_override(raw, item, problems)
+    if problems:
+        raise ConfigError(str(path), problems)
+    cfg = parse_fit_config(raw, str(path))
     base = path.parent
     cfg.gene_embeddings = str(resolve(base, cfg.gene_embeddings))
     for entry in cfg.datasets:
         entry.path = str(resolve(base, entry.path))
     return cfg
+
+
+def apply_override(raw: dict[str, Any], item: str, problems: list[Problem]) -> None:
+    key, sep, text = item.partition("=")
+    if not sep or not key:
+        problems.append(Problem(item, "is not key=value", "write overrides as section.key=value"))
+        return
+    node = raw
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            problems.append(Problem(key, f"{part!r} is not a section", "override a key inside a section"))
+            return
+    node[parts[-1]] = yaml.safe_load(text)
 
 
 def resolve(base: Path, value: str) -> Path | str:
