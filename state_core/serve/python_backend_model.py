@@ -1,0 +1,84 @@
+"""Triton python-backend model that runs `model.onnx` with ONNX Runtime (copied as `<version>/model.py`).
+
+Used where the native onnxruntime backend is absent (the tritonserver in the nvidia-pytriton wheel).
+It must stay self-contained: Triton's stub imports it with only numpy, onnxruntime and
+`triton_python_backend_utils` at hand. Requests with the same non-batch shapes are concatenated and
+run once; a bad request gets its own error and never fails the others.
+"""
+
+import json
+import os
+
+import numpy as np
+import onnxruntime as ort
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        folder = os.path.join(args["model_repository"], args["model_version"])
+        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int(params.get("intra_op_threads", "1"))
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(os.path.join(folder, "model.onnx"), options, providers=["CPUExecutionProvider"])
+        self.inputs = [(i.name, len(i.shape)) for i in self.session.get_inputs()]
+        self.outputs = [o.name for o in self.session.get_outputs()]
+        with open(os.path.join(folder, "metadata.json")) as f:
+            metadata = json.load(f)
+        self.index_limits = {"pert_idx": len(metadata["perturbations"]), "batch_idx": len(metadata["batches"])}
+
+    def _read(self, request):
+        """Graph inputs of one request, reshaped to the graph's rank ([B, 1] -> [B] for pert_idx)."""
+        arrays = {}
+        for name, rank in self.inputs:
+            tensor = pb_utils.get_input_tensor_by_name(request, name)
+            if tensor is None:
+                raise ValueError(f"input {name!r} is missing")
+            array = np.from_dlpack(tensor)
+            if array.ndim != rank:
+                array = array.reshape(array.shape[0], *([-1] * (rank - 1))) if rank > 1 else array.reshape(-1)
+            limit = self.index_limits.get(name)
+            if limit and array.size and (array.min() < 0 or array.max() >= limit):
+                bad = int(array[(array < 0) | (array >= limit)][0])
+                raise ValueError(f"{name} {bad} is out of range: the model knows {limit} (valid 0..{limit - 1})")
+            arrays[name] = array
+        batch = arrays[self.inputs[0][0]].shape[0]
+        for name, array in arrays.items():
+            if array.shape[0] != batch:
+                raise ValueError(f"input {name!r} has batch {array.shape[0]} but {self.inputs[0][0]!r} has {batch}")
+        return arrays
+
+    def execute(self, requests):
+        responses = [None] * len(requests)
+        groups = {}  # non-batch shapes -> [(request position, inputs)]
+        for pos, request in enumerate(requests):
+            try:
+                arrays = self._read(request)
+            except Exception as err:  # noqa: BLE001 - any bad input answers only this request
+                responses[pos] = pb_utils.InferenceResponse(error=pb_utils.TritonError(str(err)))
+                continue
+            key = tuple((n, a.shape[1:]) for n, a in arrays.items())
+            groups.setdefault(key, []).append((pos, arrays))
+        for members in groups.values():
+            self._run_group(members, responses)
+        return responses
+
+    def _run_group(self, members, responses):
+        feeds = {name: np.concatenate([m[1][name] for m in members]) for name, _ in self.inputs}
+        try:
+            results = self.session.run(self.outputs, feeds)
+        except Exception as err:  # noqa: BLE001
+            for pos, _ in members:
+                responses[pos] = pb_utils.InferenceResponse(error=pb_utils.TritonError(f"model failed: {err}"))
+            return
+        start = 0
+        for pos, arrays in members:
+            stop = start + arrays[self.inputs[0][0]].shape[0]
+            tensors = [pb_utils.Tensor.from_dlpack(name, np.ascontiguousarray(out[start:stop])) for name, out in zip(self.outputs, results)]
+            responses[pos] = pb_utils.InferenceResponse(output_tensors=tensors)
+            start = stop
+
+    def finalize(self):
+        self.session = None
