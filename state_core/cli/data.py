@@ -15,9 +15,15 @@ def register(parser: argparse.ArgumentParser) -> None:
 def add_obs_column_flags(parser: argparse.ArgumentParser) -> None:
     """--pert-col / --cell-type-key / --batch-col / --control-pert with the original tools' defaults."""
     parser.add_argument("--pert-col", default="gene", help="obs column with the perturbation (default: gene)")
-    parser.add_argument("--cell-type-key", default="cell_type", help="obs column with the cell type (default: cell_type)")
-    parser.add_argument("--batch-col", default="gem_group", help="obs column with the batch; 'none' for no batch (default: gem_group)")
-    parser.add_argument("--control-pert", default="non-targeting", help="label of control cells (default: non-targeting)")
+    parser.add_argument(
+        "--cell-type-key", default="cell_type", help="obs column with the cell type (default: cell_type)"
+    )
+    parser.add_argument(
+        "--batch-col", default="gem_group", help="obs column with the batch; 'none' for no batch (default: gem_group)"
+    )
+    parser.add_argument(
+        "--control-pert", default="non-targeting", help="label of control cells (default: non-targeting)"
+    )
 
 
 def _add_split(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +33,9 @@ def _add_split(sub: argparse._SubParsersAction) -> None:
         description="Validate the experiment TOML against the data and write split_manifest.npz, "
         "split_summary.json and split_summary.md into --out.",
     )
-    p.add_argument("--toml", required=True, type=Path, help="experiment TOML ([datasets], [training], [zeroshot], [fewshot])")
+    p.add_argument(
+        "--toml", required=True, type=Path, help="experiment TOML ([datasets], [training], [zeroshot], [fewshot])"
+    )
     p.add_argument("--out", required=True, type=Path, help="output folder for the split artifacts")
     add_obs_column_flags(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the fewshot control division (default: 0)")

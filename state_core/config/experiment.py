@@ -100,7 +100,9 @@ def load_experiment(path: str | Path) -> ExperimentConfig:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise ConfigError(source, Problem("(syntax)", f"invalid TOML: {err}", "fix the TOML syntax at that line")) from err
+        raise ConfigError(
+            source, Problem("(syntax)", f"invalid TOML: {err}", "fix the TOML syntax at that line")
+        ) from err
     return experiment_from_dict(data, source=source, base_dir=path.resolve().parent)
 
 
@@ -131,7 +133,11 @@ def experiment_from_dict(data: dict[str, Any], source: str, base_dir: Path) -> E
         if dataset not in tables["datasets"]:
             known = ", ".join(sorted(tables["datasets"])) or "(none)"
             problems.append(
-                Problem(key, f"dataset {dataset!r} has no path in [datasets]", f"add {dataset} = \"<path>\" to [datasets]; known: {known}")
+                Problem(
+                    key,
+                    f"dataset {dataset!r} has no path in [datasets]",
+                    f'add {dataset} = "<path>" to [datasets]; known: {known}',
+                )
             )
     if not training and not fewshot and not problems:
         problems.append(
@@ -157,7 +163,9 @@ def _parse_datasets(table: dict[str, Any], base_dir: Path, problems: list[Proble
         if "." in name:
             problems.append(Problem(key, "dataset names cannot contain '.'", "rename it, e.g. with '_' instead of '.'"))
         if not isinstance(value, str) or not value.strip():
-            problems.append(Problem(key, f"must be a non-empty path string, got {value!r}", 'write name = "path/to/dir"'))
+            problems.append(
+                Problem(key, f"must be a non-empty path string, got {value!r}", 'write name = "path/to/dir"')
+            )
             continue
         datasets[name] = resolve_path(value.strip(), base_dir)
     return datasets
@@ -211,7 +219,9 @@ def _parse_zeroshot(table: dict[str, Any], problems: list[Problem]) -> dict[Cell
             hint = '"val" or "test"'
             if value == "train":
                 hint += "; cell types of [training] datasets train by default, so drop this line"
-            problems.append(Problem(f"zeroshot.{toml_key(*key)}", f"split must be \"val\" or \"test\", got {value!r}", hint))
+            problems.append(
+                Problem(f"zeroshot.{toml_key(*key)}", f'split must be "val" or "test", got {value!r}', hint)
+            )
             continue
         zeroshot[key] = value
     return dict(sorted(zeroshot.items()))
@@ -225,20 +235,40 @@ def _parse_fewshot(table: dict[str, Any], problems: list[Problem]) -> dict[CellT
             continue
         where = f"fewshot.{toml_key(*key)}"
         if not isinstance(value, dict):
-            problems.append(Problem(where, "must be a table with val/test lists", f"write [fewshot.{toml_key(*key)}] val = [...] test = [...]"))
+            problems.append(
+                Problem(
+                    where,
+                    "must be a table with val/test lists",
+                    f"write [fewshot.{toml_key(*key)}] val = [...] test = [...]",
+                )
+            )
             continue
         lists: dict[str, tuple[str, ...]] = {}
         for sub, perts in value.items():
             if sub not in HELD_OUT_SPLITS:
                 problems.append(
-                    Problem(f"{where}.{sub}", "unknown key", "only val and test are allowed; unlisted perturbations train")
+                    Problem(
+                        f"{where}.{sub}", "unknown key", "only val and test are allowed; unlisted perturbations train"
+                    )
                 )
             elif not isinstance(perts, list) or not all(isinstance(p, str) for p in perts):
-                problems.append(Problem(f"{where}.{sub}", f"must be a list of strings, got {perts!r}", f'write {sub} = ["PERT1", "PERT2"]'))
+                problems.append(
+                    Problem(
+                        f"{where}.{sub}",
+                        f"must be a list of strings, got {perts!r}",
+                        f'write {sub} = ["PERT1", "PERT2"]',
+                    )
+                )
             else:
                 lists[sub] = tuple(dict.fromkeys(perts))  # drop repeats, keep order
         if not any(lists.values()) and not any(p.key.startswith(where) for p in problems):
-            problems.append(Problem(where, "lists no val or test perturbations", "add val = [...] and/or test = [...], or drop the entry"))
+            problems.append(
+                Problem(
+                    where,
+                    "lists no val or test perturbations",
+                    "add val = [...] and/or test = [...], or drop the entry",
+                )
+            )
             continue
         fewshot[key] = FewshotSplit(val=lists.get("val", ()), test=lists.get("test", ()))
     return dict(sorted(fewshot.items()))

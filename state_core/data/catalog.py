@@ -15,6 +15,7 @@ Roles of a (dataset, cell type), decided by `role_of`:
 from __future__ import annotations
 
 import difflib
+import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,8 @@ from state_core.config.experiment import ExperimentConfig, FewshotSplit, ObsColu
 from state_core.data.h5ad import Labels, obs_columns, read_obs_labels
 from state_core.errors import ConfigError, DataError, Problem
 from state_core.storage import list_files, localize
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,9 @@ def role_of(cfg: ExperimentConfig, dataset: str, cell_type: str) -> CellTypeRole
     return None
 
 
-def perturbed_split_masks(labels: FileLabels, rows: np.ndarray, role: CellTypeRole, control_code: int) -> dict[str, np.ndarray]:
+def perturbed_split_masks(
+    labels: FileLabels, rows: np.ndarray, role: CellTypeRole, control_code: int
+) -> dict[str, np.ndarray]:
     """For the perturbed cells among `rows` (one cell type of one file): split name -> bool mask over
     `rows`. A fewshot perturbation listed in both val and test is in both masks."""
     codes = labels.pert.codes[rows]
@@ -85,9 +90,18 @@ def perturbed_split_masks(labels: FileLabels, rows: np.ndarray, role: CellTypeRo
     return {"train": perturbed & ~val & ~test, "val": val, "test": test}
 
 
-def scan_experiment(cfg: ExperimentConfig, columns: ObsColumns, cache_dir: str | Path | None = None) -> list[FileLabels]:
+def scan_experiment(
+    cfg: ExperimentConfig, columns: ObsColumns, cache_dir: str | Path | None = None
+) -> list[FileLabels]:
     """Labels of every file of every used dataset, sorted by (dataset, file). Raises one
     `ConfigError` listing every problem found (see `validate_against_data`)."""
+    unused = sorted(set(cfg.datasets) - set(cfg.used_datasets()))
+    if unused:
+        log.warning(
+            "%s: datasets %s are listed in [datasets] but not used by [training], [zeroshot] or [fewshot]",
+            cfg.source,
+            ", ".join(unused),
+        )
     problems: list[Problem] = []
     files: list[FileLabels] = []
     broken: set[str] = set()  # datasets with unreadable files: their label checks would only echo that
@@ -110,7 +124,11 @@ def _scan_dataset(
     uris = list_files(pattern)
     if not uris:
         problems.append(
-            Problem(key, f"{pattern!r} matches no .h5ad/.h5 file", "point it at a folder, a file or a glob that matches data files")
+            Problem(
+                key,
+                f"{pattern!r} matches no .h5ad/.h5 file",
+                "point it at a folder, a file or a glob that matches data files",
+            )
         )
         return []
     stems: dict[str, list[str]] = defaultdict(list)
@@ -119,7 +137,11 @@ def _scan_dataset(
     for stem, same in sorted(stems.items()):
         if len(same) > 1:
             problems.append(
-                Problem(key, f"several files share the name {stem!r}: {', '.join(same)}", "rename them or narrow the pattern")
+                Problem(
+                    key,
+                    f"several files share the name {stem!r}: {', '.join(same)}",
+                    "rename them or narrow the pattern",
+                )
             )
     scanned = []
     for uri in uris:
@@ -128,7 +150,9 @@ def _scan_dataset(
         except _MissingColumns as missing:
             problems.append(Problem(key, str(missing), missing.hint))
         except DataError as err:
-            problems.append(Problem(key, str(err), "check the file; it must be an AnnData .h5ad written by anndata >= 0.8"))
+            problems.append(
+                Problem(key, str(err), "check the file; it must be an AnnData .h5ad written by anndata >= 0.8")
+            )
     return scanned
 
 
@@ -155,7 +179,9 @@ def _read_file_labels(dataset: str, uri: str, columns: ObsColumns, cache_dir: st
     pert = read_obs_labels(path, columns.pert_col)
     cell_type = read_obs_labels(path, columns.cell_type_key)
     batch = read_obs_labels(path, columns.batch_col) if columns.batch_col is not None else None
-    return FileLabels(dataset=dataset, path=path, n_cells=len(pert), pert=pert, cell_type=cell_type, batch=batch, uri=uri)
+    return FileLabels(
+        dataset=dataset, path=path, n_cells=len(pert), pert=pert, cell_type=cell_type, batch=batch, uri=uri
+    )
 
 
 def present_cell_types(files: list[FileLabels]) -> list[str]:
@@ -177,11 +203,12 @@ def validate_against_data(cfg: ExperimentConfig, columns: ObsColumns, files: lis
         by_dataset[f.dataset].append(f)
         if f.pert.code_of(columns.control_pert) < 0:
             close = difflib.get_close_matches(columns.control_pert, f.pert.categories.tolist(), n=3)
+            suggestion = f"; close: {', '.join(close)}" if close else ""
             problems.append(
                 Problem(
                     f"datasets.{f.dataset}",
                     f"{f.uri}: control label {columns.control_pert!r} not found in obs[{columns.pert_col!r}]",
-                    f"pass --control-pert with the file's control label{'; close: ' + ', '.join(close) if close else ''}",
+                    f"pass --control-pert with the file's control label{suggestion}",
                 )
             )
     held_out = [("zeroshot", key) for key in cfg.zeroshot] + [("fewshot", key) for key in cfg.fewshot]
@@ -213,18 +240,28 @@ def _perts_of_cell_type(files: list[FileLabels], cell_type: str) -> set[str]:
     return found
 
 
-def _check_fewshot_perts(dataset: str, cell_type: str, few: FewshotSplit, files: list[FileLabels], columns: ObsColumns) -> list[Problem]:
+def _check_fewshot_perts(
+    dataset: str, cell_type: str, few: FewshotSplit, files: list[FileLabels], columns: ObsColumns
+) -> list[Problem]:
     present = _perts_of_cell_type(files, cell_type)
     problems = []
     for split, perts in (("val", few.val), ("test", few.test)):
         for pert in perts:
             key = f"fewshot.{toml_key(dataset, cell_type)}.{split}"
             if pert == columns.control_pert:
-                problems.append(Problem(key, f"{pert!r} is the control label", "controls are divided automatically; remove it"))
+                problems.append(
+                    Problem(key, f"{pert!r} is the control label", "controls are divided automatically; remove it")
+                )
             elif pert not in present:
                 close = difflib.get_close_matches(pert, sorted(present), n=3)
-                hint = f"did you mean {', '.join(close)}?" if close else f"{len(present)} perturbations exist in {cell_type}"
-                problems.append(Problem(key, f"perturbation {pert!r} has no {cell_type} cells in dataset {dataset!r}", hint))
+                hint = (
+                    f"did you mean {', '.join(close)}?"
+                    if close
+                    else f"{len(present)} perturbations exist in {cell_type}"
+                )
+                problems.append(
+                    Problem(key, f"perturbation {pert!r} has no {cell_type} cells in dataset {dataset!r}", hint)
+                )
     return problems
 
 

@@ -110,7 +110,13 @@ class SplitManifest:
             raise ArtifactError(f"{path}: unreadable or incomplete split manifest ({err}); re-run the split") from err
         summary_path = out_dir / SUMMARY_JSON
         summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-        return cls(files=files, columns=ObsColumns.from_dict(meta["columns"]), seed=int(meta["seed"]), source=meta["source"], summary=summary)
+        return cls(
+            files=files,
+            columns=ObsColumns.from_dict(meta["columns"]),
+            seed=int(meta["seed"]),
+            source=meta["source"],
+            summary=summary,
+        )
 
 
 def _write_atomic(path: Path, write: Callable[[Any], Any]) -> None:
@@ -166,7 +172,8 @@ def assign_file(cfg: ExperimentConfig, columns: ObsColumns, labels: FileLabels, 
         rows = np.flatnonzero(labels.cell_type.codes == ct_code)
         if role is None or rows.size == 0:
             continue
-        for split, mask in perturbed_split_masks(labels, rows, role, control_code).items():
+        masks = perturbed_split_masks(labels, rows, role, control_code)
+        for split, mask in masks.items():
             picked[split].append(rows[mask])
         controls = rows[labels.pert.codes[rows] == control_code]
         if role.kind == "train":
@@ -174,25 +181,32 @@ def assign_file(cfg: ExperimentConfig, columns: ObsColumns, labels: FileLabels, 
         elif role.kind == "zeroshot":
             picked[str(role.split)].append(controls)
         else:
-            masks = perturbed_split_masks(labels, rows, role, control_code)
             weights = {s: int(m.sum()) for s, m in masks.items()}
             rng = _generator(seed, labels.dataset, labels.path.name, cell_type)
             for split, part in divide_controls(controls, weights, rng).items():
                 picked[split].append(part)
-    merged = {s: np.sort(np.concatenate(picked[s])).astype(np.int64) if picked[s] else np.zeros(0, np.int64) for s in SPLITS}
+    merged = {
+        s: np.sort(np.concatenate(picked[s])).astype(np.int64) if picked[s] else np.zeros(0, np.int64) for s in SPLITS
+    }
     return ManifestFile(labels.dataset, labels.uri or str(labels.path), merged["train"], merged["val"], merged["test"])
 
 
-def summarize(cfg: ExperimentConfig, columns: ObsColumns, scanned: list[FileLabels], files: list[ManifestFile], seed: int) -> dict[str, Any]:
+def summarize(
+    cfg: ExperimentConfig, columns: ObsColumns, scanned: list[FileLabels], files: list[ManifestFile], seed: int
+) -> dict[str, Any]:
     """Cell counts per dataset / cell type / perturbation / split, plus roles and totals."""
-    counts: dict[str, dict[str, dict[str, dict[str, int]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(lambda: dict.fromkeys(SPLITS, 0))))
+    counts: dict[str, dict[str, dict[str, dict[str, int]]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(lambda: dict.fromkeys(SPLITS, 0)))
+    )
     roles: dict[str, dict[str, str]] = defaultdict(dict)
     for labels, manifest_file in zip(scanned, files, strict=True):
         for split in SPLITS:
             rows = manifest_file.rows(split)
+            if rows.size == 0:
+                continue
             pairs = np.stack([labels.cell_type.codes[rows], labels.pert.codes[rows]], axis=1)  # [n, 2]
-            uniques, n = np.unique(pairs, axis=0, return_counts=True) if rows.size else (np.zeros((0, 2), int), [])
-            for (ct_code, pert_code), count in zip(uniques.tolist(), np.asarray(n).tolist(), strict=True):
+            uniques, n = np.unique(pairs, axis=0, return_counts=True)
+            for (ct_code, pert_code), count in zip(uniques.tolist(), n.tolist(), strict=True):
                 cell_type = str(labels.cell_type.categories[ct_code])
                 counts[labels.dataset][cell_type][str(labels.pert.categories[pert_code])][split] += int(count)
         for cell_type in labels.cell_type.categories.tolist():
@@ -206,7 +220,9 @@ def summarize(cfg: ExperimentConfig, columns: ObsColumns, scanned: list[FileLabe
         "columns": columns.to_dict(),
         "totals": totals,
         "roles": {ds: dict(sorted(r.items())) for ds, r in sorted(roles.items())},
-        "counts": {ds: {ct: dict(sorted(p.items())) for ct, p in sorted(c.items())} for ds, c in sorted(counts.items())},
+        "counts": {
+            ds: {ct: dict(sorted(p.items())) for ct, p in sorted(c.items())} for ds, c in sorted(counts.items())
+        },
     }
 
 
@@ -236,7 +252,9 @@ def render_summary_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build_split_manifest(cfg: ExperimentConfig, columns: ObsColumns, seed: int = 0, cache_dir: str | Path | None = None) -> SplitManifest:
+def build_split_manifest(
+    cfg: ExperimentConfig, columns: ObsColumns, seed: int = 0, cache_dir: str | Path | None = None
+) -> SplitManifest:
     """Scan and validate the experiment's data, then assign every used row to a split."""
     scanned = scan_experiment(cfg, columns, cache_dir=cache_dir)
     files = [assign_file(cfg, columns, labels, seed) for labels in scanned]
@@ -244,7 +262,9 @@ def build_split_manifest(cfg: ExperimentConfig, columns: ObsColumns, seed: int =
     return SplitManifest(files=tuple(files), columns=columns, seed=seed, source=cfg.source, summary=summary)
 
 
-def run_split(toml_path: str | Path, out_dir: str | Path, columns: ObsColumns, seed: int = 0, cache_dir: str | Path | None = None) -> SplitManifest:
+def run_split(
+    toml_path: str | Path, out_dir: str | Path, columns: ObsColumns, seed: int = 0, cache_dir: str | Path | None = None
+) -> SplitManifest:
     """The split stage as the CLI and the pipeline component run it: TOML in, artifacts in `out_dir`."""
     manifest = build_split_manifest(load_experiment(toml_path), columns, seed=seed, cache_dir=cache_dir)
     manifest.save(out_dir)

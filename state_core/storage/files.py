@@ -68,7 +68,11 @@ def _list_gcs(pattern: str) -> list[str]:
         if name and is_data_file(name) and client.bucket(bucket).get_blob(name) is not None:
             return [f"gs://{bucket}/{name}"]
         prefix = name.rstrip("/") + "/" if name.rstrip("/") else ""
-        return [f"gs://{bucket}/{b.name}" for b in client.list_blobs(bucket, prefix=prefix, delimiter="/") if is_data_file(b.name)]
+        return [
+            f"gs://{bucket}/{b.name}"
+            for b in client.list_blobs(bucket, prefix=prefix, delimiter="/")
+            if is_data_file(b.name)
+        ]
     regex = glob_to_regex(name.rstrip("/"))
     found = []
     for blob in client.list_blobs(bucket, prefix=literal_prefix(name)):

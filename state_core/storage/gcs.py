@@ -6,6 +6,8 @@ import os
 
 from google.cloud import storage
 
+from state_core.errors import DataError
+
 
 def gcs_client(project: str | None = None) -> storage.Client:
     """A storage client. With `STORAGE_EMULATOR_HOST` set (tests, local pipelines) it uses anonymous
@@ -13,5 +15,15 @@ def gcs_client(project: str | None = None) -> storage.Client:
     if os.environ.get("STORAGE_EMULATOR_HOST"):
         from google.auth.credentials import AnonymousCredentials
 
-        return storage.Client(project=project or os.environ.get("GOOGLE_CLOUD_PROJECT", "local"), credentials=AnonymousCredentials())
-    return storage.Client(project=project)
+        return storage.Client(
+            project=project or os.environ.get("GOOGLE_CLOUD_PROJECT", "local"), credentials=AnonymousCredentials()
+        )
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        return storage.Client(project=project)
+    except DefaultCredentialsError as err:
+        raise DataError(
+            "gs:// access needs Google credentials: run `gcloud auth application-default login`, set "
+            "GOOGLE_APPLICATION_CREDENTIALS, or set STORAGE_EMULATOR_HOST for a local emulator"
+        ) from err

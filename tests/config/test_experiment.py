@@ -99,7 +99,13 @@ def test_several_problems_reported_together(tmp_path: Path) -> None:
         '[fewshot."replogle.rpe1"]\nval = "A"\n'
     )
     keys = {p.key for p in _problems(tmp_path, text)}
-    assert {"training.replogle", "project", 'zeroshot."jurkat"', 'zeroshot."missing.k562"', 'fewshot."replogle.rpe1".val'} <= keys
+    assert {
+        "training.replogle",
+        "project",
+        'zeroshot."jurkat"',
+        'zeroshot."missing.k562"',
+        'fewshot."replogle.rpe1".val',
+    } <= keys
 
 
 def test_syntax_error_reports_line(tmp_path: Path) -> None:

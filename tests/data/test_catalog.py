@@ -93,7 +93,11 @@ def test_duplicate_stems_are_an_error(data: Path) -> None:
 
 def test_missing_column_names_flag_and_available_columns(data: Path) -> None:
     keys = problem_keys(data, '[datasets]\nds = "d2"\n[training]\nds = "train"\n', ObsColumns(pert_col="target_gene"))
-    assert "'target_gene'" in keys["datasets.ds"] and "--pert-col" in keys["datasets.ds"] and "'gene'" in keys["datasets.ds"]
+    assert (
+        "'target_gene'" in keys["datasets.ds"]
+        and "--pert-col" in keys["datasets.ds"]
+        and "'gene'" in keys["datasets.ds"]
+    )
 
 
 def test_batch_column_optional(data: Path) -> None:
@@ -122,7 +126,9 @@ def test_control_label_missing_from_a_file(data: Path) -> None:
     assert "'non-targeting' not found" in keys["datasets.ds"] and "non-targetting" in keys["datasets.ds"]
 
 
-@pytest.mark.parametrize("role", ['[training]\nds = "train"\n', '[training]\nok = "train"\n[zeroshot]\n"ds.HepG2" = "test"\n'])
+@pytest.mark.parametrize(
+    "role", ['[training]\nds = "train"\n', '[training]\nok = "train"\n[zeroshot]\n"ds.HepG2" = "test"\n']
+)
 def test_cell_type_without_controls_is_an_error(data: Path, role: str) -> None:
     write_cells(data / "d6/x.h5ad", {("HepG2", "A"): 2, ("K562", "A"): 1, ("K562", CTRL): 1})
     keys = problem_keys(data, f'[datasets]\nds = "d6"\nok = "d2"\n{role}')

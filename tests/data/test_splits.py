@@ -80,7 +80,9 @@ def test_zeroshot_controls_stay_out_of_train(data: Path) -> None:
 
 
 def test_zeroshot_of_non_training_dataset_adds_nothing_to_train(data: Path) -> None:
-    m = manifest_for(data, '[datasets]\nd1 = "d1"\nd2 = "d2"\n[training]\nd1 = "train"\n[zeroshot]\n"d2.Jurkat" = "test"\n')
+    m = manifest_for(
+        data, '[datasets]\nd1 = "d1"\nd2 = "d2"\n[training]\nd1 = "train"\n[zeroshot]\n"d2.Jurkat" = "test"\n'
+    )
     jurkat = next(f for f in m.files if f.dataset == "d2")
     assert jurkat.train.size == 0 and jurkat.test.size == 13
 
@@ -171,7 +173,9 @@ def test_cli_split_prints_summary(data: Path, tmp_path: Path, capsys: pytest.Cap
     assert SplitManifest.load(tmp_path / "cli").seed == 2
 
 
-def test_cli_reports_config_errors_without_traceback(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_reports_config_errors_without_traceback(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     toml = data / "exp.toml"
     toml.write_text(FEWSHOT)
     assert main(["data", "split", "--toml", str(toml), "--out", str(tmp_path / "x"), "--control-pert", "ctrl"]) == 2

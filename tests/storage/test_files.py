@@ -64,7 +64,14 @@ def test_local_transfer_round_trip(tree: Path, tmp_path: Path) -> None:
 
 def _fill_bucket(bucket: str, tmp_path: Path) -> None:
     source = _touch(tmp_path / "payload.h5ad", "payload")
-    for name in ["ds/k562.h5ad", "ds/rpe1.h5", "ds/readme.txt", "ds/sub/deep.h5ad", "other/jurkat.h5ad", "more/hepg2.h5ad"]:
+    for name in [
+        "ds/k562.h5ad",
+        "ds/rpe1.h5",
+        "ds/readme.txt",
+        "ds/sub/deep.h5ad",
+        "other/jurkat.h5ad",
+        "more/hepg2.h5ad",
+    ]:
         upload(source, f"gs://{bucket}/{name}")
 
 
@@ -106,7 +113,10 @@ def test_gcs_tree_round_trip(gcs_bucket: str, tmp_path: Path) -> None:
     written = upload_tree(tmp_path / "run", f"gs://{gcs_bucket}/runs/r1")
     assert written == [f"gs://{gcs_bucket}/runs/r1/checkpoints/final.ckpt", f"gs://{gcs_bucket}/runs/r1/config.yaml"]
     paths = download_tree(f"gs://{gcs_bucket}/runs/r1/", tmp_path / "back")
-    assert sorted(p.relative_to(tmp_path / "back").as_posix() for p in paths) == ["checkpoints/final.ckpt", "config.yaml"]
+    assert sorted(p.relative_to(tmp_path / "back").as_posix() for p in paths) == [
+        "checkpoints/final.ckpt",
+        "config.yaml",
+    ]
     assert (tmp_path / "back/checkpoints/final.ckpt").read_text() == "weights"
 
 

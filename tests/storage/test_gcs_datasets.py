@@ -17,7 +17,11 @@ from state_core.storage import upload
 def _write(path: Path, n_pert: int, n_ctrl: int) -> Path:
     genes = ["A"] * n_pert + ["non-targeting"] * n_ctrl
     obs = pd.DataFrame(
-        {"gene": pd.Categorical(genes), "cell_type": pd.Categorical(["K562"] * len(genes)), "gem_group": pd.Categorical(["1"] * len(genes))},
+        {
+            "gene": pd.Categorical(genes),
+            "cell_type": pd.Categorical(["K562"] * len(genes)),
+            "gem_group": pd.Categorical(["1"] * len(genes)),
+        },
         index=[f"c{i}" for i in range(len(genes))],
     )
     ad.AnnData(X=np.zeros((len(genes), 2), np.float32), obs=obs).write_h5ad(path)
