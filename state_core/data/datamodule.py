@@ -53,9 +53,9 @@ class EpochBatchSampler(Sampler):
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         epoch = self.epoch
+        self.epoch = epoch + 1  # the next pass gets a fresh shuffle unless set_epoch (Lightning) says otherwise
         for i in range(self.n_batches):
             yield (epoch, i)
-        self.epoch = epoch + 1  # a plain second pass gets a fresh shuffle; Lightning overrides via set_epoch
 
 
 class CellSetDataset(Dataset):
