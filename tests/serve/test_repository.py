@@ -1,0 +1,69 @@
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from state_core.errors import ArtifactError, ServingError
+from state_core.export.spec import signature_of_onnx
+from state_core.serve.repo_store import RepositoryStore
+from state_core.serve.repository import publish_model, rollback_to
+
+
+def served_versions(store: RepositoryStore, model: str) -> list[int]:
+    config = text_format.Parse(store.read_text(model, "config.pbtxt"), model_config_pb2.ModelConfig())
+    return list(config.version_policy.specific.versions)
+
+
+def test_publish_keeps_the_last_n_versions_and_serves_the_newest(exported, tmp_path):
+    repo = tmp_path / "repo"
+    for _ in range(4):
+        published = publish_model(repo, "state_st", exported.folder, keep_last=2)
+    assert published.version == 4 and published.removed_versions == (2,)
+    assert sorted(p.name for p in (repo / "state_st").iterdir()) == ["3", "4", "config.pbtxt"]
+    assert sorted(p.name for p in (repo / "state_st" / "4").iterdir()) == ["metadata.json", "model.onnx", "model.py"]
+    assert served_versions(RepositoryStore(str(repo)), "state_st") == [4]
+
+
+def test_config_matches_the_onnx_graph_it_serves(exported, tmp_path):
+    publish_model(tmp_path, "state_st", exported.folder)
+    config = text_format.Parse((tmp_path / "state_st" / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+    graph = signature_of_onnx(tmp_path / "state_st" / "1" / "model.onnx")
+    assert [t.name for t in config.input] == [t.name for t in graph.inputs]
+    assert [t.name for t in config.output] == [t.name for t in graph.outputs]
+    for served, spec in zip(config.input, graph.inputs, strict=True):
+        assert model_config_pb2.DataType.Name(served.data_type) == f"TYPE_{spec.dtype}"
+        expected = [d if isinstance(d, int) else -1 for d in spec.shape[1:]] or [1]
+        assert list(served.dims) == expected
+
+
+def test_rollback_serves_an_older_kept_version(exported, tmp_path):
+    for _ in range(2):
+        publish_model(tmp_path, "state_st", exported.folder)
+    rollback_to(tmp_path, "state_st", 1)
+    assert served_versions(RepositoryStore(str(tmp_path)), "state_st") == [1]
+    with pytest.raises(ServingError, match="version 7"):
+        rollback_to(tmp_path, "state_st", 7)
+
+
+def test_publish_of_an_incomplete_export_leaves_the_repository_unchanged(exported, tmp_path):
+    publish_model(tmp_path / "repo", "state_st", exported.folder)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "metadata.json").write_bytes((exported.folder / "metadata.json").read_bytes())
+    with pytest.raises(ArtifactError, match="model.onnx"):
+        publish_model(tmp_path / "repo", "state_st", broken)
+    assert sorted(p.name for p in (tmp_path / "repo" / "state_st").iterdir()) == ["1", "config.pbtxt"]
+
+
+def test_bad_model_name_is_refused(exported, tmp_path):
+    with pytest.raises(ServingError, match="model name"):
+        publish_model(tmp_path, "a/b", exported.folder)
+
+
+def test_publish_to_gcs_keeps_last_n(exported, gcs_bucket):
+    repo = f"gs://{gcs_bucket}/triton"
+    for _ in range(3):
+        published = publish_model(repo, "state_st", exported.folder, keep_last=2)
+    store = RepositoryStore(repo)
+    assert store.versions("state_st") == [2, 3] and published.removed_versions == (1,)
+    assert served_versions(store, "state_st") == [3]
+    assert store.read_text("state_st", 3, "metadata.json") is not None
