@@ -1,0 +1,175 @@
+"""Loading and checking the (predicted, real) AnnData pair, the way cell-eval does.
+
+Unlike cell-eval, user objects are never modified in place: casts and the counts -> log1p conversion
+work on a copy.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import scipy.sparse as sp
+
+from state_core.errors import DataError
+
+log = logging.getLogger(__name__)
+
+# cell-eval's log1p guess: any entry with a fractional part above this means "already log1p".
+FRACTION_EPS = 1e-3
+# A log1p value at or above this is implausible (e^15 counts in one gene).
+MAX_LOG1P = 15.0
+
+
+def load_adata(source: ad.AnnData | str | Path, role: str) -> ad.AnnData:
+    """Return `source` if it is an AnnData, else read the h5ad file it names."""
+    if isinstance(source, ad.AnnData):
+        return source
+    path = Path(source)
+    if not path.is_file():
+        raise DataError(f"{role} AnnData file not found: {path}\n    fix: pass an existing .h5ad path")
+    try:
+        return ad.read_h5ad(path)
+    except Exception as err:  # h5py/anndata raise many types for a corrupt file
+        raise DataError(f"cannot read {role} AnnData {path}: {err}\n    fix: pass a valid .h5ad file") from err
+
+
+def label_array(adata: ad.AnnData, pert_col: str, role: str) -> np.ndarray:
+    if pert_col not in adata.obs.columns:
+        raise DataError(
+            f"perturbation column {pert_col!r} not in {role} obs; columns: {list(adata.obs.columns)}\n"
+            f"    fix: pass --pert-col with one of those names"
+        )
+    return adata.obs[pert_col].to_numpy().astype(str)
+
+
+def check_pair(
+    real: ad.AnnData,
+    pred: ad.AnnData,
+    *,
+    pert_col: str,
+    control_pert: str,
+    embed_key: str | None = None,
+) -> None:
+    """cell-eval's input checks, as `DataError`s that say what to change."""
+    if real.n_vars != pred.n_vars:
+        raise DataError(
+            f"gene count differs: real has {real.n_vars}, pred has {pred.n_vars}\n"
+            "    fix: subset both files to the same genes in the same order"
+        )
+    real_genes = np.asarray(real.var_names)
+    pred_genes = np.asarray(pred.var_names)
+    if not np.array_equal(real_genes, pred_genes):
+        first = int(np.flatnonzero(real_genes != pred_genes)[0])
+        raise DataError(
+            f"gene names or order differ (first at position {first}: real {real_genes[first]!r}, "
+            f"pred {pred_genes[first]!r})\n    fix: reorder pred with pred[:, real.var_names]"
+        )
+    if embed_key is not None:
+        for role, adata in (("real", real), ("pred", pred)):
+            if embed_key not in adata.obsm:
+                raise DataError(
+                    f"embed key {embed_key!r} not in {role} obsm; keys: {list(adata.obsm.keys())}\n"
+                    "    fix: pass --embed-key with one of those keys or leave it out"
+                )
+    real_labels = set(label_array(real, pert_col, "real"))
+    pred_labels = set(label_array(pred, pert_col, "pred"))
+    if real_labels != pred_labels:
+        only_real = sorted(real_labels - pred_labels)[:10]
+        only_pred = sorted(pred_labels - real_labels)[:10]
+        raise DataError(
+            f"perturbation sets differ in {pert_col!r}: only in real {only_real}, only in pred {only_pred}\n"
+            "    fix: predict every perturbation of the real file (and no others)"
+        )
+    if control_pert not in real_labels:
+        raise DataError(
+            f"control {control_pert!r} not found in {pert_col!r} (labels: {sorted(real_labels)[:10]} ...)\n"
+            "    fix: pass --control-pert with the control label used in both files"
+        )
+    if len(real_labels) < 2:
+        raise DataError(f"only the control is present in {pert_col!r}; nothing to evaluate")
+
+
+def _matrix_values(x: np.ndarray | sp.spmatrix) -> np.ndarray:
+    return x.data if sp.issparse(x) else np.asarray(x)
+
+
+def is_log1p(adata: ad.AnnData, role: str, allow_discrete: bool = False) -> bool:
+    """True when `X` already holds log1p values; False for integer counts. Bad scales raise."""
+    values = _matrix_values(adata.X)
+    if values.size == 0:
+        return True
+    frac = np.modf(values)[0]
+    if not bool(np.any(frac > FRACTION_EPS)):
+        return False
+    lo, hi = float(values.min()), float(values.max())
+    if sp.issparse(adata.X) and adata.X.nnz < np.prod(adata.X.shape):
+        lo, hi = min(lo, 0.0), max(hi, 0.0)
+    if lo < 0:
+        raise DataError(
+            f"{role} X has negative values (min {lo:.3g})\n    fix: pass counts or log1p-normalised values"
+        )
+    if not allow_discrete and hi >= MAX_LOG1P:
+        raise DataError(
+            f"{role} X has decimals but max {hi:.3g} >= {MAX_LOG1P}, not a log1p scale\n"
+            "    fix: log1p-normalise X, or pass --allow-discrete if these are normalised counts"
+        )
+    return True
+
+
+def prepared(adata: ad.AnnData, role: str, allow_discrete: bool = False) -> ad.AnnData:
+    """A copy-on-write view of `adata` ready for evaluation: float32 instead of float16, log1p scale."""
+    x = adata.X
+    if x is None:
+        raise DataError(f"{role} AnnData has no X\n    fix: store the expression matrix in X")
+    out = adata
+    if x.dtype == np.float16:
+        out = ad.AnnData(X=x.astype(np.float32), obs=adata.obs, var=adata.var, obsm=dict(adata.obsm))
+    if sp.issparse(out.X) and not isinstance(out.X, sp.csr_matrix | sp.csr_array):
+        out = ad.AnnData(X=sp.csr_matrix(out.X), obs=out.obs, var=out.var, obsm=dict(out.obsm))
+    if is_log1p(out, role, allow_discrete) or allow_discrete:
+        return out
+    log.info("%s X holds integer counts: normalising to the median library size and applying log1p", role)
+    return ad.AnnData(X=normalise_log1p(out.X), obs=out.obs, var=out.var, obsm=dict(out.obsm))
+
+
+def normalise_log1p(x: np.ndarray | sp.csr_matrix) -> np.ndarray | sp.csr_matrix:
+    """scanpy's normalize_total(target_sum=median library size) followed by log1p, on a copy."""
+    if sp.issparse(x):
+        lib = np.asarray(x.sum(axis=1)).ravel().astype(np.float64)
+    else:
+        lib = np.asarray(x, dtype=np.float64).sum(axis=1)
+    target = float(np.median(lib[lib > 0])) if np.any(lib > 0) else 1.0
+    scale = np.where(lib > 0, target / np.where(lib > 0, lib, 1.0), 1.0)
+    if sp.issparse(x):
+        out = sp.csr_matrix(x, dtype=np.float32, copy=True)
+        out.data *= np.repeat(scale, np.diff(out.indptr)).astype(np.float32)
+        np.log1p(out.data, out=out.data)
+        return out
+    return np.log1p(np.asarray(x, dtype=np.float32) * scale[:, None].astype(np.float32))
+
+
+@dataclass(frozen=True)
+class Groups:
+    """Row indices of every perturbation; `perts` are the sorted non-control labels."""
+
+    perts: list[str]
+    control: str
+    rows: dict[str, np.ndarray]
+
+    @classmethod
+    def build(cls, labels: np.ndarray, control: str) -> Groups:
+        uniq, inverse = np.unique(labels, return_inverse=True)
+        order = np.argsort(inverse, kind="stable")
+        bounds = np.searchsorted(inverse[order], np.arange(len(uniq) + 1))
+        rows = {str(u): order[bounds[i] : bounds[i + 1]] for i, u in enumerate(uniq)}
+        return cls(perts=[str(u) for u in uniq if u != control], control=control, rows=rows)
+
+
+def dense_rows(x: np.ndarray | sp.csr_matrix, rows: np.ndarray) -> np.ndarray:
+    """The cells `rows` of `x` as a dense array in the stored dtype: [n, G]."""
+    block = x[rows]
+    return block.toarray() if sp.issparse(block) else np.asarray(block)
