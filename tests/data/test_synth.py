@@ -163,3 +163,14 @@ def test_two_file_experiment_splits_rows_and_keeps_categories(synth_experiment_t
     assert sum(p.n_obs for p in parts) == synth_spec.n_cells
     cats = [list(p.obs[synth_spec.pert_col].cat.categories) for p in parts]
     assert cats[0] == cats[1] and synth_spec.control_pert in cats[0]
+
+
+def test_dense_experiment_writes_dense_x(tmp_path):
+    from state_core.data.features import open_features
+
+    spec = SynthSpec(n_cells=300, n_genes=40, n_perturbations=4, sparse=False)
+    exp = write_synthetic_experiment(tmp_path, spec, num_hvgs=16, embed_key=None)
+    with open_features(exp.h5ad_paths[0], "X") as x, open_features(exp.h5ad_paths[0], "X_hvg") as hvg:
+        assert x.shape == (300, 40) and hvg.shape == (300, 16)
+    written = ad.read_h5ad(exp.h5ad_paths[0])
+    assert isinstance(written.X, np.ndarray) and "X_state" not in written.obsm
