@@ -16,9 +16,12 @@ def evaluate_model(
     """Predict the test split, score it like cell-eval, and log the mean of each metric."""
     import shutil
 
-    from state_core.pipeline_ops.evaluation import evaluate_run
+    from state_core.pipeline_ops.evaluation import evaluate_run, metrics_to_metadata
 
     summary = evaluate_run(model.path, results.path)
-    for name, value in sorted(summary.metrics.items()):
-        metrics.log_metric(name, value)
+    for name, value in sorted(metrics_to_metadata(summary.metrics).items()):
+        if isinstance(value, float):
+            metrics.log_metric(name, value)
+        else:
+            metrics.metadata[name] = value
     shutil.copyfile(summary.report_html, report.path)

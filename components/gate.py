@@ -20,9 +20,10 @@ def promotion_gate(
     """True when the candidate beats the baseline and the serving model; the reasoning goes to `decision`."""
     from pathlib import Path
 
+    from state_core.pipeline_ops.evaluation import metrics_from_metadata
     from state_core.pipeline_ops.promotion import gate_against_repository
 
-    result = gate_against_repository(candidate.metadata, baseline.metadata, model_repository, model_name,
-                                     metric, higher_is_better, min_improvement)
+    result = gate_against_repository(metrics_from_metadata(candidate.metadata), metrics_from_metadata(baseline.metadata),
+                                     model_repository, model_name, metric, higher_is_better, min_improvement)
     Path(decision.path).write_text(result.as_markdown())
     return result.promote

@@ -13,10 +13,13 @@ def publish_model(
     model_repository: str,
     model_name: str,
     experiment_toml: str,
+    triton_backend: str,
 ) -> int:
-    """Add the next version of `model_name` with a record of its metrics; returns the version number."""
+    """Serve the next version of `model_name` (backend: onnxruntime, or python on CPU-only hosts) with a
+    record of its metrics and training data; returns the version number."""
+    from state_core.pipeline_ops.evaluation import metrics_from_metadata
     from state_core.pipeline_ops.publishing import publish_version
 
-    record = publish_version(onnx_model.path, model_repository, model_name, metrics.metadata,
-                             run_uri=onnx_model.uri, experiment_toml=experiment_toml)
+    record = publish_version(onnx_model.path, model_repository, model_name, metrics_from_metadata(metrics.metadata),
+                             run_uri=onnx_model.uri, experiment_toml=experiment_toml, backend=triton_backend)
     return record.version

@@ -39,6 +39,7 @@ def build_training_pipeline(settings: PipelineSettings = PipelineSettings()):
         experiment_toml: str,
         model_repository: str,
         model_name: str = "state_st",
+        triton_backend: str = "onnxruntime",
         model_preset: str = "state_sm",
         baseline_preset: str = "context_mean",
         train_overrides: list = [],
@@ -63,6 +64,7 @@ def build_training_pipeline(settings: PipelineSettings = PipelineSettings()):
             experiment_toml: Experiment TOML (local path or gs:// URI) naming the datasets and the held-out cell types or perturbations.
             model_repository: Triton model repository (gs://bucket/models or a local folder) to publish into.
             model_name: Name of the model in the Triton repository.
+            triton_backend: Triton backend of the published model - onnxruntime (GPU serving image) or python (CPU-only local server).
             model_preset: ST preset to train (state, state_sm, state_lg, pertsets).
             baseline_preset: Baseline the candidate must beat (context_mean, perturb_mean, embed_sum).
             train_overrides: Extra training key=value overrides, e.g. ["training.max_steps=20000"].
@@ -116,7 +118,8 @@ def build_training_pipeline(settings: PipelineSettings = PipelineSettings()):
             export.set_display_name("export ONNX")
             publish = use_image(uncached(publish_model(
                 onnx_model=export.outputs["onnx_model"], metrics=candidate_eval.outputs["metrics"],
-                model_repository=model_repository, model_name=model_name, experiment_toml=experiment_toml)),
+                model_repository=model_repository, model_name=model_name, experiment_toml=experiment_toml,
+                triton_backend=triton_backend)),
                 settings)
             publish.set_display_name("publish to Triton")
 

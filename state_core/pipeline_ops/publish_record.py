@@ -5,17 +5,18 @@ Layout, inside a Triton model repository (local path or `gs://`):
     <repository>/<model_name>/<version>/publish_record.json
 
 Triton only loads the model file of a version folder, so the record rides along unseen by the server, and
-the promotion gate of the next run reads the serving model's metrics from the highest version.
+the promotion gate of the next run reads the serving model's metrics from the version `config.pbtxt` serves.
 """
 
 from __future__ import annotations
 
 import json
-import tempfile
+import re
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from state_core.errors import ArtifactError
+from state_core.serve.repo_store import RepositoryStore
+from state_core.serve.repository import CONFIG_FILE
 
 RECORD_NAME = "publish_record.json"
 
@@ -51,75 +52,39 @@ class PublishRecord:
                                 "delete it or republish that model version") from err
 
 
-def _is_gcs(uri: str) -> bool:
-    return uri.startswith("gs://")
+_SPECIFIC_VERSIONS = re.compile(r"specific\s*:\s*\{\s*versions\s*:\s*\[([\d\s,]*)\]")
 
 
-def _join(base: str, *parts: str) -> str:
-    return "/".join([base.rstrip("/"), *parts])
-
-
-def _version_folders(repository: str, model_name: str) -> list[int]:
-    """Numeric version folders of one model, ascending (Triton ignores every other folder name)."""
-    model_uri = _join(repository, model_name)
-    if _is_gcs(model_uri):
-        from state_core.storage import list_files
-
-        names = {f[len(model_uri) + 1:].split("/", 1)[0] for f in list_files(model_uri + "/**")}
-    else:
-        root = Path(model_uri)
-        names = {p.name for p in root.iterdir() if p.is_dir()} if root.is_dir() else set()
-    return sorted(int(n) for n in names if n.isdigit() and not (len(n) > 1 and n.startswith("0")))
-
-
-def _read_text(uri: str) -> str | None:
-    if _is_gcs(uri):
-        from state_core.storage import download, exists
-
-        if not exists(uri):
-            return None
-        with tempfile.TemporaryDirectory() as tmp:
-            local = Path(tmp) / RECORD_NAME
-            download(uri, local)
-            return local.read_text()
-    path = Path(uri)
-    return path.read_text() if path.is_file() else None
-
-
-def latest_version(repository: str, model_name: str) -> int:
-    """Highest version number in the repository, 0 when the model has never been published."""
-    versions = _version_folders(repository, model_name)
+def serving_version(repository: str, model_name: str) -> int:
+    """The version Triton serves: the one `config.pbtxt` pins (publish and rollback pin exactly one), else
+    the highest version folder as Triton's default `latest` policy would; 0 when nothing is published."""
+    store = RepositoryStore(repository)
+    config = store.read_text(model_name, CONFIG_FILE) or ""
+    pinned = _SPECIFIC_VERSIONS.search(config)
+    if pinned and pinned.group(1).strip():
+        return max(int(v) for v in pinned.group(1).replace(",", " ").split())
+    versions = store.versions(model_name)
     return versions[-1] if versions else 0
 
 
 def serving_record(repository: str, model_name: str) -> PublishRecord | None:
-    """The record of the version Triton serves (the highest); None when nothing is published yet."""
-    version = latest_version(repository, model_name)
+    """The record of the served version; None when nothing is published yet."""
+    version = serving_version(repository, model_name)
     if version == 0:
         return None
-    uri = _join(repository, model_name, str(version), RECORD_NAME)
-    text = _read_text(uri)
+    store = RepositoryStore(repository)
+    text = store.read_text(model_name, version, RECORD_NAME)
     if text is None:
-        # A version published by hand, without a record: treat as serving with unknown metrics.
+        # A version published by hand, without a record: serving, but with unknown metrics.
         return PublishRecord(model_name=model_name, version=version, metrics={})
-    return PublishRecord.from_json(text, uri)
+    return PublishRecord.from_json(text, store.uri(model_name, version, RECORD_NAME))
 
 
 def write_record(repository: str, record: PublishRecord) -> str:
     """Write the record into its version folder (which must exist); returns its URI."""
-    uri = _join(repository, record.model_name, str(record.version), RECORD_NAME)
-    if _is_gcs(uri):
-        from state_core.storage import upload
-
-        with tempfile.TemporaryDirectory() as tmp:
-            local = Path(tmp) / RECORD_NAME
-            local.write_text(record.to_json())
-            upload(local, uri)
-        return uri
-    path = Path(uri)
-    if not path.parent.is_dir():
-        raise ArtifactError(f"{path.parent}: model version folder does not exist; publish the model before its record")
-    tmp_path = path.with_suffix(".json.tmp")
-    tmp_path.write_text(record.to_json())
-    tmp_path.replace(path)
-    return uri
+    store = RepositoryStore(repository)
+    if record.version not in store.versions(record.model_name):
+        raise ArtifactError(f"{store.uri(record.model_name, record.version)}: model version folder does not exist; "
+                            "publish the model before its record")
+    store.write_text(record.to_json(), record.model_name, record.version, RECORD_NAME)
+    return store.uri(record.model_name, record.version, RECORD_NAME)

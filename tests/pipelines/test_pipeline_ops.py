@@ -8,18 +8,31 @@ import pytest
 
 from state_core.errors import ArtifactError, ConfigError
 from state_core.pipeline_ops.embedding import EmbedOptions, embed_experiment
-from state_core.pipeline_ops.publish_record import PublishRecord, latest_version, serving_record, write_record
+from state_core.pipeline_ops.publish_record import PublishRecord, serving_record, serving_version, write_record
 from state_core.pipeline_ops.schedule import to_kfp_cron
 from state_core.pipeline_ops.toml_text import dumps
 
 
-def test_serving_record_is_the_highest_numeric_version(tmp_path):
-    for version in ("1", "2", "10", "010", "notes"):
+def test_without_a_pinned_version_the_highest_numeric_version_serves(tmp_path):
+    for version in ("1", "2", "10", "notes"):
         (tmp_path / "m" / version).mkdir(parents=True)
     write_record(str(tmp_path), PublishRecord("m", 10, {"r": 0.5}, run_uri="runs/x"))
-    assert latest_version(str(tmp_path), "m") == 10
+    assert serving_version(str(tmp_path), "m") == 10
     record = serving_record(str(tmp_path), "m")
     assert record is not None and record.metrics == {"r": 0.5} and record.run_uri == "runs/x"
+
+
+def test_the_version_pinned_in_config_pbtxt_serves_after_a_rollback(tmp_path):
+    for version in ("1", "2"):
+        (tmp_path / "m" / version).mkdir(parents=True)
+        write_record(str(tmp_path), PublishRecord("m", int(version), {"r": float(version)}))
+    (tmp_path / "m" / "config.pbtxt").write_text('name: "m"\nversion_policy: { specific: { versions: [ 1 ] } }\n')
+    assert serving_record(str(tmp_path), "m").metrics == {"r": 1.0}
+
+
+def test_record_needs_its_version_folder(tmp_path):
+    with pytest.raises(ArtifactError, match="publish the model before its record"):
+        write_record(str(tmp_path), PublishRecord("m", 1, {}))
 
 
 def test_no_published_model_means_no_record(tmp_path):
