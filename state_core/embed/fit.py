@@ -12,7 +12,7 @@ Output folder:
     <output_dir>/model/            SE model folder (see `state_core.embed.artifact`)
     <output_dir>/checkpoints/      Lightning checkpoints (last.ckpt: resume)
     <output_dir>/fit_config.yaml   the resolved config
-    <output_dir>/version_0/metrics.csv
+    <output_dir>/version_<n>/metrics.csv   one version per (resumed) run
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ def build_trainer(cfg: SEFitConfig, out: Path) -> L.Trainer:
         max_epochs=t.max_epochs, max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices,
         strategy=t.strategy, precision=precision, gradient_clip_val=cfg.optimizer.max_grad_norm,
         accumulate_grad_batches=cfg.optimizer.gradient_accumulation_steps, val_check_interval=t.val_check_interval,
-        callbacks=[checkpoint], logger=CSVLogger(str(out), name="", version="version_0"),
+        callbacks=[checkpoint], logger=CSVLogger(str(out), name=""),
         default_root_dir=str(out), enable_model_summary=False, log_every_n_steps=1,
         num_sanity_val_steps=0, deterministic=False,
     )
@@ -170,6 +170,7 @@ def fit_se(cfg: SEFitConfig) -> Path:
     if resume:
         log.info("resuming from %s", resume)
     trainer.fit(module, loader(train_cells, True), loader(val_cells, False) if val_cells else None, ckpt_path=resume)
+    trainer.save_checkpoint(last)  # a run stopped by max_steps mid-epoch is resumable from where it ended
     for s in sources:
         s.rows.close()
     model = module.model.cpu().float().eval()
