@@ -24,6 +24,7 @@ class TritonPythonModel:
         options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(os.path.join(folder, "model.onnx"), options, providers=["CPUExecutionProvider"])
         self.inputs = [(i.name, len(i.shape)) for i in self.session.get_inputs()]
+        self.input_dims = {i.name: list(i.shape) for i in self.session.get_inputs()}  # ints or names like "set"
         self.outputs = [o.name for o in self.session.get_outputs()]
         with open(os.path.join(folder, "metadata.json")) as f:
             metadata = json.load(f)
@@ -44,11 +45,20 @@ class TritonPythonModel:
                 bad = int(array[(array < 0) | (array >= limit)][0])
                 raise ValueError(f"{name} {bad} is out of range: the model knows {limit} (valid 0..{limit - 1})")
             arrays[name] = array
-        batch = arrays[self.inputs[0][0]].shape[0]
-        for name, array in arrays.items():
-            if array.shape[0] != batch:
-                raise ValueError(f"input {name!r} has batch {array.shape[0]} but {self.inputs[0][0]!r} has {batch}")
+        self._check_shared_dims(arrays)
         return arrays
+
+    def _check_shared_dims(self, arrays):
+        """Dims with the same name in the graph (batch, set) must agree across inputs."""
+        seen = {}
+        for name, array in arrays.items():
+            for axis, dim in enumerate(self.input_dims[name]):
+                if isinstance(dim, int):
+                    continue
+                first = seen.setdefault(dim, (name, array.shape[axis]))
+                if first[1] != array.shape[axis]:
+                    raise ValueError(f"input {name!r} has {dim} size {array.shape[axis]} but {first[0]!r} has {first[1]}; "
+                                     f"all inputs must describe the same sets")
 
     def execute(self, requests):
         responses = [None] * len(requests)
@@ -57,7 +67,8 @@ class TritonPythonModel:
             try:
                 arrays = self._read(request)
             except Exception as err:  # noqa: BLE001 - any bad input answers only this request
-                responses[pos] = pb_utils.InferenceResponse(error=pb_utils.TritonError(str(err)))
+                error = pb_utils.TritonError(str(err), getattr(pb_utils.TritonError, "INVALID_ARG", 0))
+                responses[pos] = pb_utils.InferenceResponse(error=error)
                 continue
             key = tuple((n, a.shape[1:]) for n, a in arrays.items())
             groups.setdefault(key, []).append((pos, arrays))
