@@ -12,9 +12,9 @@ control pool. A plan is then just integer arrays:
   the same global plan and nothing depends on worker count or PYTHONHASHSEED.
 * eval plan (`eval_plan`): no resampling; each group is cut into ceil(n/S) nearly equal chunks, padded to
   S with -1 (mask False), so every cell appears exactly once.
-* controls (`draw_controls`): one control per cell from the pool of its set's group, drawn with a
-  generator seeded by (seed, stream, epoch, set id): the same set gets the same controls whichever rank or
-  worker builds it.
+* controls (`draw_controls`): one control per cell, uniform (with replacement) over the pool of its set's
+  group, from a counter hash of (seed, stream, epoch, set id, position): the same set gets the same
+  controls whichever rank or worker builds it.
 """
 
 from __future__ import annotations
@@ -293,15 +293,26 @@ def eval_plan(
     )
 
 
+def _hashed_uniform(key: np.ndarray, salt: int) -> np.ndarray:
+    """Uniform [0, 1) floats from uint64 counters (splitmix64 finaliser): a stateless, vectorised stream."""
+    with np.errstate(over="ignore"):
+        x = key.astype(np.uint64) + np.uint64(salt)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    return (x >> np.uint64(11)).astype(np.float64) * (1.0 / 2**53)
+
+
 def draw_controls(layout: GroupLayout, plan: SetPlan, sets: slice, seed: int) -> np.ndarray:
-    """One control store position per cell of the given sets [b, S], uniform over the group's pool."""
+    """One control store position per cell of the given sets [b, S], uniform over the group's pool.
+
+    The draw for cell j of set k is a hash of (seed, stream, epoch, set id, j): the same set gets the same
+    controls whichever rank or worker builds it. Controls are sorted within a set (the pairing with the
+    set's cells is random either way), which makes the gather read memory in order.
+    """
     groups = plan.group[sets]
     S = plan.members.shape[1]
-    uniform = np.stack(
-        [
-            np.random.default_rng(np.random.SeedSequence([seed, plan.stream, plan.epoch, int(sid), _CONTROL_STREAM])).random(S)
-            for sid in plan.set_id[sets]
-        ]
-    ) if groups.size else np.zeros((0, S))  # [b, S]
-    pick = (uniform * layout.pool_size[groups][:, None]).astype(np.int64)
-    return layout.pool_start[groups][:, None] + pick  # [b, S]
+    salt = int(np.random.SeedSequence([seed, plan.stream, plan.epoch, _CONTROL_STREAM]).generate_state(1, np.uint64)[0])
+    counters = plan.set_id[sets][:, None].astype(np.uint64) * np.uint64(S) + np.arange(S, dtype=np.uint64)  # [b, S]
+    pick = (_hashed_uniform(counters, salt) * layout.pool_size[groups][:, None]).astype(np.int64)
+    return layout.pool_start[groups][:, None] + np.sort(pick, axis=1)  # [b, S]

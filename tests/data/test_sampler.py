@@ -160,3 +160,14 @@ def test_eval_plan_shards_cover_every_cell_once_with_equal_counts() -> None:
     assert len({p.n_batches for p in plans}) == 1
     real = np.concatenate([p.members[p.members != PAD] for p in plans])
     np.testing.assert_array_equal(np.sort(real), np.arange(len(cells)))
+
+
+def test_control_draws_cover_the_pool_and_change_with_the_epoch() -> None:
+    cells = make_cells(n=3000)
+    layout = layout_of(cells)
+    draws = [
+        draw_controls(layout, plan, slice(0, len(plan.group)), seed=1)
+        for plan in (train_plan(layout, cell_set_len=16, batch_size=4, seed=1, epoch=e) for e in range(8))
+    ]
+    assert set(np.unique(draws).tolist()) == set(np.flatnonzero(cells.is_control).tolist())
+    assert not np.array_equal(np.sort(draws[0], axis=None), np.sort(draws[1], axis=None))

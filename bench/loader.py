@@ -1,0 +1,132 @@
+"""Throughput of the cell-set loader against a plain in-memory numpy gather of the same rows.
+
+    python bench/loader.py                      # ~100k cells x 2000-d X_hvg, S=64, B=16, 3 epochs
+    python bench/loader.py --stream             # feature store as an on-disk memmap instead of RAM
+
+The synthetic file is built once and cached (default: <tmp>/state_core_bench_loader; --cache-dir to move it).
+Labels come from `state_core.data.synth`; the 2000-d `obsm["X_hvg"]` is written directly (random values),
+because generating and preprocessing 100k x 2000 counts would dominate the run and is not what is measured.
+
+Prints, per epoch: cells/s of the loader (full training batches: ctrl + target gathered into torch tensors,
+controls drawn), cells/s of `np.take` of the same target and control rows from a RAM array, their ratio,
+and the process RSS (current and peak) so memory growth across epochs is visible. Timings on a shared
+machine vary with the load of other processes: compare the ratio, not the absolute figures across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import anndata as ad
+import h5py
+import numpy as np
+
+from state_core.config.experiment import ObsColumns, load_experiment
+from state_core.data.cellsets import StoreSettings
+from state_core.data.datamodule import CellSetDataModule
+from state_core.data.sampler import draw_controls
+from state_core.data.splits import build_split_manifest
+from state_core.data.synth import SynthSpec, make_synthetic_adata
+from state_core.data.vocab import build_vocab
+
+_ROWS_PER_WRITE = 8192
+
+
+def build_file(path: Path, n_cells: int, dim: int, seed: int) -> Path:
+    """A ~n_cells h5ad: synthetic obs labels, a 1-column X, and a dense float32 obsm/X_hvg [n, dim]."""
+    if path.is_file():
+        return path
+    spec = SynthSpec(n_cells=n_cells, n_genes=60, n_cell_types=4, n_perturbations=50, n_batches=3, seed=seed)
+    labels = make_synthetic_adata(spec).obs
+    tmp = path.with_name(f".{path.name}.tmp")
+    ad.AnnData(X=np.zeros((len(labels), 1), np.float32), obs=labels).write_h5ad(tmp)
+    rng = np.random.default_rng(seed)
+    with h5py.File(tmp, "a") as file:
+        obsm = file.require_group("obsm")
+        obsm.attrs.update({"encoding-type": "dict", "encoding-version": "0.1.0"})
+        hvg = obsm.create_dataset("X_hvg", shape=(len(labels), dim), dtype=np.float32)  # uncompressed
+        hvg.attrs.update({"encoding-type": "array", "encoding-version": "0.2.0"})
+        for start in range(0, len(labels), _ROWS_PER_WRITE):
+            stop = min(start + _ROWS_PER_WRITE, len(labels))
+            hvg[start:stop] = rng.standard_normal((stop - start, dim), dtype=np.float32)
+    tmp.replace(path)
+    return path
+
+
+def rss_mib() -> tuple[float, float]:
+    """(current, peak) resident set size in MiB."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    current = pages * resource.getpagesize() / 2**20
+    return current, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def reference_cells_per_s(dm: CellSetDataModule, epoch: int, array: np.ndarray) -> float:
+    """np.take of the same target and control rows as the loader's epoch, from a RAM array."""
+    data = dm.split_data("train")
+    plan = dm.plan_factory("train", resample=True)(epoch=epoch)
+    batches = [(plan.members[plan.batch_sets(i)], draw_controls(data.layout, plan, plan.batch_sets(i), dm.seed))
+               for i in range(plan.n_batches)]
+    cells = 0
+    start = time.perf_counter()
+    for members, ctrl in batches:
+        np.take(array, members.ravel(), axis=0)
+        np.take(array, ctrl.ravel(), axis=0)
+        cells += members.size
+    return cells / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cells", type=int, default=100_000)
+    parser.add_argument("--dim", type=int, default=2000)
+    parser.add_argument("--set-len", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--dtype", choices=("float32", "float16"), default="float32")
+    parser.add_argument("--stream", action="store_true", help="memmap store on disk (memory budget 0)")
+    parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "state_core_bench_loader")
+    args = parser.parse_args()
+
+    args.cache_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    h5ad = build_file(args.cache_dir / f"bench_{args.cells}x{args.dim}.h5ad", args.cells, args.dim, seed=0)
+    toml = args.cache_dir / "bench.toml"
+    toml.write_text(f'[datasets]\nbench = "{h5ad}"\n[training]\nbench = "train"\n')
+    manifest = build_split_manifest(load_experiment(toml), ObsColumns(), seed=0)
+    vocab = build_vocab(manifest, pert_col="gene", cell_type_key="cell_type", batch_col="gem_group",
+                        control_pert="non-targeting", embed_key="X_hvg", output_space="gene")
+    print(f"data ready in {time.perf_counter() - t0:.1f}s: {h5ad} ({manifest.n_cells('train')} train cells)")
+
+    budget = 0 if args.stream else 16 * 2**30
+    store = StoreSettings(dtype=args.dtype, memory_budget_bytes=budget, cache_dir=str(args.cache_dir / "stores"))
+    dm = CellSetDataModule(manifest, vocab, cell_set_len=args.set_len, batch_size=args.batch_size, seed=0, store=store)
+    t0 = time.perf_counter()
+    dm.setup("fit")
+    features = dm.split_data("train").features
+    print(f"setup (labels, layout, store {'memmap' if features.streamed else 'RAM'} {args.dtype}) "
+          f"{time.perf_counter() - t0:.1f}s; RSS {rss_mib()[0]:.0f} MiB")
+    reference_array = np.asarray(features.array) if not features.streamed else None
+
+    loader = dm.train_dataloader()
+    print(f"{'epoch':>5} {'batches':>7} {'loader cells/s':>15} {'numpy cells/s':>14} {'ratio':>6} {'RSS MiB':>8} {'peak MiB':>9}")
+    for epoch in range(args.epochs):
+        dm.set_epoch(epoch)
+        cells, n_batches = 0, 0
+        start = time.perf_counter()
+        for batch in loader:
+            cells += int(batch.mask.sum())
+            n_batches += 1
+        loader_rate = cells / (time.perf_counter() - start)
+        ref = reference_cells_per_s(dm, epoch, reference_array) if reference_array is not None else float("nan")
+        current, peak = rss_mib()
+        print(f"{epoch:>5} {n_batches:>7} {loader_rate:>15,.0f} {ref:>14,.0f} {loader_rate / ref:>6.2f} "
+              f"{current:>8.0f} {peak:>9.0f}")
+    print("note: shared 2-core machine; other processes affect absolute figures (the ratio is measured in the same run)")
+
+
+if __name__ == "__main__":
+    main()
