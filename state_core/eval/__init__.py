@@ -1,1 +1,35 @@
-"""eval"""
+"""cell-eval compatible evaluation of predicted vs real perturbation data, with an HTML report.
+
+Public API: `evaluate`, `EvalResult`, `write_report`, `score`, `build_baseline`, `profile_metrics`.
+Modules are imported lazily so `import state_core.eval` stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from state_core.eval.aggregate import score
+    from state_core.eval.baseline import build_baseline
+    from state_core.eval.evaluate import EvalResult, evaluate
+    from state_core.eval.registry import profile_metrics
+    from state_core.eval.report import write_report
+
+_EXPORTS = {
+    "evaluate": "state_core.eval.evaluate",
+    "EvalResult": "state_core.eval.evaluate",
+    "score": "state_core.eval.aggregate",
+    "build_baseline": "state_core.eval.baseline",
+    "write_report": "state_core.eval.report",
+    "profile_metrics": "state_core.eval.registry",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(name)
