@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from state_core.eval.aggregate import score
     from state_core.eval.baseline import build_baseline
-    from state_core.eval.evaluate import EvalResult, evaluate
+    from state_core.eval.evaluation import EvalResult, evaluate
     from state_core.eval.registry import profile_metrics
     from state_core.eval.report import write_report
 
 _EXPORTS = {
-    "evaluate": "state_core.eval.evaluate",
-    "EvalResult": "state_core.eval.evaluate",
+    "evaluate": "state_core.eval.evaluation",
+    "EvalResult": "state_core.eval.evaluation",
     "score": "state_core.eval.aggregate",
     "build_baseline": "state_core.eval.baseline",
     "write_report": "state_core.eval.report",

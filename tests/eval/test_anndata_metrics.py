@@ -1,0 +1,42 @@
+import numpy as np
+import scipy.sparse as sp
+
+from state_core.eval import anndata_metrics as am
+from state_core.eval.inputs import Groups
+from state_core.eval.pseudobulk import Pseudobulk
+
+
+def _pb(real, pred, real_ctrl, pred_ctrl, perts):
+    f = lambda a: np.asarray(a, dtype=np.float32)  # noqa: E731
+    return Pseudobulk(perts, f(real), f(pred), f(real_ctrl), f(pred_ctrl))
+
+
+def test_mse_mae_ignore_control_and_deltas_use_own_control():
+    pb = _pb([[1, 2]], [[2, 2]], [0, 0], [1, 1], ["A"])
+    assert am.mse(pb)[0] == 0.5 and am.mae(pb)[0] == 0.5
+    # real delta [1,2], pred delta [1,1]
+    assert am.mse_delta(pb)[0] == 0.5 and am.mae_delta(pb)[0] == 0.5
+
+
+def test_discrimination_rank_and_target_gene_exclusion():
+    genes = np.array(["A", "B", "C"])
+    real = [[5, 0, 0], [0, 5, 0], [0, 0, 5]]
+    pred_good = [[5, 0, 0], [0, 5, 0], [0, 0, 5]]
+    pb = _pb(real, pred_good, [0, 0, 0], [0, 0, 0], ["A", "B", "C"])
+    assert np.all(am.discrimination_score(pb, genes, "l1") == 1.0)
+    # pred of A matches real C best once gene A is excluded: rank 1 of 3 -> 1 - 1/3
+    pred_bad = [[5, 0, 4], [0, 5, 0], [0, 0, 5]]
+    pb = _pb(real, pred_bad, [0, 0, 0], [0, 0, 0], ["A", "B", "C"])
+    assert abs(am.discrimination_score(pb, genes, "l1")[0] - (1 - 1 / 3)) < 1e-12
+
+
+def test_energy_distance_v_statistic_by_hand():
+    # 1-D: pert cells {0, 2}, control {1}: 2*mean|p-c| = 2, mean|p-p'| over 4 pairs = (0+2+2+0)/4 = 1
+    x = sp.csr_matrix(np.array([[0.0], [2.0], [1.0]]))
+    groups = Groups.build(np.array(["A", "A", "ctrl"]), "ctrl")
+    assert abs(am.energy_distances(x, groups)[0] - 1.0) < 1e-12
+
+
+def test_pearson_constant_row_is_nan():
+    r = am.rowwise_pearson(np.array([[1.0, 1.0, 1.0]]), np.array([[1.0, 2.0, 3.0]]))
+    assert np.isnan(r[0])
