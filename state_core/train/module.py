@@ -88,6 +88,25 @@ class PerturbationTrainingModule(pl.LightningModule):
             self.log("val/decoder_loss", losses["decoder"], batch_size=n_sets, sync_dist=True)
             self.log("val/total_loss", losses["total"], batch_size=n_sets, sync_dist=True)
 
+    # Dropout draws from the global torch RNG; keep its state in checkpoints so that a resumed run
+    # continues exactly like an uninterrupted one (the data plan is seeded separately).
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["rng_state"] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            checkpoint["rng_state"]["cuda"] = torch.cuda.get_rng_state_all()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # Applied at the first training batch: Lightning still sets up loops and loaders after loading.
+        self._pending_rng = checkpoint.get("rng_state")
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        state = getattr(self, "_pending_rng", None)
+        if state:
+            torch.set_rng_state(state["torch"])
+            if "cuda" in state and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(state["cuda"])
+            self._pending_rng = None
+
     def configure_optimizers(self):
         params = [p for p in self.model.parameters() if p.requires_grad]
         if not params:

@@ -1,0 +1,66 @@
+"""Statistics of the training split that fit the non-learned baselines (context_mean, perturb_mean).
+
+Rows are read in blocks straight from the files, so memory is bounded by the block size, not the data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from state_core.data.features import open_features
+from state_core.data.h5ad import read_obs_labels
+from state_core.data.vocab import Vocab
+
+BLOCK_ROWS = 65536
+
+
+@dataclass(frozen=True)
+class GroupMeans:
+    sums: np.ndarray  # [C, P, D] sum of features per (cell type, perturbation)
+    counts: np.ndarray  # [C, P] number of cells
+
+    def means(self) -> np.ndarray:
+        return self.sums / np.maximum(self.counts, 1)[..., None]  # [C, P, D]
+
+
+def _label_index(path: str, column: str, names: tuple[str, ...], rows: np.ndarray) -> np.ndarray:
+    labels = read_obs_labels(path, column)
+    lookup = np.array([names.index(c) if c in names else -1 for c in labels.categories.astype(str)] + [-1])
+    return lookup[labels.codes[rows]]  # -1 code (missing) maps to the appended -1
+
+
+def train_group_means(manifest, vocab: Vocab, key: str) -> GroupMeans:  # noqa: ANN001 - SplitManifest
+    """Sum and count of `key` features (X or an obsm key) per (cell type, perturbation) over train rows."""
+    n_ct, n_pert = len(vocab.cell_types), len(vocab.perturbations)
+    sums: np.ndarray | None = None
+    counts = np.zeros((n_ct, n_pert), dtype=np.int64)
+    for entry in manifest.files:
+        rows = np.asarray(entry.train, dtype=np.int64)
+        if rows.size == 0:
+            continue
+        path = str(entry.path)
+        ct = _label_index(path, vocab.cell_type_key, vocab.cell_types, rows)
+        pert = _label_index(path, vocab.pert_col, vocab.perturbations, rows)
+        with open_features(path, key) as source:
+            if sums is None:
+                sums = np.zeros((n_ct, n_pert, source.shape[1]), dtype=np.float64)
+            for start in range(0, rows.size, BLOCK_ROWS):
+                block = slice(start, start + BLOCK_ROWS)
+                ok = (ct[block] >= 0) & (pert[block] >= 0)
+                x = source.read_rows(rows[block][ok])  # [n, D]
+                np.add.at(sums, (ct[block][ok], pert[block][ok]), x)
+                np.add.at(counts, (ct[block][ok], pert[block][ok]), 1)
+    if sums is None:
+        raise ValueError("the training split is empty")
+    return GroupMeans(sums=sums, counts=counts)
+
+
+def context_means(stats: GroupMeans, control_index: int) -> np.ndarray:
+    """Mean of perturbed (non-control) cells per cell type: [C, D]."""
+    sums = stats.sums.copy()
+    counts = stats.counts.copy()
+    sums[:, control_index] = 0
+    counts[:, control_index] = 0
+    return (sums.sum(1) / np.maximum(counts.sum(1), 1)[:, None]).astype(np.float32)

@@ -1,0 +1,112 @@
+"""The data side of a run: vocabulary (built once, then frozen), perturbation features, data module, dims."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from state_core.config.train_config import TrainConfig
+from state_core.data.cellsets import StoreSettings
+from state_core.data.datamodule import CellSetDataModule, EpochBatchSampler
+from state_core.data.splits import SplitManifest
+from state_core.data.vocab import Vocab, build_vocab, load_perturbation_features
+
+
+class ResumableEpochSampler(EpochBatchSampler):
+    """EpochBatchSampler that starts an epoch at batch `skip_fn()` (to resume a run killed mid-epoch).
+
+    The skip is read lazily, when the first batch of the pass is requested: Lightning creates the iterator
+    before it restores the loop position.
+    """
+
+    def __init__(self, n_batches: int, skip_fn: Callable[[], int]):
+        super().__init__(n_batches)
+        self.skip_fn = skip_fn
+
+    def __iter__(self):
+        epoch = self.epoch
+        self.epoch = epoch + 1
+        for i in range(min(self.n_batches, self.skip_fn()), self.n_batches):
+            yield (epoch, i)
+
+
+def _rewrap(base: DataLoader, sampler=None) -> DataLoader:  # noqa: ANN001
+    # A private generator: creating a DataLoader iterator otherwise draws from the global torch RNG, which
+    # would shift the dropout stream depending on when validation runs (and break exact resume).
+    return DataLoader(base.dataset, batch_size=None, sampler=sampler or base.sampler, collate_fn=base.collate_fn,
+                      num_workers=base.num_workers, persistent_workers=base.persistent_workers,
+                      pin_memory=base.pin_memory, generator=torch.Generator())
+
+
+class TrainingDataModule(CellSetDataModule):
+    """The cell-set data module with loaders that resume mid-epoch exactly where a killed run stopped."""
+
+    def _batches_done_this_epoch(self) -> int:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None or self._train_sampler is None:
+            return 0
+        # Every epoch has the same number of batches, so the restored global step locates the batch.
+        return max(0, trainer.global_step - trainer.current_epoch * self._train_sampler.n_batches)
+
+    def train_dataloader(self) -> DataLoader:
+        base = super().train_dataloader()
+        sampler = ResumableEpochSampler(len(base.sampler), self._batches_done_this_epoch)
+        self._train_sampler = sampler
+        return _rewrap(base, sampler)
+
+    def val_dataloader(self):
+        base = super().val_dataloader()
+        return _rewrap(base) if isinstance(base, DataLoader) else base
+
+
+@dataclass
+class RunData:
+    manifest: SplitManifest
+    vocab: Vocab
+    datamodule: CellSetDataModule
+    input_dim: int
+    output_dim: int
+    gene_dim: int | None
+    pert_features: np.ndarray | None  # [n_pert, P] from the features file; None = one-hot
+    has_val: bool
+
+
+def _vocab(cfg: TrainConfig, manifest: SplitManifest, vocab_path: Path) -> Vocab:
+    if vocab_path.exists():
+        return Vocab.load(vocab_path)  # a resumed or finished run keeps its label order
+    kw = cfg.data.kwargs
+    vocab = build_vocab(manifest, pert_col=kw.pert_col, cell_type_key=kw.cell_type_key, batch_col=kw.batch_col,
+                        control_pert=kw.control_pert, embed_key=kw.embed_key or "X", output_space=kw.output_space,
+                        perturbation_features_file=kw.perturbation_features_file)
+    vocab.save(vocab_path)
+    return vocab
+
+
+def prepare_run_data(cfg: TrainConfig, manifest: SplitManifest, vocab_path: Path) -> RunData:
+    kw = cfg.data.kwargs
+    vocab = _vocab(cfg, manifest, Path(vocab_path))
+    features = (load_perturbation_features(kw.perturbation_features_file, vocab.perturbations, vocab.control_pert)
+                if kw.perturbation_features_file else None)
+    dm = TrainingDataModule(
+        manifest, vocab, cell_set_len=_cell_set_len(cfg), batch_size=cfg.training.batch_size,
+        seed=cfg.training.train_seed, basal_mapping_strategy=kw.basal_mapping_strategy,
+        should_yield_control_cells=kw.should_yield_control_cells, num_workers=kw.num_workers,
+        store=StoreSettings(memory_budget_bytes=int(kw.memory_budget_gb * 2**30)),
+    )
+    width = len(vocab.feature_names)
+    gene_dim = len(vocab.gene_names) if vocab.gene_names and tuple(vocab.gene_names) != tuple(vocab.feature_names) else None
+    has_val = any(len(f.val) for f in manifest.files)
+    return RunData(manifest=manifest, vocab=vocab, datamodule=dm, input_dim=width, output_dim=width,
+                   gene_dim=gene_dim, pert_features=features, has_val=has_val)
+
+
+def _cell_set_len(cfg: TrainConfig) -> int:
+    from state_core.models.presets import PRESETS
+
+    preset = PRESETS.get(cfg.model.name)
+    return int(cfg.model.kwargs.get("cell_set_len", preset.cell_set_len if preset else 512))

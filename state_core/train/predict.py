@@ -1,0 +1,89 @@
+"""`state tx predict`: predict the TOML test split of a run and evaluate it.
+
+Writes `<run>/eval_<checkpoint>/adata_pred.h5ad` and `adata_real.h5ad`: one row per test cell (each real
+cell exactly once, in sets cut from its (cell type, perturbation) group with a mask, never padded with
+copies), obs labels stored as labels (not stringified one-hots), predictions in `X` (gene space when the
+model has one) and the latent in `obsm[embed_key]`; then cell-eval-compatible metrics per cell type.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import torch
+
+from state_core.data.splits import SplitManifest
+from state_core.errors import ArtifactError
+from state_core.train.data_setup import prepare_run_data
+from state_core.train.run_folder import SPLIT_DIR, VOCAB_FILE, load_run
+
+log = logging.getLogger(__name__)
+
+
+def _collect(model: torch.nn.Module, loader) -> dict[str, np.ndarray]:  # noqa: ANN001 - DataLoader
+    """Run every test batch; returns per-cell arrays (padding dropped)."""
+    parts: dict[str, list[np.ndarray]] = {"cell_id": [], "pred": [], "real": [], "pred_genes": [], "real_genes": []}
+    with torch.no_grad():
+        for batch in loader:
+            out = model(batch.ctrl, batch.pert_idx, batch.batch_idx, batch.mask, batch.cell_type_idx)
+            m = batch.mask
+            parts["cell_id"].append(batch.cell_id[m].numpy())
+            parts["pred"].append(out.latent[m].float().numpy())
+            parts["real"].append(batch.target[m].float().numpy())
+            if out.genes is not None:
+                parts["pred_genes"].append(out.genes[m].float().numpy())
+            if getattr(batch, "target_genes", None) is not None:
+                parts["real_genes"].append(batch.target_genes[m].float().numpy())
+    if not parts["cell_id"]:
+        raise ArtifactError("the run's test split is empty; add [zeroshot] or [fewshot] test entries to the TOML")
+    return {k: np.concatenate(v) for k, v in parts.items() if v}
+
+
+def _adata(x: np.ndarray, latent: np.ndarray, obs: pd.DataFrame, var_names, embed_key: str) -> ad.AnnData:  # noqa: ANN001
+    adata = ad.AnnData(X=x.astype(np.float32), obs=obs.copy())
+    if len(var_names) == x.shape[1]:
+        adata.var_names = [str(v) for v in var_names]
+    adata.obsm[embed_key] = latent.astype(np.float32)
+    return adata
+
+
+def _write(adata: ad.AnnData, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    adata.write_h5ad(tmp)
+    tmp.replace(path)
+
+
+def predict_test_split(run_dir: str | Path, *, checkpoint: str = "final", profile: str = "full",
+                       evaluate: bool = True, out_dir: str | Path | None = None) -> Path:
+    """Predict the test split of `run_dir`; returns the folder with the AnnData files and metrics."""
+    run = load_run(run_dir, checkpoint=checkpoint)
+    run_dir = Path(run_dir)
+    manifest = SplitManifest.load(run_dir / SPLIT_DIR)
+    data = prepare_run_data(run.config, manifest, vocab_path=run_dir / VOCAB_FILE)
+    arrays = _collect(run.model, data.datamodule.test_dataloader())
+    labels = data.datamodule.row_labels(arrays["cell_id"])  # DataFrame: pert_col, cell_type_key, batch_col
+    vocab = run.vocab
+    has_genes = "pred_genes" in arrays and "real_genes" in arrays
+    names = vocab.gene_names if has_genes else vocab.feature_names
+    pred_x = arrays["pred_genes"] if has_genes else arrays["pred"]
+    real_x = arrays["real_genes"] if has_genes else arrays["real"]
+    key = vocab.embed_key
+    name = Path(checkpoint).stem if checkpoint not in ("final",) else "final"
+    out = Path(out_dir) if out_dir else run_dir / f"eval_{name}"
+    out.mkdir(parents=True, exist_ok=True)
+    pred, real = _adata(pred_x, arrays["pred"], labels, names, key), _adata(real_x, arrays["real"], labels, names, key)
+    _write(pred, out / "adata_pred.h5ad")
+    _write(real, out / "adata_real.h5ad")
+    log.info("wrote %d test cells to %s", pred.n_obs, out)
+    if evaluate:
+        from state_core.eval import evaluate as run_eval
+        from state_core.eval import write_report
+
+        run_eval(pred, real, pert_col=vocab.pert_col, control_pert=vocab.control_pert, profile=profile,
+                 outdir=out, celltype_col=vocab.cell_type_key)
+        write_report(out, out / "report.html", out / "report.md")
+    return out
