@@ -9,6 +9,7 @@ from pathlib import Path
 def register(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="data_command")
     _add_split(sub)
+    _add_synth(sub)
     parser.set_defaults(func=lambda args: parser.print_help())
 
 
@@ -51,4 +52,36 @@ def _run_split(args: argparse.Namespace) -> int:
     columns = ObsColumns(args.pert_col, args.cell_type_key, batch_col, args.control_pert)
     run_split(args.toml, args.out, columns, seed=args.seed, cache_dir=args.cache_dir)
     print((args.out / SUMMARY_MD).read_text(), end="")
+    return 0
+
+
+def _add_synth(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "synth",
+        help="write a synthetic Perturb-seq experiment (h5ad + zeroshot/fewshot TOMLs)",
+        description="Negative-binomial counts with cell types, batches, a control label and knock-down "
+        "perturbations; preprocessed (log1p, X_hvg) and written with zeroshot.toml and fewshot.toml.",
+    )
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--n-cells", type=int, default=6000)
+    p.add_argument("--n-genes", type=int, default=400)
+    p.add_argument("--n-cell-types", type=int, default=3)
+    p.add_argument("--n-perturbations", type=int, default=16)
+    p.add_argument("--n-batches", type=int, default=2)
+    p.add_argument("--num-hvgs", type=int, default=128, help="width of obsm['X_hvg']")
+    p.add_argument("--n-files", type=int, default=1, help="split the cells over this many h5ad files")
+    p.add_argument("--dense", action="store_true", help="dense X instead of CSR")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_run_synth)
+
+
+def _run_synth(args: argparse.Namespace) -> int:
+    from state_core.data.synth import SynthSpec, write_synthetic_experiment
+
+    spec = SynthSpec(n_cells=args.n_cells, n_genes=args.n_genes, n_cell_types=args.n_cell_types,
+                     n_perturbations=args.n_perturbations, n_batches=args.n_batches, seed=args.seed,
+                     sparse=not args.dense)
+    exp = write_synthetic_experiment(args.out, spec, num_hvgs=args.num_hvgs, n_files=args.n_files)
+    print("\n".join(["h5ad:     " + ", ".join(str(p) for p in exp.h5ad_paths),
+                      f"zeroshot: {exp.zeroshot_toml}", f"fewshot:  {exp.fewshot_toml}"]))
     return 0
