@@ -19,12 +19,14 @@ import socket
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import time
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 
 from state_core.errors import ServingError
+from state_core.serve.local_view import build_local_view, needs_local_view
 from state_core.storage import is_gcs
 
 log = logging.getLogger(__name__)
@@ -117,17 +119,27 @@ def server_environment(install: TritonInstall, repository: str) -> dict[str, str
     return env
 
 
-def start_server(repository: str | Path, work_dir: str | Path, *, host: str = "127.0.0.1", grpc_port: int | None = None,
+def start_server(repository: str | Path, work_dir: str | Path | None = None, *, host: str = "127.0.0.1", grpc_port: int | None = None,
                  http_port: int | None = None, ready_timeout_s: float = 90.0, poll_repository_s: int = 0) -> LocalTriton:
     """Start tritonserver on `repository` (local folder or gs://) and wait until every model is ready.
 
-    `poll_repository_s > 0` makes the server pick up newly published versions by itself.
+    `poll_repository_s > 0` makes the server pick up newly published versions by itself. A local
+    repository published for production (onnxruntime) is served through a python-backend view.
+    `work_dir` (default: a new temp folder) holds the backend links, the view and the server log.
     """
     _require_loopback(host)
     install = find_triton_install()
-    work_dir = Path(work_dir)
+    work_dir = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="state-serve-"))
     work_dir.mkdir(parents=True, exist_ok=True)
-    repository = str(repository) if is_gcs(str(repository)) else str(Path(repository).resolve())
+    if is_gcs(str(repository)):
+        repository = str(repository)
+    else:
+        local_repo = Path(repository).resolve()
+        if not local_repo.is_dir():
+            raise ServingError(f"model repository {local_repo} does not exist; publish a model first (`state export triton`)")
+        if needs_local_view(local_repo):
+            local_repo = build_local_view(local_repo, Path(tempfile.mkdtemp(prefix="view-", dir=work_dir)))
+        repository = str(local_repo)
     grpc_port = grpc_port or free_port(host)
     http_port = http_port or free_port(host)
     command = [

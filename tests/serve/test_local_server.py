@@ -22,7 +22,8 @@ MODEL = "state_st"
 @pytest.fixture(scope="module")
 def server(exported, tmp_path_factory):
     repo = tmp_path_factory.mktemp("repo")
-    publish_model(repo, MODEL, exported.folder, backend="python", max_batch_size=16)
+    # published for production (onnxruntime, GPU): the launcher serves it through the python-backend view
+    publish_model(repo, MODEL, exported.folder, max_batch_size=16)
     running = start_server(repo, tmp_path_factory.mktemp("triton"))
     try:
         yield running
