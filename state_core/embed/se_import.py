@@ -55,17 +55,72 @@ def candidates(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.suffix in (".ckpt", ".safetensors") and p.is_file())
 
 
+class _Inert:
+    """Stands in for a config/collator object pickled into an original checkpoint; runs none of its code."""
+
+    def __new__(cls, *args, **kwargs):
+        return object.__new__(cls)
+
+    def __init__(self, *args, **kwargs):
+        self.args = args
+
+    def __setstate__(self, state):
+        self.state = state
+
+    def __call__(self, *args, **kwargs):
+        return _Inert()
+
+
+def _inert_reconstructor(cls: type, base: type, state: object) -> _Inert:
+    """copyreg's object rebuilder, allowed only for the inert stand-ins."""
+    if not (isinstance(cls, type) and issubclass(cls, _Inert)):
+        raise ArtifactError(f"refuses to rebuild {cls!r} from a checkpoint; only config objects are skipped")
+    return cls.__new__(cls)
+
+
+# Classes of these modules appear in the original checkpoints' `hyper_parameters` (the OmegaConf config and
+# the collator object). Their contents are not needed, so they are rebuilt as inert stand-ins.
+INERT_MODULES = ("omegaconf", "state.", "vci.", "typing", "lightning.fabric.utilities.data",
+                 "pytorch_lightning.utilities.parsing", "lightning.pytorch.utilities.parsing")
+
+
+def _checkpoint_unpickler(path: Path) -> type:
+    from state_core.models import safe_unpickle
+
+    class CheckpointUnpickler(safe_unpickle.Unpickler):
+        source = str(path)
+
+        def find_class(self, module: str, name: str):
+            if module == "__builtin__":  # protocol-2 pickles (torch.save's default) name builtins this way
+                module = "builtins"
+            if module.startswith(INERT_MODULES) or module == "state":
+                return type(name, (_Inert,), {})
+            if (module, name) == ("copyreg", "_reconstructor"):
+                return _inert_reconstructor
+            return super().find_class(module, name)
+
+    return CheckpointUnpickler
+
+
+class _PickleModule:
+    __name__ = "state_core.embed.se_import"
+
+    def __init__(self, path: Path):
+        self.Unpickler = _checkpoint_unpickler(path)
+
+    def load(self, file, **kwargs):
+        return self.Unpickler(file, **kwargs).load()
+
+
 def load_pickled_tensors(path: Path) -> object:
-    """Load a torch pickle through the restricted loader (tensors and plain containers only)."""
+    """Load a torch pickle with the restricted unpickler: tensors and plain containers are rebuilt, config and
+    collator objects become inert stand-ins, anything else is refused before it runs."""
     try:
-        from state_core.models import safe_unpickle  # the ST engineer's restricted unpickler
-    except ImportError:
-        safe_unpickle = None
-    try:
-        if safe_unpickle is not None and hasattr(safe_unpickle, "safe_torch_load"):
-            return safe_unpickle.safe_torch_load(path)
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # the pickle names a class outside the allow-list, or the file is corrupt
+        # weights_only=False only because the restricted unpickler replaces torch's own
+        return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_PickleModule(path))
+    except ArtifactError:
+        raise
+    except Exception as err:  # corrupt file or an unexpected pickle layout
         raise ArtifactError(f"{path}: cannot be loaded safely ({type(err).__name__}: {err}); "
                             f"convert it to safetensors where it was made, or report the class it needs") from err
 

@@ -68,3 +68,24 @@ def test_transform_on_an_original_folder_points_to_import(tmp_path):
     folder, _, _ = original_folder(tmp_path / "SE-tiny")
     with pytest.raises(ArtifactError, match="emb import"):
         load_se_model(folder)
+
+
+def test_pickled_omegaconf_hyper_parameters_load_inertly_and_code_is_refused(tmp_path):
+    import os
+
+    from omegaconf import OmegaConf
+
+    folder, original, _ = original_folder(tmp_path / "SE-tiny")
+    ckpt = torch.load(folder / "se_epoch4.ckpt", weights_only=True)
+    ckpt["hyper_parameters"] = {"cfg": OmegaConf.create({"model": {"nhead": 4, "emsize": 32}})}
+    torch.save(ckpt, folder / "se_epoch4.ckpt")
+    assert load_se_model(import_original_se(folder, tmp_path / "ok")).meta.config.nhead == 4
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    ckpt["hyper_parameters"] = {"x": Evil()}
+    torch.save(ckpt, folder / "se_epoch4.ckpt")
+    with pytest.raises(ArtifactError, match="refuses to load class"):
+        import_original_se(folder, tmp_path / "bad")
