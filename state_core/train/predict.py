@@ -8,6 +8,7 @@ model has one) and the latent in `obsm[embed_key]`; then cell-eval-compatible me
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import torch
 from state_core.data.splits import SplitManifest
 from state_core.errors import ArtifactError
 from state_core.train.data_setup import prepare_run_data
-from state_core.train.run_folder import SPLIT_DIR, VOCAB_FILE, load_run
+from state_core.train.run_folder import SPLIT_DIR, VOCAB_FILE, atomic_write_text, load_run
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +81,30 @@ def predict_test_split(run_dir: str | Path, *, checkpoint: str = "final", profil
     _write(real, out / "adata_real.h5ad")
     log.info("wrote %d test cells to %s", pred.n_obs, out)
     if evaluate:
-        from state_core.eval import evaluate as run_eval
-        from state_core.eval import write_report
-
-        run_eval(pred, real, pert_col=vocab.pert_col, control_pert=vocab.control_pert, profile=profile,
-                 outdir=out, celltype_col=vocab.cell_type_key)
-        write_report(out, out / "report.html", out / "report.md")
+        summary = evaluate_by_cell_type(pred, real, vocab, profile, out)
+        atomic_write_text(out / "metrics.json", json.dumps(summary, indent=2))
     return out
+
+
+def evaluate_by_cell_type(pred: ad.AnnData, real: ad.AnnData, vocab, profile: str, out: Path) -> dict:  # noqa: ANN001
+    """Evaluate each test cell type on its own (its own controls), as the original `tx predict` did.
+
+    Writes `<out>/<cell type>/{results,agg_results,real_de,pred_de}.csv` and `report.{html,md}`, and
+    returns {"cell_types": {ct: {metric: mean}}, "mean": {metric: mean over cell types}}.
+    """
+    from state_core.eval import evaluate as run_eval
+    from state_core.eval import write_report
+
+    per_type: dict[str, dict[str, float]] = {}
+    cell_types = real.obs[vocab.cell_type_key].astype(str).to_numpy()
+    for cell_type in sorted(set(cell_types)):
+        keep = cell_types == cell_type
+        folder = out / cell_type.replace("/", "-")
+        result = run_eval(pred[keep], real[keep], pert_col=vocab.pert_col, control_pert=vocab.control_pert,
+                          profile=profile, outdir=folder)
+        write_report(folder)
+        means = result.agg.set_index("statistic").loc["mean"]
+        per_type[cell_type] = {k: float(v) for k, v in means.items() if np.isfinite(float(v))}
+    metrics = sorted({m for values in per_type.values() for m in values})
+    overall = {m: float(np.mean([v[m] for v in per_type.values() if m in v])) for m in metrics}
+    return {"profile": profile, "cell_types": per_type, "mean": overall}

@@ -87,3 +87,24 @@ def test_statistical_baselines_fit_without_training(synth_experiment, tmp_path, 
     assert torch.isfinite(stat).all() and stat.abs().sum() > 0
     if kind == "perturb_mean":
         assert torch.equal(stat[loaded.vocab.control_index], torch.zeros_like(stat[0]))
+
+
+def test_predict_writes_one_row_per_test_cell_and_metrics(trained, synth_experiment):
+    import anndata as ad
+
+    from state_core.data.splits import SplitManifest
+    from state_core.train.predict import predict_test_split
+
+    out = predict_test_split(trained, profile="minimal")
+    pred, real = ad.read_h5ad(out / "adata_pred.h5ad"), ad.read_h5ad(out / "adata_real.h5ad")
+    manifest = SplitManifest.load(trained / "split")
+    assert pred.n_obs == real.n_obs == manifest.n_cells("test")
+    assert list(pred.obs["source_row"]) == list(real.obs["source_row"])
+    assert set(pred.obs["cell_type"]) == {synth_experiment.fewshot_cell_type}
+    assert set(pred.obs["gene"]) == set(synth_experiment.fewshot_test_perts) | {"non-targeting"}
+    assert pred.obsm["X_hvg"].shape == (pred.n_obs, 64)
+    import json
+
+    summary = json.loads((out / "metrics.json").read_text())
+    assert "pearson_delta" in summary["mean"]
+    assert (out / synth_experiment.fewshot_cell_type / "report.html").is_file()
