@@ -76,3 +76,12 @@ def test_low_gene_coverage_stops_with_a_hint(se_model_dir, se_data, tmp_path):
         transform_h5ad(se_model_dir, renamed, tmp_path / "x.h5ad", progress=False)
     out = embed(se_model_dir, renamed, tmp_path / "y.h5ad", gene_column="gene_name")  # symbols kept in var
     assert out.shape == (24, 42)
+
+
+def test_preprocessed_experiment_file_embeds_from_its_counts_layer(se_model_dir, synth_experiment, tmp_path):
+    source = synth_experiment.h5ad_paths[0]  # log-normalised X, raw counts in layers["counts"]
+    out = tmp_path / "embedded.h5ad"
+    transform_h5ad(se_model_dir, source, out, layer="counts", min_gene_coverage=0.3, progress=False)
+    result = ad.read_h5ad(out)
+    assert result.obsm["X_state"].shape == (result.n_obs, 42)
+    assert "X_hvg" in result.obsm  # the features ST already uses stay in place
