@@ -8,7 +8,8 @@ Labels come from `state_core.data.synth`; the 2000-d `obsm["X_hvg"]` is written 
 because generating and preprocessing 100k x 2000 counts would dominate the run and is not what is measured.
 
 Prints, per epoch: cells/s of the loader (full training batches: ctrl + target gathered into torch tensors,
-controls drawn), cells/s of `np.take` of the same target and control rows from a RAM array, their ratio,
+controls drawn), cells/s of bare `np.take` of the same target and control rows from the same array (RAM, or
+the memmap with --stream), their ratio,
 and the process RSS (current and peak) so memory growth across epochs is visible. Timings on a shared
 machine vary with the load of other processes: compare the ratio, not the absolute figures across runs.
 """
@@ -64,19 +65,32 @@ def rss_mib() -> tuple[float, float]:
     return current, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def reference_cells_per_s(dm: CellSetDataModule, epoch: int, array: np.ndarray) -> float:
-    """np.take of the same target and control rows as the loader's epoch, from a RAM array."""
+def epoch_rates(dm: CellSetDataModule, loader, epoch: int, array: np.ndarray) -> tuple[float, float, int]:  # noqa: ANN001
+    """(loader cells/s, numpy cells/s, batches) for one epoch, timed batch by batch in alternation.
+
+    After each loader batch, the same target and control rows are gathered with bare `np.take` from
+    `array`, so both figures see the same machine load.
+    """
     data = dm.split_data("train")
     plan = dm.plan_factory("train", resample=True)(epoch=epoch)
-    batches = [(plan.members[plan.batch_sets(i)], draw_controls(data.layout, plan, plan.batch_sets(i), dm.seed))
-               for i in range(plan.n_batches)]
-    cells = 0
-    start = time.perf_counter()
-    for members, ctrl in batches:
-        np.take(array, members.ravel(), axis=0)
-        np.take(array, ctrl.ravel(), axis=0)
-        cells += members.size
-    return cells / (time.perf_counter() - start)
+    dm.set_epoch(epoch)
+    loader_s = numpy_s = 0.0
+    cells = n_batches = 0
+    batches = iter(loader)
+    for i in range(plan.n_batches):
+        start = time.perf_counter()
+        batch = next(batches)
+        loader_s += time.perf_counter() - start
+        members = plan.members[plan.batch_sets(i)].ravel()
+        ctrl = draw_controls(data.layout, plan, plan.batch_sets(i), dm.seed).ravel()
+        start = time.perf_counter()
+        np.take(array, members, axis=0)
+        np.take(array, ctrl, axis=0)
+        numpy_s += time.perf_counter() - start
+        cells += int(batch.mask.sum())
+        n_batches += 1
+        del batch
+    return cells / loader_s, cells / numpy_s, n_batches
 
 
 def main() -> None:
@@ -88,6 +102,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--dtype", choices=("float32", "float16"), default="float32")
     parser.add_argument("--stream", action="store_true", help="memmap store on disk (memory budget 0)")
+    parser.add_argument("--keep-dtype", action="store_true", help="float16 batches (cast later on the device)")
     parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "state_core_bench_loader")
     args = parser.parse_args()
 
@@ -102,26 +117,20 @@ def main() -> None:
     print(f"data ready in {time.perf_counter() - t0:.1f}s: {h5ad} ({manifest.n_cells('train')} train cells)")
 
     budget = 0 if args.stream else 16 * 2**30
-    store = StoreSettings(dtype=args.dtype, memory_budget_bytes=budget, cache_dir=str(args.cache_dir / "stores"))
+    store = StoreSettings(dtype=args.dtype, memory_budget_bytes=budget, cache_dir=str(args.cache_dir / "stores"),
+                          batch_in_store_dtype=args.keep_dtype)
     dm = CellSetDataModule(manifest, vocab, cell_set_len=args.set_len, batch_size=args.batch_size, seed=0, store=store)
     t0 = time.perf_counter()
     dm.setup("fit")
     features = dm.split_data("train").features
     print(f"setup (labels, layout, store {'memmap' if features.streamed else 'RAM'} {args.dtype}) "
           f"{time.perf_counter() - t0:.1f}s; RSS {rss_mib()[0]:.0f} MiB")
-    reference_array = np.asarray(features.array) if not features.streamed else None
+    reference_array = features.array  # the same rows the loader reads (RAM array, or the memmap with --stream)
 
     loader = dm.train_dataloader()
     print(f"{'epoch':>5} {'batches':>7} {'loader cells/s':>15} {'numpy cells/s':>14} {'ratio':>6} {'RSS MiB':>8} {'peak MiB':>9}")
     for epoch in range(args.epochs):
-        dm.set_epoch(epoch)
-        cells, n_batches = 0, 0
-        start = time.perf_counter()
-        for batch in loader:
-            cells += int(batch.mask.sum())
-            n_batches += 1
-        loader_rate = cells / (time.perf_counter() - start)
-        ref = reference_cells_per_s(dm, epoch, reference_array) if reference_array is not None else float("nan")
+        loader_rate, ref, n_batches = epoch_rates(dm, loader, epoch, reference_array)
         current, peak = rss_mib()
         print(f"{epoch:>5} {n_batches:>7} {loader_rate:>15,.0f} {ref:>14,.0f} {loader_rate / ref:>6.2f} "
               f"{current:>8.0f} {peak:>9.0f}")

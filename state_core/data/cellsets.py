@@ -64,6 +64,7 @@ class SplitData:
     layout: GroupLayout
     features: FeatureStore  # obsm[embed_key] or X rows
     genes: FeatureStore | None  # gene-space target rows, when separate from `features`
+    as_float32: bool = True  # False: batches keep the store dtype (float16), converted on the device
 
     def batch(self, plan: SetPlan, i: int, seed: int) -> CellSetBatch:
         """Gather batch `i` of `plan`."""
@@ -74,11 +75,11 @@ class SplitData:
         ctrl = draw_controls(self.layout, plan, sets, seed)  # [b, S]
         b, s = members.shape
         groups = plan.group[sets]
-        target = self.features.gather(pos).reshape(b, s, -1)  # [b, S, D]
+        target = self.features.gather(pos, self.as_float32).reshape(b, s, -1)  # [b, S, D]
         if not mask.all():
             target[~mask] = 0.0
         out = CellSetBatch(
-            ctrl=torch.from_numpy(self.features.gather(ctrl).reshape(b, s, -1)),  # [b, S, D]
+            ctrl=torch.from_numpy(self.features.gather(ctrl, self.as_float32).reshape(b, s, -1)),  # [b, S, D]
             target=torch.from_numpy(target),
             pert_idx=torch.from_numpy(self.layout.pert[groups]),
             cell_type_idx=torch.from_numpy(self.layout.cell_type[groups]),
@@ -87,7 +88,7 @@ class SplitData:
             cell_id=torch.from_numpy(np.where(mask, self.cell_id[pos], -1)),
         )
         if self.genes is not None:
-            genes = self.genes.gather(pos).reshape(b, s, -1)  # [b, S, G]
+            genes = self.genes.gather(pos, self.as_float32).reshape(b, s, -1)  # [b, S, G]
             if not mask.all():
                 genes[~mask] = 0.0
             out.target_genes = torch.from_numpy(genes)
@@ -134,7 +135,8 @@ def read_file_labels(dataset: str, path: str, used: np.ndarray, vocab: Vocab) ->
 class StoreSettings:
     """How feature rows are held: dtype, memory budget and where the on-disk store goes above it."""
 
-    dtype: str = "float32"
+    dtype: str = "float32"  # float16 halves memory; batches are still float32 unless batch_in_store_dtype
+    batch_in_store_dtype: bool = False  # True: float16 batches, cast on the GPU (cheaper than on the CPU)
     memory_budget_bytes: int = 8 * 2**30
     cache_dir: str | None = None
 
@@ -192,6 +194,7 @@ def load_split(
         layout=layout,
         features=features,
         genes=genes,
+        as_float32=not store.batch_in_store_dtype,
     )
 
 

@@ -232,7 +232,8 @@ def train_plan(
     offset = np.where(over & (n >= S), offset - n, offset)
     small = np.nonzero(over & (n < S))
     offset[small] = (rng.random(small[0].size) * n[small[0], 0]).astype(np.int64)
-    members = shuffled[shuffled_start[set_local][:, None] + offset]  # [n_sets, S]
+    # Order inside a set carries no meaning (sets are permutation-invariant); sorted rows gather faster.
+    members = np.sort(shuffled[shuffled_start[set_local][:, None] + offset], axis=1)  # [n_sets, S]
 
     n_sets = set_local.size
     order = rng.permutation(n_sets)

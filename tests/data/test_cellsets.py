@@ -199,6 +199,8 @@ def test_memmap_and_float16_stores_give_the_same_batches(manifest, vocab, tmp_pa
     half = next(iter(module(manifest, vocab, store=StoreSettings(dtype="float16")).train_dataloader()))
     assert half.ctrl.dtype == torch.float32
     torch.testing.assert_close(half.ctrl, ram.ctrl, atol=1e-2, rtol=1e-2)
+    kept = module(manifest, vocab, store=StoreSettings(dtype="float16", batch_in_store_dtype=True))
+    assert next(iter(kept.train_dataloader())).ctrl.dtype == torch.float16
 
 
 def test_lightning_moves_the_batch_to_a_device(manifest, vocab) -> None:
