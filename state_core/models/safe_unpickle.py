@@ -49,6 +49,9 @@ class Unpickler(pickle.Unpickler):
     source = "pickle data"
 
     def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("torch.storage", "_load_from_bytes"):
+            # tensors pickled with plain pickle embed a torch.save blob; load it restricted as well
+            return lambda blob: _restricted_torch_load(io.BytesIO(blob), self.source)
         if not _is_allowed(module, name):
             raise ArtifactError(
                 f"{self.source}: refuses to load class {module}.{name}; only plain containers, numbers, strings, "
@@ -94,14 +97,18 @@ class _TorchPickleModule:
         return self.Unpickler(file, **kwargs).load()
 
 
+def _restricted_torch_load(file: Any, source: str) -> Any:
+    # weights_only=False only because our own restricted unpickler replaces torch's
+    return torch.load(file, map_location="cpu", weights_only=False, pickle_module=_TorchPickleModule(Path(source)))
+
+
 def safe_torch_load(path: str | Path) -> Any:
     """torch.load a file (zip or legacy format) on CPU, refusing any class outside the allow-list."""
     path = Path(path)
     if not path.exists():
         raise ArtifactError(f"{path} does not exist")
     try:
-        # weights_only=False only because our own restricted unpickler replaces torch's
-        return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_TorchPickleModule(path))
+        return _restricted_torch_load(path, str(path))
     except ArtifactError:
         raise
     except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
