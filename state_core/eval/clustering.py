@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import sys
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -106,9 +107,23 @@ class _ScanpyIgraphRandom:
         return self._rng.normal(mu, sigma)
 
 
+def _import_igraph():
+    """igraph imports matplotlib.pyplot for plotting when it can (~1 s); Leiden needs none of it."""
+    if "igraph" in sys.modules or "matplotlib" in sys.modules:
+        import igraph
+
+        return igraph
+    sys.modules["matplotlib"] = None  # type: ignore[assignment]  # makes `import matplotlib` fail fast
+    try:
+        import igraph
+    finally:
+        del sys.modules["matplotlib"]
+    return igraph
+
+
 @contextlib.contextmanager
 def _igraph_seed(seed: int) -> Iterator[None]:
-    import igraph
+    igraph = _import_igraph()
 
     # igraph's generator is process-wide; restore the default afterwards.
     igraph.set_random_number_generator(_ScanpyIgraphRandom(seed))
@@ -120,7 +135,7 @@ def _igraph_seed(seed: int) -> Iterator[None]:
 
 def leiden(connectivities: sp.csr_matrix, resolution: float, seed: int = 0) -> np.ndarray:
     """Leiden (modularity, 2 iterations) on the weighted graph, built as scanpy builds it."""
-    import igraph
+    igraph = _import_igraph()
 
     sources, targets = connectivities.nonzero()
     weights = np.asarray(connectivities[sources, targets]).ravel()

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import rankdata
 
 from state_core.eval.de import DETable
 
@@ -61,11 +60,24 @@ def nsig_counts(cmp: DEComparison) -> tuple[np.ndarray, np.ndarray]:
     return cmp.sig_real().sum(axis=1).astype(np.float64), cmp.sig_pred().sum(axis=1).astype(np.float64)
 
 
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties get their mean rank (scipy's rankdata "average")."""
+    order = np.argsort(values, kind="mergesort")
+    ordered = values[order]
+    new = np.r_[True, ordered[1:] != ordered[:-1]]
+    group = np.cumsum(new) - 1
+    starts = np.flatnonzero(new)
+    ends = np.r_[starts[1:], values.size]
+    ranks = np.empty(values.size)
+    ranks[order] = ((starts + ends + 1) / 2.0)[group]
+    return ranks
+
+
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
     """Spearman rho with average ranks; NaN for fewer than 2 points or a constant input."""
     if x.size < 2:
         return float("nan")
-    rx, ry = rankdata(x), rankdata(y)
+    rx, ry = average_ranks(x), average_ranks(y)
     rx, ry = rx - rx.mean(), ry - ry.mean()
     denom = np.sqrt((rx * rx).sum() * (ry * ry).sum())
     return float(np.clip((rx * ry).sum() / denom, -1.0, 1.0)) if denom > 0 else float("nan")
