@@ -207,3 +207,40 @@ def test_lightning_moves_the_batch_to_a_device(manifest, vocab) -> None:
     batch = next(iter(module(manifest, vocab).train_dataloader()))
     moved = move_data_to_device(batch, torch.device("cpu"))
     assert isinstance(moved, CellSetBatch) and torch.equal(moved.ctrl, batch.ctrl)
+
+
+class _RecordingModule(__import__("lightning").pytorch.LightningModule):
+    """Records the cell ids it is trained on; the smallest module Lightning will fit."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.seen: list[tuple[int, torch.Tensor]] = []
+        self.validated = 0
+
+    def training_step(self, batch: CellSetBatch, batch_idx: int) -> torch.Tensor:
+        self.seen.append((self.current_epoch, batch.cell_id.clone()))
+        return (self.weight * batch.target.mean()).sum()
+
+    def validation_step(self, batch: CellSetBatch, batch_idx: int) -> None:
+        self.validated += 1
+
+    def configure_optimizers(self):  # noqa: ANN201
+        return torch.optim.SGD(self.parameters(), lr=0.0)
+
+
+def test_lightning_fit_reshuffles_each_epoch_and_skips_missing_validation(tmp_path: Path, experiment, vocab) -> None:
+    import lightning.pytorch as pl
+
+    toml = tmp_path / "noval.toml"
+    toml.write_text(f'[datasets]\nsynth = "{experiment.h5ad_paths[0].parent}"\n[training]\nsynth = "train"\n')
+    dm = module(build_split_manifest(load_experiment(toml), ObsColumns(), seed=0), vocab)
+    model = _RecordingModule()
+    trainer = pl.Trainer(max_epochs=2, limit_train_batches=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(model, datamodule=dm)
+    first = [ids for epoch, ids in model.seen if epoch == 0]
+    second = [ids for epoch, ids in model.seen if epoch == 1]
+    assert len(first) == len(second) == 2
+    assert not torch.equal(first[0], second[0])
+    assert model.validated == 0  # no val split: no validation, and the test split is not used instead
