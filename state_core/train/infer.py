@@ -62,11 +62,14 @@ def plan_sets(pert: np.ndarray, cell_type: np.ndarray, is_control: np.ndarray, m
               basal: str = "sample") -> SetPlan:
     """Group rows by (cell type, perturbation) and choose basal rows; deterministic for the seed."""
     rng = np.random.default_rng(seed)
-    keys = np.stack([cell_type, pert], axis=1)
-    groups, inverse = np.unique(keys, axis=0, return_inverse=True)
+    cell_type, pert = np.asarray(cell_type).astype(str), np.asarray(pert).astype(str)
+    ct_names, ct_codes = np.unique(cell_type, return_inverse=True)
+    _, pert_codes = np.unique(pert, return_inverse=True)
+    groups, inverse = np.unique(np.stack([ct_codes, pert_codes], axis=1), axis=0, return_inverse=True)
     rows_out: list[np.ndarray] = []
     basal_out: list[np.ndarray] = []
-    for g, (ct, _) in enumerate(groups):
+    for g, (ct_code, _) in enumerate(groups):
+        ct = ct_names[ct_code]
         rows = np.flatnonzero(inverse.ravel() == g)
         if basal == "self":
             basal_rows = rows

@@ -4,33 +4,13 @@ from __future__ import annotations
 
 import shutil
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from state_core.config.train_config import parse_overrides
 from state_core.errors import ArtifactError
 from state_core.train.fit import train_st
 from state_core.train.run_folder import load_run
-
-TINY = ["model=state_sm", "model.kwargs.hidden_dim=32", "model.kwargs.cell_set_len=8",
-        "model.kwargs.transformer_backbone_kwargs.num_hidden_layers=1",
-        "model.kwargs.transformer_backbone_kwargs.num_attention_heads=4",
-        "model.kwargs.transformer_backbone_kwargs.intermediate_size=64",
-        "training.batch_size=2", "training.progress_bar=false", "training.val_freq=4", "training.ckpt_every_n_steps=4"]
-
-
-def _cfg(exp, out, name, *extra):
-    return parse_overrides([f"data.kwargs.toml_config_path={exp.fewshot_toml}", f"output_dir={out}", f"name={name}",
-                            *TINY, *extra])
-
-
-@pytest.fixture(scope="module")
-def trained(synth_experiment, tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs")
-    return train_st(_cfg(synth_experiment, out, "st", "training.max_steps=8"))
-
 
 def test_run_folder_has_every_artifact(trained):
     for name in ("config.yaml", "vocab.json", "model.json", "model.safetensors", "split/split_manifest.npz",
@@ -59,27 +39,27 @@ def test_load_run_rebuilds_the_model(trained):
         load_run(trained, checkpoint="nope")
 
 
-def test_resume_after_a_kill_gives_the_same_weights(synth_experiment, tmp_path, trained):
+def test_resume_after_a_kill_gives_the_same_weights(synth_experiment, tmp_path, trained, train_cfg):
     # "kill" after step 4: keep only what a run stopped there would have left, then start again.
     run = tmp_path / "st"
     shutil.copytree(trained, run)
     shutil.copy(run / "checkpoints/step=4.ckpt", run / "checkpoints/last.ckpt")
     for name in ("model.safetensors", "model.json", "checkpoints/final.ckpt"):
         (run / name).unlink()
-    resumed = train_st(_cfg(synth_experiment, tmp_path, "st", "training.max_steps=8"))
+    resumed = train_st(train_cfg(synth_experiment, tmp_path, "st", "training.max_steps=8"))
     a, b = load_file(str(trained / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
     assert max(float((a[k] - b[k]).abs().max()) for k in a) == 0.0
 
 
-def test_resume_with_another_model_config_is_refused(synth_experiment, tmp_path, trained):
+def test_resume_with_another_model_config_is_refused(synth_experiment, tmp_path, trained, train_cfg):
     shutil.copytree(trained, tmp_path / "st")
     with pytest.raises(ArtifactError, match="different model/data config"):
-        train_st(_cfg(synth_experiment, tmp_path, "st", "training.max_steps=8", "model.kwargs.hidden_dim=16"))
+        train_st(train_cfg(synth_experiment, tmp_path, "st", "training.max_steps=8", "model.kwargs.hidden_dim=16"))
 
 
 @pytest.mark.parametrize("kind", ["perturb_mean", "context_mean"])
-def test_statistical_baselines_fit_without_training(synth_experiment, tmp_path, kind):
-    run = train_st(_cfg(synth_experiment, tmp_path, kind, f"model={kind}", "training.max_steps=1"))
+def test_statistical_baselines_fit_without_training(synth_experiment, tmp_path, kind, train_cfg):
+    run = train_st(train_cfg(synth_experiment, tmp_path, kind, f"model={kind}", "training.max_steps=1"))
     loaded = load_run(run)
     assert loaded.model_kind == kind
     buffers = dict(loaded.model.named_buffers())
