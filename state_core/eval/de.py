@@ -19,7 +19,7 @@ import scipy.sparse as sp
 
 from state_core.errors import DataError
 from state_core.eval.inputs import Groups, dense_rows
-from state_core.eval.mwu import mannwhitneyu_columns
+from state_core.eval.mwu import SortedReference, mannwhitneyu_columns
 
 DE_COLUMNS = [
     "target",
@@ -116,10 +116,8 @@ def benjamini_hochberg(p_values: np.ndarray) -> np.ndarray:
 
 def _count_space_mean(block: np.ndarray, is_log1p: bool, dtype: np.dtype) -> np.ndarray:
     """expm1(mean over cells of log1p values), rounded to `dtype` before expm1 as pdex does."""
-    values = block.astype(np.float64)
-    if not is_log1p:
-        values = np.log1p(values)
-    return np.expm1(values.mean(axis=0).astype(dtype))
+    mean = block.mean(axis=0, dtype=np.float64) if is_log1p else np.log1p(block.astype(np.float64)).mean(axis=0)
+    return np.expm1(mean.astype(dtype))
 
 
 def _arithmetic_count_mean(block: np.ndarray, is_log1p: bool) -> np.ndarray:
@@ -145,16 +143,22 @@ def compute_de(
     dtype = np.dtype(np.float32) if x.dtype == np.float32 else np.dtype(np.float64)
     ctrl_block = dense_rows(x, groups.rows[groups.control])  # [n_ctrl, G]
     ctrl_mean = _count_space_mean(ctrl_block, is_log1p, dtype)
+    sorted_ctrl = SortedReference(ctrl_block) if SortedReference.supports(ctrl_block) else None
     ctrl_cpm = _cpm(_arithmetic_count_mean(ctrl_block, is_log1p)) if cpm_filter is not None else None
     n_p, n_g = len(groups.perts), len(genes)
-    out = {name: np.full((n_p, n_g), np.nan) for name in ("lfc", "pc", "p", "u", "fdr", "tm", "rm")}
+    # fold changes and means keep X's float precision (pdex's), test results are float64
+    out = {name: np.full((n_p, n_g), np.nan, dtype=dtype) for name in ("lfc", "pc", "tm", "rm")}
+    out.update({name: np.full((n_p, n_g), np.nan) for name in ("p", "u", "fdr")})
     members = np.zeros(n_p, dtype=np.int64)
     for i, pert in enumerate(groups.perts):
         block = dense_rows(x, groups.rows[pert])  # [n_pert, G]
         members[i] = block.shape[0]
         pert_mean = _count_space_mean(block, is_log1p, dtype)
         lfc, pc = _fold_changes(pert_mean, ctrl_mean, epsilon)
-        u1, p = mannwhitneyu_columns(block, ctrl_block)
+        if sorted_ctrl is not None and SortedReference.supports(block):
+            u1, p = sorted_ctrl.test(block)
+        else:
+            u1, p = mannwhitneyu_columns(block, ctrl_block)
         keep = np.ones(n_g, dtype=bool)
         if ctrl_cpm is not None:
             keep = (_cpm(_arithmetic_count_mean(block, is_log1p)) > cpm_filter) | (ctrl_cpm > cpm_filter)
