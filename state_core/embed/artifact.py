@@ -10,6 +10,7 @@ The folder is written under a temporary name and renamed, so a failure leaves no
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from dataclasses import asdict, dataclass
@@ -125,9 +126,7 @@ def model_table(model: StateEmbeddingModel, names: list[str]) -> GeneTable:
 
 
 def weights_digest(model: StateEmbeddingModel) -> str:
-    """A short id for a set of weights (first bytes of a hash over a few tensors' sums)."""
-    import hashlib
-
+    """A short id for a set of weights: hash of every tensor's name and sum."""
     h = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         h.update(name.encode())

@@ -29,10 +29,10 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
+from state_core.data.h5ad import read_var_names
 from state_core.embed.artifact import InputConvention, SEMeta, save_se_model, weights_digest
 from state_core.embed.config import OptimizerSection, SEFitConfig
 from state_core.embed.genes import GeneTable, check_coverage, load_gene_table, map_gene_names
-from state_core.data.h5ad import read_var_names
 from state_core.embed.rows import ExpressionRows
 from state_core.embed.sentences import SentenceSpec, TaskSpec
 from state_core.embed.training_data import SECollator, SentenceDataset, SourceFile, split_cells

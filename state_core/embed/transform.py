@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -146,7 +146,7 @@ def transform_h5ad(
     """
     options = options or TransformOptions()
     if overrides:
-        options = TransformOptions(**{**options.__dict__, **overrides})
+        options = replace(options, **overrides)
     source, target = Path(input), Path(output)
     loaded = load_se_model(resolve_model_dir(checkpoint), device=options.device)
     input_kind = options.input_kind or loaded.meta.convention.input_kind
