@@ -12,6 +12,9 @@ $(STAMP): pyproject.toml
 	# The CPU torch wheel first, so nothing later resolves torch to a CUDA build.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# tritonserver for local serving: the wheel pins numpy<2 but its python backend runs with numpy 2,
+	# so install it without its dependencies (tritonclient is already a dependency).
+	$(BIN)/python -m pip install --quiet --no-deps nvidia-pytriton==0.7.0
 	touch $(STAMP)
 
 venv: $(STAMP)
