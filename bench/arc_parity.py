@@ -91,7 +91,7 @@ def compare(python: Path, arc_run: Path, ours: Path, work: Path, seed: int = 0) 
     loaded = load_run(ours)
     vocab, model = loaded.vocab, loaded.model
     g = torch.Generator().manual_seed(seed)
-    n_sets, s = 4, 11  # a set length unlike training's cell_set_len: no positions, any S works
+    n_sets, s = 4, 7  # unlike training S=8; GPT2 in arc-state still indexes its (zeroed) position table, so S <= 8
     ctrl = torch.randn(n_sets, s, model.config.input_dim, generator=g).abs()  # [N, S, D_in]
     pert_idx = torch.arange(n_sets) % len(vocab.perturbations)  # [N]
     n_batches = max(len(vocab.batches), 1)

@@ -255,7 +255,8 @@ def import_arc_state_run(src_dir: str | Path, dst_dir: str | Path, checkpoint: s
     run = read_arc_run(src_dir, checkpoint)
     model, pert_names = build_imported_model(run)
     notes = []
-    if model.config.backbone == "gpt2":
+    backbone_kwargs = run.hparams.get("transformer_backbone_kwargs") or {}
+    if model.config.backbone == "gpt2" and backbone_kwargs.get("attn_implementation") != "eager":
         notes.append("GPT2 backbone: arc-state ran it causally under sdpa attention; this import is bidirectional, "
                      "so predictions can differ from arc-state's")
     loss = LossConfig.from_dict({k: run.hparams[k] for k in ("loss", "blur", "sinkhorn_weight", "energy_weight",

@@ -91,7 +91,7 @@ _INERT_BACKBONE_KEYS = frozenset({
     "tie_word_embeddings", "rotary_dim", "use_rotary_embeddings", "layer_norm_eps", "hidden_act",
     "activation_function", "attention_dropout", "attn_pdrop", "resid_pdrop", "embd_pdrop", "d_inner",
     "num_key_value_heads", "head_dim", "attention_bias", "mlp_bias", "initializer_range", "use_cache",
-    "_attn_implementation", "hidden_dropout",
+    "_attn_implementation", "attn_implementation", "hidden_dropout",
     "bidirectional_attention",  # arc-state >= 0.10 flag; attention here is always bidirectional
 })
 
