@@ -102,7 +102,8 @@ def build_feature_store(
 ) -> FeatureStore:
     """Read matrix `key` ("X" or an obsm key) for the given rows into a store of `dtype`.
 
-    Above `memory_budget_bytes` the store is a memmap under `cache_dir` (required then).
+    Above `memory_budget_bytes` the store is a memmap under `cache_dir` (default: the state_core cache,
+    `$STATE_CACHE_DIR/feature_stores`). Old store files are not deleted automatically.
     """
     if dtype not in STORE_DTYPES:
         raise DataError(f"store dtype {dtype!r} is not supported; use one of {sorted(STORE_DTYPES)}")
@@ -117,10 +118,11 @@ def build_feature_store(
         _fill(array, sources, key)
         return FeatureStore(array=array, key=key, streamed=False)
     if cache_dir is None:
-        raise DataError(
-            f"{key}: the split needs {nbytes / 2**30:.1f} GiB, above the memory budget of "
-            f"{memory_budget_bytes / 2**30:.1f} GiB; set a cache_dir for the on-disk store or raise the budget"
-        )
+        from state_core.storage.cache import default_cache_dir
+
+        cache_dir = default_cache_dir() / "feature_stores"
+        log.warning("%s: %.1f GiB exceeds the memory budget (%.1f GiB); streaming from an on-disk store in %s",
+                    key, nbytes / 2**30, memory_budget_bytes / 2**30, cache_dir)
     folder = Path(cache_dir)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"store-{key}-{_fingerprint(sources, key, dtype)}.npy"
