@@ -45,3 +45,13 @@ def test_triton_config_declares_dynamic_sentence_inputs(exported):
     text = write_triton_config(exported.folder, "state_embedding", exported.signature).read_text()
     assert 'name: "gene_ids"' in text and "TYPE_INT64" in text and "dims: [ 42 ]" in text
     assert text.count("dims: [ -1 ]") == 2
+
+
+def test_export_folder_publishes_into_a_triton_repository_beside_st(exported, tmp_path):
+    from state_core.serve.repository import publish_model
+
+    published = publish_model(tmp_path / "repo", "state_embedding", exported.folder)
+    version_dir = tmp_path / "repo" / "state_embedding" / str(published.version)
+    assert (version_dir / "model.onnx").is_file() and (version_dir / "metadata.json").is_file()
+    config = (tmp_path / "repo" / "state_embedding" / "config.pbtxt").read_text()
+    assert 'name: "count_feat"' in config and 'name: "x_state"' in config
