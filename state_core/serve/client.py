@@ -126,8 +126,11 @@ class TritonSTClient:
             arrays["set_mask"] = np.ones(ctrl.shape[:2], bool) if mask is None else np.asarray(mask, dtype=bool)
         step = self.max_batch_size
         chunks = [{k: v[i:i + step] for k, v in arrays.items()} for i in range(0, n, step)]
-        with ThreadPoolExecutor(max_workers=max(1, min(self.settings.concurrency, len(chunks)))) as pool:
-            parts = list(pool.map(self._infer_with_retries, chunks))
+        if len(chunks) == 1:  # the common small call: no thread pool
+            parts = [self._infer_with_retries(chunks[0])]
+        else:
+            with ThreadPoolExecutor(max_workers=max(1, min(self.settings.concurrency, len(chunks)))) as pool:
+                parts = list(pool.map(self._infer_with_retries, chunks))
         return {name: np.concatenate([p[name] for p in parts]) for name in self._outputs}
 
     def predict_named(self, ctrl: np.ndarray, perturbations: list[str], metadata: ModelMetadata,
