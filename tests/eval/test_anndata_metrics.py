@@ -40,3 +40,22 @@ def test_energy_distance_v_statistic_by_hand():
 def test_pearson_constant_row_is_nan():
     r = am.rowwise_pearson(np.array([[1.0, 1.0, 1.0]]), np.array([[1.0, 2.0, 3.0]]))
     assert np.isnan(r[0])
+
+
+def test_adjusted_mutual_info_matches_sklearn():
+    from sklearn.metrics import adjusted_mutual_info_score
+
+    from state_core.eval.clustering import adjusted_mutual_info
+
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        a, b = rng.integers(0, 4, 25), rng.integers(0, 3, 25)
+        assert abs(adjusted_mutual_info(a, b) - adjusted_mutual_info_score(a, b)) < 1e-12
+
+
+def test_clustering_agreement_is_one_for_identical_centroids():
+    from state_core.eval.clustering import clustering_agreement
+
+    rng = np.random.default_rng(0)
+    points = np.vstack([rng.normal(c, 0.1, size=(8, 5)) for c in (0.0, 3.0, 6.0)])
+    assert clustering_agreement(points, points) == 1.0
