@@ -24,7 +24,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import yaml
 
@@ -38,8 +38,8 @@ LOSSES = ("tabular", "mse")
 class DatasetEntry:
     name: str
     path: str
-    gene_column: Optional[str] = None  # var column with gene symbols; default var_names
-    input_kind: Optional[str] = None  # raw | log1p; default data.input_kind
+    gene_column: str | None = None  # var column with gene symbols; default var_names
+    input_kind: str | None = None  # raw | log1p; default data.input_kind
 
 
 @dataclass
@@ -60,7 +60,7 @@ class DataSection:
     shared: int = 512  # S (tabular loss)
     compat: bool = False  # original sampling + CLS-count quirk (for continuing imported weights)
     input_kind: str = "raw"  # what the h5ad X holds; raw counts get log1p (after target_sum scaling, if set)
-    target_sum: Optional[float] = None  # library size to scale raw counts to; None = log1p of raw counts
+    target_sum: float | None = None  # library size to scale raw counts to; None = log1p of raw counts
     batch_size: int = 128
     val_fraction: float = 0.05
     num_workers: int = 0

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from se_tiny import PAD_LENGTH, TOKEN_DIM, tiny_config
 
 from state_core.data.synth import SynthSpec, make_synthetic_adata
 from state_core.embed.artifact import InputConvention, SEMeta, save_se_model
 from state_core.embed.genes import GeneTable, save_gene_table
 from state_core.embed.sentences import SentenceSpec
 from state_core.models.se import StateEmbeddingModel
-from se_tiny import PAD_LENGTH, TOKEN_DIM, tiny_config
+
 EXTRA_GENES = [f"EXTRA{i}" for i in range(10)]  # vocabulary genes absent from the data
 
 

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from se_tiny import tiny_config
 
 from state_core.embed.artifact import load_se_model
 from state_core.embed.se_import import import_original_se
 from state_core.errors import ArtifactError
 from state_core.models.se import StateEmbeddingModel
-from se_tiny import tiny_config
 
 
 def original_folder(root: Path, fallback_names: bool = False) -> tuple[Path, StateEmbeddingModel, list[str]]:
@@ -75,7 +75,7 @@ def test_pickled_omegaconf_hyper_parameters_load_inertly_and_code_is_refused(tmp
 
     from omegaconf import OmegaConf
 
-    folder, original, _ = original_folder(tmp_path / "SE-tiny")
+    folder, _, _ = original_folder(tmp_path / "SE-tiny")
     ckpt = torch.load(folder / "se_epoch4.ckpt", weights_only=True)
     ckpt["hyper_parameters"] = {"cfg": OmegaConf.create({"model": {"nhead": 4, "emsize": 32}})}
     torch.save(ckpt, folder / "se_epoch4.ckpt")

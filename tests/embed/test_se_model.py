@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import torch
+from se_tiny import tiny_config
 
 from state_core.models.se import SEEncoderGraph, StateEmbeddingModel, decoder_input, rda_from_targets
-from se_tiny import tiny_config
 
 
 def model_and_inputs(batch: int = 3, seq: int = 64):
