@@ -15,6 +15,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from state_core.errors import DataError
+from state_core.eval.csv_io import write_table_csv
 from state_core.eval.de import compute_de
 from state_core.eval.inputs import Groups, label_array, load_adata, prepared
 from state_core.eval.pseudobulk import group_means
@@ -77,10 +78,7 @@ def build_baseline(
     if output_de_path is not None:
         base_groups = Groups.build(obs[pert_col].to_numpy().astype(str), control_pert)
         table = compute_de(x, base_groups, np.asarray(data.var_names), is_log1p=not allow_discrete)
-        path = Path(output_de_path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        table.to_frame().to_csv(tmp, index=False)
-        tmp.replace(path)
+        write_table_csv(table.to_frame(), Path(output_de_path))
     return baseline
 
 

@@ -13,6 +13,7 @@ from threadpoolctl import threadpool_limits
 
 from state_core.errors import DataError
 from state_core.eval.aggregate import describe, results_frame, write_csv_atomic
+from state_core.eval.csv_io import write_table_csv
 from state_core.eval.de import DETable, align_tables, compute_de, read_de_csv
 from state_core.eval.de_metrics import FDR_THRESHOLD, DEComparison
 from state_core.eval.inputs import Groups, check_pair, label_array, load_adata, prepared
@@ -187,10 +188,7 @@ def _evaluate_one(
 
 
 def _write_de(table: DETable, path: Path) -> None:
-    frame = table.to_frame()
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.to_csv(tmp, index=False)
-    tmp.replace(path)
+    write_table_csv(table.to_frame(), path)
 
 
 __all__ = ["EvalResult", "evaluate"]

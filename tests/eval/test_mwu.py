@@ -45,3 +45,17 @@ def test_hand_computed_u_statistic():
     # x = [1, 3], y = [2]: pairs (1>2)=0, (3>2)=1 -> U1 = 1
     u, _ = mannwhitneyu_columns(np.array([[1.0], [3.0]]), np.array([[2.0]]))
     assert u[0] == 1.0
+
+
+def test_sorted_reference_path_equals_generic_path():
+    from state_core.eval.mwu import SortedReference
+
+    rng = np.random.default_rng(2)
+    x = np.maximum(rng.normal(0.2, 1, size=(30, 50)), 0).astype(np.float32)  # zeros and ties
+    y = np.maximum(rng.normal(0.0, 1, size=(25, 50)), 0).astype(np.float32)
+    y[:, 3] = 0.0
+    x[:, 3] = -0.0  # signed zero must tie with zero
+    u, p = mannwhitneyu_columns(x, y)
+    u2, p2 = SortedReference(y).test(x)
+    np.testing.assert_array_equal(u, u2)
+    np.testing.assert_array_equal(p, p2)
