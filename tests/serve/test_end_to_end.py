@@ -29,9 +29,6 @@ def run_dir(synth_experiment, tmp_path_factory):
                                      f"output_dir={out}", "name=st", *TINY]))
 
 
-# Local `tx infer` currently fails in plan_sets on object-dtype labels (np.unique(axis=0)); reported to the
-# owner of state_core/train/infer.py. Only that TypeError is tolerated; any other failure fails the test.
-@pytest.mark.xfail(raises=TypeError, strict=False, reason="tx infer plan_sets bug on object-dtype labels")
 def test_cli_export_publish_serve_and_infer_match_local(run_dir, synth_experiment, tmp_path):
     exported, repo = tmp_path / "exported", tmp_path / "repo"
     assert main(["export", "onnx", "--run-dir", str(run_dir), "--out", str(exported)]) == 0
