@@ -169,7 +169,8 @@ def fit_se(cfg: SEFitConfig) -> Path:
     resume = str(last) if cfg.trainer.resume and last.is_file() else None
     if resume:
         log.info("resuming from %s", resume)
-    trainer.fit(module, loader(train_cells, True), loader(val_cells, False) if val_cells else None, ckpt_path=resume)
+    trainer.fit(module, loader(train_cells, True), loader(val_cells, False) if val_cells else None, ckpt_path=resume,
+                weights_only=True)
     trainer.save_checkpoint(last)  # a run stopped by max_steps mid-epoch is resumable from where it ended
     for s in sources:
         s.rows.close()
