@@ -89,3 +89,20 @@ def test_pickled_omegaconf_hyper_parameters_load_inertly_and_code_is_refused(tmp
     torch.save(ckpt, folder / "se_epoch4.ckpt")
     with pytest.raises(ArtifactError, match="refuses to load class"):
         import_original_se(folder, tmp_path / "bad")
+
+
+def test_imported_model_transforms_in_compat_mode(tmp_path, se_data):
+    import anndata as ad
+    import numpy as np
+
+    from state_core.embed.transform import transform_h5ad
+
+    folder, _, genes = original_folder(tmp_path / "SE-tiny")
+    model_dir = import_original_se(folder, tmp_path / "imported")
+    adata = ad.read_h5ad(se_data["b"])
+    adata.var_names = genes  # 40 genes, same count as the synthetic file
+    adata.write_h5ad(tmp_path / "cells.h5ad")
+    transform_h5ad(model_dir, tmp_path / "cells.h5ad", tmp_path / "out.h5ad", progress=False)
+    result = ad.read_h5ad(tmp_path / "out.h5ad")
+    assert result.obsm["X_state"].shape == (24, 42) and bool(result.uns["X_state_meta"]["compat"])
+    assert np.isfinite(result.obsm["X_state"]).all()
