@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.spatial.distance import cdist
 
 from state_core.eval.inputs import Groups, dense_rows
 from state_core.eval.pseudobulk import Pseudobulk
@@ -46,6 +45,14 @@ def mae_delta(pb: Pseudobulk) -> np.ndarray:
     return np.abs(pb.pred_delta.astype(np.float64) - pb.real_delta).mean(axis=1)
 
 
+def _pairwise(real: np.ndarray, pred: np.ndarray, reduce) -> np.ndarray:
+    """D[q, p] = reduce(real[q] - pred[p]) from explicit differences (exact, unlike the Gram trick)."""
+    out = np.empty((real.shape[0], pred.shape[0]))
+    for p in range(pred.shape[0]):
+        out[:, p] = reduce(real - pred[p][None, :])  # [Q, G] -> [Q]
+    return out
+
+
 def _distances(real: np.ndarray, pred: np.ndarray, metric: str, excluded: np.ndarray) -> np.ndarray:
     """D[q, p] = distance(real effect q, pred effect p) with pred p's own target gene left out.
 
@@ -57,11 +64,11 @@ def _distances(real: np.ndarray, pred: np.ndarray, metric: str, excluded: np.nda
     r_g = real[:, g_idx]  # [Q, k] real value of each excluded gene
     p_g = pred[p_idx, g_idx][None, :]  # [1, k]
     if metric == "l1":
-        dist = cdist(real, pred, "cityblock")
+        dist = _pairwise(real, pred, lambda d: np.abs(d).sum(axis=1))
         dist[:, p_idx] -= np.abs(r_g - p_g)
         return dist
     if metric == "l2":
-        sq = cdist(real, pred, "sqeuclidean")
+        sq = _pairwise(real, pred, lambda d: (d * d).sum(axis=1))
         sq[:, p_idx] -= (r_g - p_g) ** 2
         return np.sqrt(np.maximum(sq, 0.0))
     if metric == "cosine":
