@@ -27,7 +27,7 @@ import onnxruntime as ort
 import torch
 
 from state_core.export import GraphInputs, ModelMetadata, export_onnx
-from state_core.models.st import STConfig, StateTransitionModel
+from state_core.models.st import StateTransitionModel, STConfig
 from state_core.serve.client import ClientSettings, TritonSTClient
 from state_core.serve.local_server import start_server, stop_server
 from state_core.serve.repository import publish_model

@@ -86,8 +86,13 @@ def graph_module(model: nn.Module, inputs: GraphInputs) -> _GraphCore:
     model = model.eval()
     probe = torch.zeros(1, 2, inputs.input_dim)  # [1, 2, D]
     probe_batch = None if inputs.num_batches is None else torch.zeros(1, 2, dtype=torch.long)  # [1, 2]
-    with torch.no_grad():
-        out = model(probe, torch.zeros(1, dtype=torch.long), probe_batch, None)
+    try:
+        with torch.no_grad():
+            out = model(probe, torch.zeros(1, dtype=torch.long), probe_batch, None)
+    except (ValueError, RuntimeError, IndexError) as err:
+        # e.g. the context_mean baseline needs cell_type_idx, which is not part of the graph contract
+        raise ArtifactError(f"{type(model).__name__} cannot be exported with the ONNX contract "
+                            f"(ctrl_cell_emb, pert_idx, batch_idx, set_mask): {err}") from None
     with_genes = getattr(out, "genes", None) is not None
     cls = {(False, False): _Plain, (False, True): _Masked, (True, False): _Batched, (True, True): _BatchedMasked}[
         (inputs.num_batches is not None, inputs.with_mask)

@@ -8,7 +8,7 @@ from state_core.errors import ArtifactError
 from state_core.export import GraphInputs, export_onnx
 from state_core.export.onnx_export import graph_module
 from state_core.export.parity import random_feeds
-from state_core.models.st import STConfig, StateTransitionModel
+from state_core.models.st import StateTransitionModel, STConfig
 
 
 @pytest.fixture(scope="module")
@@ -83,3 +83,12 @@ def test_padding_does_not_change_predictions_for_real_cells(st_export):
     mask = torch.tensor([[True] * 4 + [False] * 2])
     padded = module(ctrl, torch.tensor([1]), batch, mask)[0]
     assert torch.allclose(full, padded[:, :4], atol=1e-5)
+
+
+def test_model_needing_inputs_outside_the_contract_is_refused(tmp_path):
+    from state_core.models.baselines import build_model
+
+    config = STConfig(input_dim=6, output_dim=6, n_perturbations=4, n_cell_types=2)
+    with pytest.raises(ArtifactError, match="cannot be exported"):
+        export_onnx(build_model("context_mean", config), tmp_path / "cm.onnx", GraphInputs(6, 4))
+    assert list(tmp_path.iterdir()) == []

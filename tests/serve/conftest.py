@@ -6,12 +6,11 @@ import logging
 import os
 import socket
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from state_core.export import ExportedModel, GraphInputs, ModelMetadata, export_onnx
-from state_core.models.st import STConfig, StateTransitionModel
+from state_core.models.st import StateTransitionModel, STConfig
 
 for name in ("onnxscript", "onnx_ir"):
     logging.getLogger(name).setLevel(logging.WARNING)

@@ -10,7 +10,7 @@ from conftest import requires_triton
 from state_core.cli.main import main
 from state_core.config.train_config import parse_overrides
 from state_core.export.metadata import ModelMetadata
-from state_core.serve.local_server import free_port, stop_server
+from state_core.serve.local_server import free_port
 from state_core.train.fit import train_st
 
 pytestmark = requires_triton
