@@ -94,7 +94,16 @@ def evaluate(
         return _evaluate_by_celltype(pred, real, opts, metrics, out, celltype_col, de_pred, de_real)
 
 
-def _evaluate_by_celltype(pred, real, opts, metrics, out, celltype_col, de_pred, de_real) -> EvalResult:
+def _evaluate_by_celltype(
+    pred: ad.AnnData,
+    real: ad.AnnData,
+    opts: EvalOptions,
+    metrics: list[str],
+    out: Path | None,
+    celltype_col: str,
+    de_pred: str | Path | None,
+    de_real: str | Path | None,
+) -> EvalResult:
     real_types = label_array(real, celltype_col, "real")
     pred_types = label_array(pred, celltype_col, "pred")
     results, aggs, paths = [], [], {}
@@ -111,8 +120,11 @@ def _evaluate_by_celltype(pred, real, opts, metrics, out, celltype_col, de_pred,
         results.append(one.results.assign(celltype=cell_type))
         aggs.append(one.agg.assign(celltype=cell_type))
         paths.update({f"{cell_type}/{k}": v for k, v in one.paths.items()})
-    first = lambda f: f[["celltype"] + [c for c in f.columns if c != "celltype"]]  # noqa: E731
-    return EvalResult(first(pd.concat(results, ignore_index=True)), first(pd.concat(aggs, ignore_index=True)), paths)
+    return EvalResult(_celltype_first(pd.concat(results, ignore_index=True)), _celltype_first(pd.concat(aggs, ignore_index=True)), paths)
+
+
+def _celltype_first(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[["celltype"] + [c for c in frame.columns if c != "celltype"]]
 
 
 def _evaluate_one(

@@ -12,11 +12,14 @@ from enum import Enum
 from functools import cached_property
 
 import numpy as np
+import scipy.sparse as sp
 
 from state_core.errors import ConfigError, Problem
 from state_core.eval import anndata_metrics as am
 from state_core.eval import de_metrics as dm
 from state_core.eval.clustering import clustering_agreement
+from state_core.eval.inputs import Groups
+from state_core.eval.pseudobulk import Pseudobulk, group_means
 
 
 class Best(Enum):
@@ -33,31 +36,41 @@ class MetricValue:
     null: np.ndarray  # [P] bool
 
 
-class MetricContext:
-    """Everything a metric may need, computed once on first use."""
+Matrix = np.ndarray | sp.csr_matrix
+Cells = tuple[Matrix, Matrix, Groups, Groups]  # real X, pred X, real groups, pred groups
 
-    def __init__(self, *, perts: list[str], genes: np.ndarray, de=None, pseudobulk=None, cells=None, embed=None):
+
+class MetricContext:
+    """Everything a metric may need, each piece built on first use and then shared."""
+
+    def __init__(
+        self,
+        *,
+        perts: list[str],
+        genes: np.ndarray,
+        de: Callable[[], dm.DEComparison],
+        pseudobulk: Callable[[], Pseudobulk],
+        cells: Callable[[], Cells],
+        embed: Callable[[], tuple[np.ndarray, np.ndarray] | None] | None = None,
+    ) -> None:
         self.perts = perts
         self.genes = genes
-        self._de = de  # () -> DEComparison
-        self._pseudobulk = pseudobulk  # () -> Pseudobulk
-        self._cells = cells  # () -> (real_x, pred_x, real_groups, pred_groups)
-        self._embed = embed  # () -> (real_delta, pred_delta) | None
+        self._de, self._pseudobulk, self._cells, self._embed = de, pseudobulk, cells, embed
 
     @cached_property
     def de(self) -> dm.DEComparison:
         return self._de()
 
     @cached_property
-    def pb(self):
+    def pb(self) -> Pseudobulk:
         return self._pseudobulk()
 
     @cached_property
-    def cells(self):
+    def cells(self) -> Cells:
         return self._cells()
 
     @cached_property
-    def embed(self):
+    def embed(self) -> tuple[np.ndarray, np.ndarray] | None:
         return self._embed() if self._embed else None
 
 
@@ -98,8 +111,7 @@ def _nsig(ctx: MetricContext) -> dict[str, MetricValue]:
 
 
 def _centroids(ctx: MetricContext) -> tuple[np.ndarray, np.ndarray]:
-    from state_core.eval.pseudobulk import group_means
-
+    """Float64 per-perturbation means of X (control excluded), as cell-eval's clustering builds them."""
     real_x, pred_x, real_groups, pred_groups = ctx.cells
     return group_means(real_x, real_groups, real_groups.perts), group_means(pred_x, pred_groups, real_groups.perts)
 
