@@ -13,6 +13,8 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 WORK="${WORK:-/var/tmp/state-build-check}"
 WHEELS="${WHEELS:-/opt/wheels}"                       # must hold torch-2.13.0+cpu for python 3.11
 MIRROR="${MIRROR:-http://deb.debian.org/debian}"
+# CA bundle pip trusts during the build (a TLS-intercepting proxy's CA lives only in the host's bundle).
+HOST_CA="${HOST_CA:-/etc/ssl/certs/ca-certificates.crt}"
 BASE_TAG="localhost/bookworm-python:check"
 IMAGE_TAG="localhost/state-train:check"
 # This machine's kernel/seccomp setup needs runc and explicit ulimits for podman.
@@ -41,9 +43,11 @@ step "2/4 build docker/train.Dockerfile on that base"
 "${PODMAN[@]}" build "${LIMITS[@]}" --network host \
   --ignorefile "$ROOT/docker/train.dockerignore" \
   --volume "$WHEELS:/wheels:ro" \
+  --volume "$HOST_CA:/run/build-ca.crt:ro" \
   --build-arg BASE_IMAGE="$BASE_TAG" \
   --build-arg TORCH_SPEC="torch==2.13.0+cpu" \
-  --build-arg PIP_EXTRA_ARGS="--find-links=/wheels" \
+  --build-arg PIP_FIND_LINKS=/wheels \
+  --build-arg PIP_CERT=/run/build-ca.crt \
   -f "$ROOT/docker/train.Dockerfile" -t "$IMAGE_TAG" "$ROOT"
 
 step "3/4 entrypoint: state --help"

@@ -9,7 +9,7 @@
 from kfp import dsl
 
 from components.infer import predict_cells
-from pipelines.settings import DEFAULT_GPU_NODE_SELECTOR, PipelineSettings, on_gpu, retried, uncached, use_image
+from pipelines.settings import DEFAULT_GPU_NODE_SELECTOR, PipelineSettings, on_gpu, step
 
 PIPELINE_NAME = "state-batch-infer"
 
@@ -52,13 +52,13 @@ def build_batch_inference_pipeline(settings: PipelineSettings = PipelineSettings
         common = dict(model=model.output, adata_uri=adata_uri, pert_col=pert_col, cell_type_key=cell_type_key,
                       control_pert=control_pert, embed_key=embed_key, triton_model_name=triton_model_name)
 
+        # Not cached: the same URIs can hold new contents from one run to the next.
         with dsl.If(triton_url == "", name="in-process"):
-            local = predict_cells(triton_url="", **common)
-            use_image(retried(uncached(on_gpu(local, gpu_resource, gpu_count, gpu_node_selector))), settings)
-            local.set_display_name("predict in process")
+            local = step(predict_cells(triton_url="", **common), settings, "predict in process", cache=False,
+                         preemptible=True)
+            on_gpu(local, gpu_resource, gpu_count, gpu_node_selector)
         with dsl.Else(name="through-triton"):
-            remote = predict_cells(triton_url=triton_url, **common)
-            use_image(retried(uncached(remote)), settings)
-            remote.set_display_name("predict through Triton")
+            step(predict_cells(triton_url=triton_url, **common), settings, "predict through Triton", cache=False,
+                 preemptible=True)
 
     return state_batch_infer

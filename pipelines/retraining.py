@@ -12,7 +12,7 @@ a nightly schedule costs one small pod on nights without new data.
 from kfp import dsl
 
 from components.freshness import data_changed
-from pipelines.settings import DEFAULT_GPU_NODE_SELECTOR, PipelineSettings, uncached, use_image
+from pipelines.settings import DEFAULT_GPU_NODE_SELECTOR, PipelineSettings, step
 from pipelines.training import build_training_pipeline
 
 PIPELINE_NAME = "state-retrain"
@@ -31,6 +31,7 @@ def build_retraining_pipeline(settings: PipelineSettings = PipelineSettings()):
         model_preset: str = "state_sm",
         baseline_preset: str = "context_mean",
         train_overrides: list = [],
+        baseline_overrides: list = [],
         gate_metric: str = "pearson_delta",
         higher_is_better: bool = True,
         min_improvement: float = 0.0,
@@ -47,7 +48,8 @@ def build_retraining_pipeline(settings: PipelineSettings = PipelineSettings()):
             model_name: Name of the model in the Triton repository.
             model_preset: ST preset to train (state, state_sm, state_lg, pertsets).
             baseline_preset: Baseline the candidate must beat (context_mean, perturb_mean, embed_sum).
-            train_overrides: Extra training key=value overrides, e.g. ["training.max_steps=20000"].
+            train_overrides: Extra training key=value overrides of the ST model, e.g. ["training.max_steps=20000"].
+            baseline_overrides: Extra training key=value overrides of the baseline.
             gate_metric: Metric the promotion gate compares (a cell-eval metric name).
             higher_is_better: Whether a larger gate_metric is better.
             min_improvement: Margin by which the candidate must beat baseline and serving model.
@@ -56,12 +58,13 @@ def build_retraining_pipeline(settings: PipelineSettings = PipelineSettings()):
             gpu_count: GPUs per training task.
             gpu_node_selector: Node selector of the GPU node pool.
         """
-        check = use_image(uncached(data_changed(experiment_toml=experiment_toml, model_repository=model_repository,
-                                                model_name=model_name, force=force)), settings)
-        check.set_display_name("data changed?")
+        check = step(data_changed(experiment_toml=experiment_toml, model_repository=model_repository,
+                                  model_name=model_name, force=force),
+                     settings, "data changed?", cache=False)
         with dsl.If(check.output == True, name="retrain"):  # noqa: E712 (KFP condition syntax)
             training(experiment_toml=experiment_toml, model_repository=model_repository, model_name=model_name,
                      model_preset=model_preset, baseline_preset=baseline_preset, train_overrides=train_overrides,
+                     baseline_overrides=baseline_overrides,
                      gate_metric=gate_metric, higher_is_better=higher_is_better, min_improvement=min_improvement,
                      gpu_resource=gpu_resource, gpu_count=gpu_count, gpu_node_selector=gpu_node_selector)
 

@@ -1,4 +1,4 @@
-"""Compile-time settings and the per-task runtime settings (GPU, retries, caching) the pipelines apply.
+"""Compile-time settings and the per-task settings (image, GPU, retries, caching) the pipelines apply.
 
 Resources, retries and caching are set where a task is created, so the compiled YAML shows them plainly.
 """
@@ -21,10 +21,22 @@ class PipelineSettings:
 
     image: str = STATE_IMAGE
     train_timeout_s: int = 24 * 3600  # a stuck training pod is killed after this
+    retries: int = 3  # per preemptible step; 0 for local runs, where a failure is a bug, not a preemption
 
 
-def use_image(task: dsl.PipelineTask, settings: PipelineSettings) -> dsl.PipelineTask:
-    return task.set_container_image(settings.image)
+def step(task: dsl.PipelineTask, settings: PipelineSettings, name: str, *, cache: bool,
+         preemptible: bool = False) -> dsl.PipelineTask:
+    """Image, display name, caching and retries of one task.
+
+    cache: pure steps (same inputs, same outputs) are reused by a rerun; steps that read outside state
+    (the serving repository) must always run. preemptible: steps on spot nodes retry with backoff, and
+    training resumes from its last checkpoint.
+    """
+    task.set_container_image(settings.image).set_display_name(name).set_caching_options(cache)
+    if preemptible and settings.retries > 0:
+        task.set_retry(num_retries=settings.retries, backoff_duration="60s", backoff_factor=2.0,
+                       backoff_max_duration="1800s")
+    return task
 
 
 def on_gpu(task: dsl.PipelineTask, gpu_resource: str, gpu_count: int, gpu_node_selector: dict) -> dsl.PipelineTask:
@@ -34,19 +46,3 @@ def on_gpu(task: dsl.PipelineTask, gpu_resource: str, gpu_count: int, gpu_node_s
     kubernetes.add_node_selector_json(task, gpu_node_selector)
     kubernetes.add_toleration(task, key=GPU_TOLERATION_KEY, operator="Exists", effect="NoSchedule")
     return task
-
-
-def retried(task: dsl.PipelineTask, attempts: int = 3) -> dsl.PipelineTask:
-    """Retry a step that runs on preemptible (spot) nodes; training resumes from its last checkpoint."""
-    return task.set_retry(num_retries=attempts, backoff_duration="60s", backoff_factor=2.0,
-                          backoff_max_duration="1800s")
-
-
-def uncached(task: dsl.PipelineTask) -> dsl.PipelineTask:
-    """Steps whose result depends on outside state (the serving repository) must always run."""
-    return task.set_caching_options(False)
-
-
-def cached(task: dsl.PipelineTask) -> dsl.PipelineTask:
-    """Pure steps: same inputs, same outputs, so a rerun reuses them."""
-    return task.set_caching_options(True)

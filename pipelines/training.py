@@ -17,15 +17,7 @@ from components.gate import promotion_gate
 from components.publish import publish_model
 from components.split import split_cells
 from components.train import train_model
-from pipelines.settings import (
-    DEFAULT_GPU_NODE_SELECTOR,
-    PipelineSettings,
-    cached,
-    on_gpu,
-    retried,
-    uncached,
-    use_image,
-)
+from pipelines.settings import DEFAULT_GPU_NODE_SELECTOR, PipelineSettings, on_gpu, step
 
 PIPELINE_NAME = "state-train"
 
@@ -43,6 +35,7 @@ def build_training_pipeline(settings: PipelineSettings = PipelineSettings()):
         model_preset: str = "state_sm",
         baseline_preset: str = "context_mean",
         train_overrides: list = [],
+        baseline_overrides: list = [],
         embed_method: str = "precomputed",
         num_hvgs: int = 2000,
         se_model_dir: str = "",
@@ -67,7 +60,8 @@ def build_training_pipeline(settings: PipelineSettings = PipelineSettings()):
             triton_backend: Triton backend of the published model - onnxruntime (GPU serving image) or python (CPU-only local server).
             model_preset: ST preset to train (state, state_sm, state_lg, pertsets).
             baseline_preset: Baseline the candidate must beat (context_mean, perturb_mean, embed_sum).
-            train_overrides: Extra training key=value overrides, e.g. ["training.max_steps=20000"].
+            train_overrides: Extra training key=value overrides of the ST model, e.g. ["training.max_steps=20000"].
+            baseline_overrides: Extra training key=value overrides of the baseline.
             embed_method: How to make model inputs - precomputed (use obsm as given), hvg, or se.
             num_hvgs: Number of highly variable genes when embed_method is hvg.
             se_model_dir: SE run folder when embed_method is se.
@@ -83,44 +77,38 @@ def build_training_pipeline(settings: PipelineSettings = PipelineSettings()):
             gpu_count: GPUs per training task.
             gpu_node_selector: Node selector of the GPU node pool, e.g. {"cloud.google.com/gke-accelerator": "nvidia-l4"}.
         """
-        split = use_image(cached(split_cells(
-            experiment_toml=experiment_toml, seed=split_seed, pert_col=pert_col, cell_type_key=cell_type_key,
-            batch_col=batch_col, control_pert=control_pert)), settings)
-        split.set_display_name("split")
-
-        embed = use_image(cached(embed_cells(
-            experiment_toml=experiment_toml, method=embed_method, num_hvgs=num_hvgs,
-            se_model_dir=se_model_dir)), settings)
-        embed.set_display_name("embed").after(split)
+        split = step(split_cells(experiment_toml=experiment_toml, seed=split_seed, pert_col=pert_col,
+                                 cell_type_key=cell_type_key, batch_col=batch_col, control_pert=control_pert),
+                     settings, "split", cache=True)
+        embed = step(embed_cells(experiment_toml=experiment_toml, method=embed_method, num_hvgs=num_hvgs,
+                                 se_model_dir=se_model_dir),
+                     settings, "embed", cache=True).after(split)
 
         trained = {}
-        for role, preset in (("candidate", model_preset), ("baseline", baseline_preset)):
-            train = train_model(embedded=embed.outputs["embedded"], split=split.outputs["split"],
-                                model_preset=preset, overrides=train_overrides)
-            use_image(retried(cached(train)), settings)
+        for role, preset, overrides in (("candidate", model_preset, train_overrides),
+                                        ("baseline", baseline_preset, baseline_overrides)):
+            train = step(train_model(embedded=embed.outputs["embedded"], split=split.outputs["split"],
+                                     model_preset=preset, overrides=overrides),
+                         settings, f"train {role}", cache=True, preemptible=True)
             kubernetes.set_timeout(train, settings.train_timeout_s)
             if role == "candidate":  # baselines are a few means over the training cells; CPU is enough
                 on_gpu(train, gpu_resource, gpu_count, gpu_node_selector)
-            train.set_display_name(f"train {role}")
-            evaluate = use_image(retried(cached(evaluate_model(model=train.outputs["model"]))), settings)
-            evaluate.set_display_name(f"evaluate {role}")
+            evaluate = step(evaluate_model(model=train.outputs["model"]),
+                            settings, f"evaluate {role}", cache=True, preemptible=True)
             trained[role] = (train, evaluate)
 
-        candidate_train, candidate_eval = trained["candidate"]
-        gate = use_image(uncached(promotion_gate(
-            candidate=candidate_eval.outputs["metrics"], baseline=trained["baseline"][1].outputs["metrics"],
-            model_repository=model_repository, model_name=model_name, metric=gate_metric,
-            higher_is_better=higher_is_better, min_improvement=min_improvement)), settings)
-        gate.set_display_name("promotion gate")
+        (candidate_train, candidate_eval), (_, baseline_eval) = trained["candidate"], trained["baseline"]
+        gate = step(promotion_gate(candidate=candidate_eval.outputs["metrics"], baseline=baseline_eval.outputs["metrics"],
+                                   model_repository=model_repository, model_name=model_name, metric=gate_metric,
+                                   higher_is_better=higher_is_better, min_improvement=min_improvement),
+                    settings, "promotion gate", cache=False)
 
         with dsl.If(gate.outputs["Output"] == True, name="promote"):  # noqa: E712 (KFP condition syntax)
-            export = use_image(retried(cached(export_onnx(model=candidate_train.outputs["model"]))), settings)
-            export.set_display_name("export ONNX")
-            publish = use_image(uncached(publish_model(
-                onnx_model=export.outputs["onnx_model"], metrics=candidate_eval.outputs["metrics"],
-                model_repository=model_repository, model_name=model_name, experiment_toml=experiment_toml,
-                triton_backend=triton_backend)),
-                settings)
-            publish.set_display_name("publish to Triton")
+            export = step(export_onnx(model=candidate_train.outputs["model"]),
+                          settings, "export ONNX", cache=True, preemptible=True)
+            step(publish_model(onnx_model=export.outputs["onnx_model"], metrics=candidate_eval.outputs["metrics"],
+                               model_repository=model_repository, model_name=model_name,
+                               experiment_toml=experiment_toml, triton_backend=triton_backend),
+                 settings, "publish to Triton", cache=False)
 
     return state_train

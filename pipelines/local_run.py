@@ -1,0 +1,153 @@
+"""`state pipeline run --local`: the training pipeline on this machine through `kfp.local`, then a gRPC query.
+
+    synthetic experiment -> kfp.local (split, embed, train ST + baseline, evaluate, gate, export, publish)
+        -> local tritonserver on the model repository -> one prediction over gRPC
+
+Tasks run as subprocesses of this Python (`SubprocessRunner(use_venv=False)`, no pip at run time). The
+published model uses Triton's python backend, because the bundled local tritonserver has no ONNX Runtime
+backend; the cluster pipeline publishes the same files for the onnxruntime backend.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from state_core.errors import ArtifactError
+
+log = logging.getLogger(__name__)
+
+# Small enough for CI on two cores, large enough that the ST model beats the mean baseline.
+LOCAL_TRAIN_OVERRIDES = [
+    "model.kwargs.hidden_dim=64", "model.kwargs.cell_set_len=32", "model.kwargs.n_layers=2", "model.kwargs.n_heads=4",
+    "training.batch_size=8", "training.max_steps=200", "training.val_freq=100", "training.ckpt_every_n_steps=100",
+    "training.lr=3e-4", "training.progress_bar=false", "data.kwargs.embed_key=X_hvg",
+]
+LOCAL_BASELINE_OVERRIDES = ["training.max_steps=1", "training.progress_bar=false", "data.kwargs.embed_key=X_hvg"]
+
+
+@dataclass(frozen=True)
+class LocalRunOptions:
+    out_dir: str = "pipeline_out"
+    params: list[str] = field(default_factory=list)  # key=value overrides of training-pipeline parameters
+    query: bool = True  # serve the published model and send one gRPC request
+    n_cells: int = 3000
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class LocalRunResult:
+    run_root: Path  # kfp.local outputs of this run, one folder per task
+    model_repository: Path
+    published_version: int | None  # None: the gate held the candidate
+    gate_decision: Path
+    metrics: dict[str, float]
+    report_html: Path
+    query: str = ""
+
+    def summary(self) -> str:
+        published = (f"published {self.model_repository} version {self.published_version}"
+                     if self.published_version else "gate held the candidate: nothing published")
+        lines = [f"pipeline outputs: {self.run_root}", published, f"gate decision: {self.gate_decision}",
+                 f"report: {self.report_html}"]
+        lines += [f"  {name} = {value:.4g}" for name, value in sorted(self.metrics.items())[:8]]
+        if self.query:
+            lines.append(f"gRPC query: {self.query}")
+        return "\n".join(lines)
+
+
+def _synthetic_experiment(data_dir: Path, n_cells: int, seed: int) -> Path:
+    from state_core.data.synth import SynthSpec, write_synthetic_experiment
+
+    spec = SynthSpec(n_cells=n_cells, n_genes=200, n_cell_types=3, n_perturbations=12, n_batches=2, seed=seed)
+    return write_synthetic_experiment(data_dir, spec, num_hvgs=64).fewshot_toml
+
+
+def _arguments(experiment_toml: Path, repository: Path, params: list[str]) -> dict:
+    from pipelines.kfp_host import pipeline_parameters
+    from state_core.pipeline_ops.run_arguments import parse_run_arguments
+
+    defaults = {"experiment_toml": str(experiment_toml), "model_repository": str(repository),
+                "triton_backend": "python", "baseline_preset": "perturb_mean",
+                "train_overrides": LOCAL_TRAIN_OVERRIDES, "baseline_overrides": LOCAL_BASELINE_OVERRIDES}
+    given = parse_run_arguments([p for p in params], {k: True for k in pipeline_parameters("train")})
+    return {**defaults, **given}
+
+
+def _task_output(run_root: Path, task: str, output: str) -> Path:
+    path = run_root / task / output
+    if not path.exists():
+        raise ArtifactError(f"{path}: the {task} task left no {output}; see the task log above")
+    return path
+
+
+def _latest_run(pipeline_root: Path) -> Path:
+    runs = sorted(pipeline_root.glob("state-train-*"), key=lambda p: p.stat().st_mtime)
+    if not runs:
+        raise ArtifactError(f"{pipeline_root}: kfp.local wrote no run folder")
+    return runs[-1]
+
+
+def _query(repository: Path, model_name: str, work_dir: Path, run_dir: Path, adata_path: Path) -> str:
+    """Serve the repository, predict a slice of the data over gRPC, stop the server."""
+    import anndata as ad
+
+    from state_core.serve.local_server import start_server, stop_server
+    from state_core.train.infer import infer_file
+
+    sample = work_dir / "query_input.h5ad"
+    ad.read_h5ad(adata_path)[:256].copy().write_h5ad(sample)
+    server = start_server(repository, work_dir)
+    try:
+        out = infer_file(run_dir, sample, work_dir / "query_predictions.h5ad", triton_url=server.grpc_url,
+                         model_name=model_name)
+    finally:
+        stop_server(server.pid)
+    predicted = ad.read_h5ad(out)
+    return f"{predicted.n_obs} cells predicted by {model_name} at {server.grpc_url} -> {out}"
+
+
+def run_local(options: LocalRunOptions) -> LocalRunResult:
+    """Run the training pipeline locally on the bundled synthetic dataset (see the module docstring)."""
+    from kfp import local
+
+    from pipelines.settings import PipelineSettings
+    from pipelines.training import build_training_pipeline
+    from state_core.pipeline_ops.evaluation import metrics_from_metadata
+    from state_core.pipeline_ops.publish_record import serving_record
+
+    out = Path(options.out_dir).resolve()
+    repository = out / "model_repository"
+    repository.mkdir(parents=True, exist_ok=True)
+    toml = _synthetic_experiment(out / "data", options.n_cells, options.seed)
+    arguments = _arguments(toml, repository, options.params)
+    before = serving_record(str(repository), arguments.get("model_name", "state_st"))
+
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(out / "kfp"), raise_on_error=True)
+    build_training_pipeline(PipelineSettings(retries=0))(**arguments)
+    run_root = _latest_run(out / "kfp")
+
+    model_name = arguments.get("model_name", "state_st")
+    after = serving_record(str(repository), model_name)
+    published = after.version if after and (before is None or after.version != before.version) else None
+    metrics = metrics_from_metadata(_executor_metadata(run_root / "evaluate-model", "metrics"))
+    result = LocalRunResult(
+        run_root=run_root, model_repository=repository, published_version=published,
+        gate_decision=_task_output(run_root, "promotion-gate", "decision"), metrics=metrics,
+        report_html=_task_output(run_root, "evaluate-model", "report"))
+    if options.query and after is not None:
+        run_dir = _task_output(run_root, "train-model", "model")
+        data_file = next((out / "data" / "synth").glob("*.h5ad"))
+        query = _query(repository, model_name, out / "triton", run_dir, data_file)
+        result = LocalRunResult(**{**result.__dict__, "query": query})
+    return result
+
+
+def _executor_metadata(task_dir: Path, output: str) -> dict:
+    """Metadata kfp.local recorded for one output artifact of a task (its executor_output.json)."""
+    import json
+
+    executor_output = json.loads((task_dir / "executor_output.json").read_text())
+    artifacts = executor_output.get("artifacts", {}).get(output, {}).get("artifacts", [])
+    return artifacts[0].get("metadata", {}) if artifacts else {}
