@@ -113,3 +113,17 @@ def test_celltype_split_prefixes_files(tiny_pair, tiny_spec, tmp_path):
                    profile="pds", celltype_col="cell_type", outdir=tmp_path)  # fmt: skip
     assert (tmp_path / "K562_results.csv").is_file() and (tmp_path / "HepG2-C3A_results.csv").is_file()
     assert res.results.columns[0] == "celltype"
+
+
+def test_float16_input_and_embedding_key(tiny_pair, tiny_spec):
+    real, pred = tiny_pair
+    half = ad.AnnData(X=np.asarray(pred.X).astype(np.float16), obs=pred.obs, var=pred.var)
+    rng = np.random.default_rng(0)
+    for a in (real, half):
+        a.obsm["X_emb"] = rng.normal(size=(a.n_obs, 4)).astype(np.float32)
+    res = evaluate(half, real, pert_col=tiny_spec.pert_col, control_pert=tiny_spec.control_pert,
+                   profile="anndata", embed_key="X_emb", skip_metrics=["clustering_agreement"]).results  # fmt: skip
+    assert half.X.dtype == np.float16  # input untouched
+    assert res["discrimination_score_l1"].min() == 1.0  # l1 always uses X
+    assert res["discrimination_score_l2"].between(1 / 5, 1).all()  # random embedding: any rank
+    assert "clustering_agreement" not in res.columns
