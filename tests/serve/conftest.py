@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import logging
-import os
 import socket
 from collections.abc import Iterator
 
 import pytest
+from serve_helpers import BATCHES, INPUT_DIM, PERTURBATIONS
 
 from state_core.export import ExportedModel, GraphInputs, ModelMetadata, export_onnx
 from state_core.models.st import StateTransitionModel, STConfig
 
 for name in ("onnxscript", "onnx_ir"):
     logging.getLogger(name).setLevel(logging.WARNING)
-
-PERTURBATIONS = ("non-targeting", "GENE_A", "GENE_B", "GENE_C", "GENE_D")
-BATCHES = ("gem1", "gem2", "gem3")
-INPUT_DIM = 8
 
 
 @pytest.fixture(scope="session")
@@ -60,19 +56,3 @@ def gcs_bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         yield "models"
     finally:
         server.stop()
-
-
-def triton_available() -> bool:
-    from state_core.errors import ServingError
-    from state_core.serve.local_server import find_triton_install
-
-    try:
-        find_triton_install()
-    except ServingError:
-        return False
-    return True
-
-
-# Skipped on a dev machine without the wheel; in CI (CI=true) a missing server is a failure, not a skip.
-requires_triton = pytest.mark.skipif(not triton_available() and not os.environ.get("CI"),
-                                     reason="tritonserver not installed: pip install --no-deps nvidia-pytriton==0.7.0")

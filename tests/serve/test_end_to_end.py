@@ -5,7 +5,7 @@ from __future__ import annotations
 import anndata as ad
 import numpy as np
 import pytest
-from conftest import requires_triton
+from serve_helpers import requires_triton
 
 from state_core.cli.main import main
 from state_core.config.train_config import parse_overrides

@@ -7,7 +7,7 @@ import onnxruntime as ort
 import pytest
 import torch
 import tritonclient.grpc as grpcclient
-from conftest import BATCHES, INPUT_DIM, PERTURBATIONS, requires_triton
+from serve_helpers import BATCHES, INPUT_DIM, PERTURBATIONS, requires_triton
 from tritonclient.utils import InferenceServerException
 
 from state_core.errors import ServingError, UnknownLabelError

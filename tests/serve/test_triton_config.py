@@ -2,7 +2,11 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from state_core.export import ModelSignature, TensorSpec
-from state_core.serve.triton_config import local_config, production_config, render_config
+from state_core.serve.triton_config import (
+    local_config,
+    production_config,
+    render_config,
+)
 
 SIGNATURE = ModelSignature(
     inputs=(TensorSpec("ctrl_cell_emb", "FP32", ("batch", "set", 8)), TensorSpec("pert_idx", "INT64", ("batch",)),
