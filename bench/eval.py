@@ -83,7 +83,7 @@ def bench_one(n_perts: int, profile: str, cache: Path, cell_eval: Path | None) -
     common = ["--pert-col", spec.pert_col, "--control-pert", spec.control_pert, "--profile", profile]
     ours_dir, theirs_dir = work / f"ours_{profile}", work / f"cell_eval_{profile}"
     state = str(Path(sys.executable).with_name("state"))
-    t_ours, cpu_ours = timed([state, "eval", "run", "-ap", str(pred), "-ar", str(real), "-o", str(ours_dir), "--no-report", "-t", "2", *common])
+    t_ours, cpu_ours = timed([state, "eval", "run", "-ap", str(pred), "-ar", str(real), "-o", str(ours_dir), "--no-report", "-t", "1", *common])
     print(f"\n== {n_perts} perturbations x 100 cells, 2000 genes, profile {profile}")
     print(f"state eval run : {t_ours:7.2f} s wall, {cpu_ours:7.2f} s CPU")
     if cell_eval is None:

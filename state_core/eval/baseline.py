@@ -17,7 +17,7 @@ import scipy.sparse as sp
 from state_core.errors import DataError
 from state_core.eval.csv_io import write_table_csv
 from state_core.eval.de import compute_de
-from state_core.eval.inputs import Groups, label_array, load_adata, prepared
+from state_core.eval.inputs import Groups, label_array, load_cells, prepared
 from state_core.eval.pseudobulk import group_means
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def build_baseline(
 ) -> ad.AnnData:
     """The mean-baseline AnnData (dense float32): n cells per perturbation, all equal to the mean of
     the per-group means (control included), followed by the real control cells."""
-    data = prepared(load_adata(adata, "baseline input"), "baseline input", allow_discrete)
+    data = prepared(load_cells(adata, "baseline input", [pert_col]), "baseline input", allow_discrete)
     labels = label_array(data, pert_col, "baseline input")
     if control_pert not in set(labels):
         raise DataError(
@@ -61,16 +61,16 @@ def build_baseline(
     groups = Groups.build(labels, control_pert)
     every_group = sorted(groups.rows)
     # cell-eval averages float32 group means in float32
-    mean_profile = group_means(data.X, groups, every_group).astype(np.float32).mean(axis=0)  # [G]
+    mean_profile = group_means(data.x, groups, every_group).astype(np.float32).mean(axis=0)  # [G]
     n_cells = _cells_per_pert(groups, counts, pert_col, counts_col)
     pert_labels = np.concatenate([np.repeat(np.array([p], dtype=object), n) for p, n in n_cells.items()])
     ctrl_rows = groups.rows[control_pert]
-    ctrl_x = data.X[ctrl_rows]
+    ctrl_x = data.x[ctrl_rows]
     ctrl_dense = ctrl_x.toarray() if sp.issparse(ctrl_x) else np.asarray(ctrl_x)
     x = np.vstack([np.broadcast_to(mean_profile, (pert_labels.size, mean_profile.size)), ctrl_dense]).astype(np.float32)
     obs = pd.DataFrame(
         {pert_col: np.concatenate([pert_labels, np.full(ctrl_rows.size, control_pert, dtype=object)])},
-        index=[f"p.{i}" for i in range(pert_labels.size)] + list(data.obs_names[ctrl_rows]),
+        index=[f"p.{i}" for i in range(pert_labels.size)] + list(data.obs.index[ctrl_rows].astype(str)),
     )
     baseline = ad.AnnData(X=x, obs=obs, var=pd.DataFrame(index=data.var_names))
     if output_path is not None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import anndata as ad
 import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
@@ -16,9 +16,12 @@ from state_core.eval.aggregate import describe, results_frame, write_csv_atomic
 from state_core.eval.csv_io import write_table_csv
 from state_core.eval.de import DETable, align_tables, compute_de, read_de_csv
 from state_core.eval.de_metrics import FDR_THRESHOLD, DEComparison
-from state_core.eval.inputs import Groups, check_pair, label_array, load_adata, prepared
+from state_core.eval.inputs import CellData, Groups, check_pair, label_array, load_cells, prepared
 from state_core.eval.pseudobulk import build_pseudobulk
 from state_core.eval.registry import REGISTRY, MetricContext, MetricValue, needs_de, select_metrics
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +49,8 @@ class EvalOptions:
 
 
 def evaluate(
-    adata_pred: ad.AnnData | str | Path,
-    adata_real: ad.AnnData | str | Path,
+    adata_pred: AnnData | str | Path,
+    adata_real: AnnData | str | Path,
     *,
     pert_col: str = "gene",
     control_pert: str = "non-targeting",
@@ -83,8 +86,9 @@ def evaluate(
         fdr_threshold=fdr_threshold,
     )
     metrics = select_metrics(profile, opts.skip_metrics)  # bad names fail before any work
-    real = load_adata(adata_real, "real")
-    pred = load_adata(adata_pred, "pred")
+    columns = [pert_col] + ([celltype_col] if celltype_col else [])
+    real = load_cells(adata_real, "real", columns, embed_key)
+    pred = load_cells(adata_pred, "pred", columns, embed_key)
     out = Path(outdir) if outdir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -95,8 +99,8 @@ def evaluate(
 
 
 def _evaluate_by_celltype(
-    pred: ad.AnnData,
-    real: ad.AnnData,
+    pred: CellData,
+    real: CellData,
     opts: EvalOptions,
     metrics: list[str],
     out: Path | None,
@@ -115,7 +119,7 @@ def _evaluate_by_celltype(
             )
         prefix = cell_type.replace("/", "-") + "_"
         one = _evaluate_one(
-            pred[pred_types == cell_type], real[real_types == cell_type], opts, metrics, out, prefix, de_pred, de_real
+            pred.subset(pred_types == cell_type), real.subset(real_types == cell_type), opts, metrics, out, prefix, de_pred, de_real
         )
         results.append(one.results.assign(celltype=cell_type))
         aggs.append(one.agg.assign(celltype=cell_type))
@@ -128,8 +132,8 @@ def _celltype_first(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _evaluate_one(
-    pred: ad.AnnData,
-    real: ad.AnnData,
+    pred: CellData,
+    real: CellData,
     opts: EvalOptions,
     metrics: list[str],
     out: Path | None,
@@ -153,7 +157,7 @@ def _evaluate_one(
                 continue
             log.info("differential expression (%s): %d perturbations x %d genes", role, len(groups.perts), genes.size)
             de_tables[role] = compute_de(
-                adata.X, groups, genes, is_log1p=not opts.allow_discrete, epsilon=opts.epsilon, cpm_filter=opts.cpm_filter
+                adata.x, groups, genes, is_log1p=not opts.allow_discrete, epsilon=opts.epsilon, cpm_filter=opts.cpm_filter
             )
             if out is not None:
                 paths[f"{role}_de"] = out / f"{prefix}{role}_de.csv"
@@ -180,8 +184,8 @@ def _evaluate_one(
         perts=real_groups.perts,
         genes=genes,
         de=de_comparison,
-        pseudobulk=lambda: build_pseudobulk(real.X, pred.X, real_groups, pred_groups),
-        cells=lambda: (real.X, pred.X, real_groups, pred_groups),
+        pseudobulk=lambda: build_pseudobulk(real.x, pred.x, real_groups, pred_groups),
+        cells=lambda: (real.x, pred.x, real_groups, pred_groups),
         embed=embed_deltas,
     )
     columns: dict[str, MetricValue] = {}

@@ -7,11 +7,13 @@ work on a copy.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
-import anndata as ad
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from state_core.errors import DataError
@@ -24,20 +26,98 @@ FRACTION_EPS = 1e-3
 MAX_LOG1P = 15.0
 
 
-def load_adata(source: ad.AnnData | str | Path, role: str) -> ad.AnnData:
-    """Return `source` if it is an AnnData, else read the h5ad file it names."""
-    if isinstance(source, ad.AnnData):
+Matrix = np.ndarray | sp.csr_matrix
+
+
+@dataclass(frozen=True)
+class CellData:
+    """What evaluation reads from an AnnData: X, some obs columns, gene names, obsm arrays."""
+
+    x: Matrix  # [N, G]
+    obs: pd.DataFrame  # [N, columns]
+    var_names: np.ndarray  # [G] str
+    obsm: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def n_obs(self) -> int:
+        return int(self.x.shape[0])
+
+    @property
+    def n_vars(self) -> int:
+        return int(self.x.shape[1])
+
+    def subset(self, mask: np.ndarray) -> CellData:
+        rows = np.flatnonzero(mask)
+        return CellData(
+            self.x[rows], self.obs.iloc[rows].reset_index(drop=True), self.var_names,
+            {k: np.asarray(v)[rows] for k, v in self.obsm.items()},
+        )  # fmt: skip
+
+    def with_x(self, x: Matrix) -> CellData:
+        return replace(self, x=x)
+
+
+def _read_h5ad_matrix(node: Any) -> Matrix:
+    """X as stored: a CSR group (data/indices/indptr) or a dense dataset."""
+    import h5py
+
+    if isinstance(node, h5py.Dataset):
+        return node[()]
+    encoding = node.attrs.get("encoding-type", "")
+    encoding = encoding.decode() if isinstance(encoding, bytes) else str(encoding)
+    shape = tuple(int(v) for v in node.attrs["shape"])
+    parts = (node["data"][()], node["indices"][()], node["indptr"][()])
+    if encoding == "csc_matrix":
+        return sp.csc_matrix(parts, shape=shape).tocsr()
+    return sp.csr_matrix(parts, shape=shape)
+
+
+def _read_h5ad(path: Path, columns: list[str], embed_key: str | None) -> CellData:
+    """Read only what evaluation needs, without importing anndata (about a second of start-up)."""
+    import h5py
+
+    from state_core.data.h5ad import read_obs_labels, read_var_names
+
+    obs = pd.DataFrame({c: read_obs_labels(path, c).values() for c in dict.fromkeys(columns)})
+    genes = np.asarray(read_var_names(path), dtype=str)
+    with h5py.File(path, "r") as file:
+        if "X" not in file:
+            raise DataError(f"{path} has no X\n    fix: store the expression matrix in X")
+        x = _read_h5ad_matrix(file["X"])
+        obsm = {}
+        if embed_key is not None:
+            if f"obsm/{embed_key}" not in file:
+                have = list(file["obsm"].keys()) if "obsm" in file else []
+                raise DataError(
+                    f"embed key {embed_key!r} not in obsm of {path}; keys: {have}\n"
+                    "    fix: pass --embed-key with one of those keys or leave it out"
+                )
+            obsm[embed_key] = np.asarray(file[f"obsm/{embed_key}"][()])
+    return CellData(x=x, obs=obs, var_names=genes, obsm=obsm)
+
+
+def load_cells(source: Any, role: str, columns: list[str], embed_key: str | None = None) -> CellData:
+    """An AnnData (used as is, never modified) or an .h5ad path (read with h5py) as `CellData`."""
+    if isinstance(source, CellData):
         return source
+    if hasattr(source, "X") and hasattr(source, "obs") and hasattr(source, "var_names"):
+        if embed_key is not None and embed_key not in source.obsm:
+            raise DataError(
+                f"embed key {embed_key!r} not in {role} obsm; keys: {list(source.obsm.keys())}\n"
+                "    fix: pass --embed-key with one of those keys or leave it out"
+            )
+        obsm = {embed_key: source.obsm[embed_key]} if embed_key is not None else {}
+        return CellData(x=source.X, obs=source.obs, var_names=np.asarray(source.var_names).astype(str), obsm=obsm)
     path = Path(source)
     if not path.is_file():
         raise DataError(f"{role} AnnData file not found: {path}\n    fix: pass an existing .h5ad path")
     try:
-        return ad.read_h5ad(path)
-    except Exception as err:  # h5py/anndata raise many types for a corrupt file
+        return _read_h5ad(path, columns, embed_key)
+    except (OSError, KeyError) as err:
         raise DataError(f"cannot read {role} AnnData {path}: {err}\n    fix: pass a valid .h5ad file") from err
 
 
-def label_array(adata: ad.AnnData, pert_col: str, role: str) -> np.ndarray:
+def label_array(adata: CellData, pert_col: str, role: str) -> np.ndarray:
     if pert_col not in adata.obs.columns:
         raise DataError(
             f"perturbation column {pert_col!r} not in {role} obs; columns: {list(adata.obs.columns)}\n"
@@ -47,8 +127,8 @@ def label_array(adata: ad.AnnData, pert_col: str, role: str) -> np.ndarray:
 
 
 def check_pair(
-    real: ad.AnnData,
-    pred: ad.AnnData,
+    real: CellData,
+    pred: CellData,
     *,
     pert_col: str,
     control_pert: str,
@@ -97,16 +177,16 @@ def _matrix_values(x: np.ndarray | sp.spmatrix) -> np.ndarray:
     return x.data if sp.issparse(x) else np.asarray(x)
 
 
-def is_log1p(adata: ad.AnnData, role: str, allow_discrete: bool = False) -> bool:
+def is_log1p(adata: CellData, role: str, allow_discrete: bool = False) -> bool:
     """True when `X` already holds log1p values; False for integer counts. Bad scales raise."""
-    values = _matrix_values(adata.X)
+    values = _matrix_values(adata.x)
     if values.size == 0:
         return True
     frac = np.modf(values)[0]
     if not bool(np.any(frac > FRACTION_EPS)):
         return False
     lo, hi = float(values.min()), float(values.max())
-    if sp.issparse(adata.X) and adata.X.nnz < np.prod(adata.X.shape):
+    if sp.issparse(adata.x) and adata.x.nnz < np.prod(adata.x.shape):
         lo, hi = min(lo, 0.0), max(hi, 0.0)
     if lo < 0:
         raise DataError(
@@ -120,20 +200,22 @@ def is_log1p(adata: ad.AnnData, role: str, allow_discrete: bool = False) -> bool
     return True
 
 
-def prepared(adata: ad.AnnData, role: str, allow_discrete: bool = False) -> ad.AnnData:
-    """A copy-on-write view of `adata` ready for evaluation: float32 instead of float16, log1p scale."""
-    x = adata.X
+def prepared(adata: CellData, role: str, allow_discrete: bool = False) -> CellData:
+    """`adata` ready for evaluation, copied only where needed: float32 for float16, CSR, log1p scale."""
+    x = adata.x
     if x is None:
         raise DataError(f"{role} AnnData has no X\n    fix: store the expression matrix in X")
-    out = adata
+    if sp.issparse(x) and not isinstance(x, sp.csr_matrix):
+        x = sp.csr_matrix(x)
+    elif not sp.issparse(x):
+        x = np.asarray(x)
     if x.dtype == np.float16:
-        out = ad.AnnData(X=x.astype(np.float32), obs=adata.obs, var=adata.var, obsm=dict(adata.obsm))
-    if sp.issparse(out.X) and not isinstance(out.X, sp.csr_matrix | sp.csr_array):
-        out = ad.AnnData(X=sp.csr_matrix(out.X), obs=out.obs, var=out.var, obsm=dict(out.obsm))
+        x = x.astype(np.float32)  # numba (cell-eval) cannot use float16 either
+    out = adata.with_x(x)
     if is_log1p(out, role, allow_discrete) or allow_discrete:
         return out
     log.info("%s X holds integer counts: normalising to the median library size and applying log1p", role)
-    return ad.AnnData(X=normalise_log1p(out.X), obs=out.obs, var=out.var, obsm=dict(out.obsm))
+    return out.with_x(normalise_log1p(x))
 
 
 def normalise_log1p(x: np.ndarray | sp.csr_matrix) -> np.ndarray | sp.csr_matrix:
