@@ -20,7 +20,9 @@ log = logging.getLogger(__name__)
 
 # Small enough for CI on two cores, large enough that the ST model beats the mean baseline.
 LOCAL_TRAIN_OVERRIDES = [
-    "model.kwargs.hidden_dim=64", "model.kwargs.cell_set_len=32", "model.kwargs.n_layers=2", "model.kwargs.n_heads=4",
+    "model.kwargs.hidden_dim=64", "model.kwargs.cell_set_len=32",
+    "model.kwargs.transformer_backbone_kwargs.num_hidden_layers=2",
+    "model.kwargs.transformer_backbone_kwargs.num_attention_heads=4",
     "training.batch_size=8", "training.max_steps=200", "training.val_freq=100", "training.ckpt_every_n_steps=100",
     "training.lr=3e-4", "training.progress_bar=false", "data.kwargs.embed_key=X_hvg",
 ]
@@ -69,7 +71,7 @@ def _arguments(experiment_toml: Path, repository: Path, params: list[str]) -> di
     from state_core.pipeline_ops.run_arguments import parse_run_arguments
 
     defaults = {"experiment_toml": str(experiment_toml), "model_repository": str(repository),
-                "triton_backend": "python", "baseline_preset": "perturb_mean",
+                "triton_backend": "python",
                 "train_overrides": LOCAL_TRAIN_OVERRIDES, "baseline_overrides": LOCAL_BASELINE_OVERRIDES}
     given = parse_run_arguments([p for p in params], {k: True for k in pipeline_parameters("train")})
     return {**defaults, **given}

@@ -32,8 +32,8 @@ def build_retraining_pipeline(settings: PipelineSettings = PipelineSettings()):
         baseline_preset: str = "context_mean",
         train_overrides: list = [],
         baseline_overrides: list = [],
-        gate_metric: str = "pearson_delta",
-        higher_is_better: bool = True,
+        gate_metric: str = "mse_delta",
+        higher_is_better: bool = False,
         min_improvement: float = 0.0,
         force: bool = False,
         gpu_resource: str = "nvidia.com/gpu",
@@ -50,7 +50,7 @@ def build_retraining_pipeline(settings: PipelineSettings = PipelineSettings()):
             baseline_preset: Baseline the candidate must beat (context_mean, perturb_mean, embed_sum).
             train_overrides: Extra training key=value overrides of the ST model, e.g. ["training.max_steps=20000"].
             baseline_overrides: Extra training key=value overrides of the baseline.
-            gate_metric: Metric the promotion gate compares (a cell-eval metric name).
+            gate_metric: Metric the promotion gate compares (a cell-eval metric the baseline defines; pearson_delta is NaN for context_mean).
             higher_is_better: Whether a larger gate_metric is better.
             min_improvement: Margin by which the candidate must beat baseline and serving model.
             force: Retrain even when the data is unchanged.

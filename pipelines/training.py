@@ -44,8 +44,8 @@ def build_training_pipeline(settings: PipelineSettings = PipelineSettings()):
         cell_type_key: str = "cell_type",
         batch_col: str = "gem_group",
         control_pert: str = "non-targeting",
-        gate_metric: str = "pearson_delta",
-        higher_is_better: bool = True,
+        gate_metric: str = "mse_delta",
+        higher_is_better: bool = False,
         min_improvement: float = 0.0,
         gpu_resource: str = "nvidia.com/gpu",
         gpu_count: int = 1,
@@ -70,7 +70,7 @@ def build_training_pipeline(settings: PipelineSettings = PipelineSettings()):
             cell_type_key: obs column holding the cell type.
             batch_col: obs column holding the batch (empty for none).
             control_pert: Label of control cells in pert_col.
-            gate_metric: Metric the promotion gate compares (a cell-eval metric name).
+            gate_metric: Metric the promotion gate compares (a cell-eval metric the baseline defines; pearson_delta is NaN for context_mean).
             higher_is_better: Whether a larger gate_metric is better.
             min_improvement: Margin by which the candidate must beat baseline and serving model.
             gpu_resource: Kubernetes GPU resource name of the training node.

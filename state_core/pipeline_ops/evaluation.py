@@ -8,7 +8,9 @@ listed by name under `UNDEFINED_KEY` and come back as NaN for the promotion gate
 from __future__ import annotations
 
 import csv
+import html
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +18,7 @@ from pathlib import Path
 from state_core.errors import ArtifactError
 
 UNDEFINED_KEY = "undefined_metrics"
-AGG_SUFFIX = "agg_results.csv"
+AGG_FILE = "agg_results.csv"  # one per test cell type: <out>/<cell type>/agg_results.csv
 
 
 @dataclass(frozen=True)
@@ -49,17 +51,31 @@ def mean_over_files(paths: list[Path]) -> dict[str, float]:
     return {n: sum(t.get(n, math.nan) for t in tables) / len(tables) for n in names}
 
 
+def combine_reports(reports: list[Path], out_path: Path) -> Path:
+    """One HTML page holding every cell type's report (a KFP HTML artifact is a single file)."""
+    sections = []
+    for report in reports:
+        text = report.read_text(encoding="utf-8")
+        body = re.search(r"<body[^>]*>(.*)</body>", text, flags=re.S | re.I)
+        title = html.escape(report.parent.name)
+        sections.append(f'<section><h1>Cell type: {title}</h1>\n{body.group(1) if body else text}</section>')
+    out_path.write_text("<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>State evaluation</title></head>"
+                        "<body>\n" + "\n<hr>\n".join(sections) + "\n</body></html>\n", encoding="utf-8")
+    return out_path
+
+
 def evaluate_run(run_dir: str | Path, out_dir: str | Path) -> EvaluationSummary:
-    """Predict and evaluate the test split of `run_dir` into `out_dir`."""
+    """Predict and evaluate the test split of `run_dir` into `out_dir` (one sub-folder per test cell type)."""
     from state_core.train.predict import predict_test_split
 
     folder = predict_test_split(run_dir, evaluate=True, out_dir=out_dir)
-    agg_files = sorted(folder.rglob(f"*{AGG_SUFFIX}"))
+    agg_files = sorted(folder.rglob(AGG_FILE))
     if not agg_files:
-        raise ArtifactError(f"{folder}: evaluation wrote no *{AGG_SUFFIX}; does the test split hold perturbed cells?")
-    report = folder / "report.html"
-    if not report.is_file():
-        raise ArtifactError(f"{report}: the evaluation report is missing")
+        raise ArtifactError(f"{folder}: evaluation wrote no {AGG_FILE}; does the test split hold perturbed cells?")
+    reports = sorted(folder.rglob("report.html"))
+    if not reports:
+        raise ArtifactError(f"{folder}: the evaluation wrote no report.html")
+    report = combine_reports(reports, folder / "evaluation_report.html")
     return EvaluationSummary(metrics=mean_over_files(agg_files), report_html=report, folder=folder)
 
 
