@@ -177,13 +177,21 @@ def _matrix_values(x: np.ndarray | sp.spmatrix) -> np.ndarray:
     return x.data if sp.issparse(x) else np.asarray(x)
 
 
+def _has_decimals(values: np.ndarray, chunk: int = 1 << 20) -> bool:
+    """Any fractional part above FRACTION_EPS? Scans in chunks and stops at the first hit."""
+    for lo in range(0, values.size, chunk):
+        part = values[lo : lo + chunk]
+        if bool(np.any(part - np.floor(part) > FRACTION_EPS)):
+            return True
+    return False
+
+
 def is_log1p(adata: CellData, role: str, allow_discrete: bool = False) -> bool:
     """True when `X` already holds log1p values; False for integer counts. Bad scales raise."""
     values = _matrix_values(adata.x)
     if values.size == 0:
         return True
-    frac = np.modf(values)[0]
-    if not bool(np.any(frac > FRACTION_EPS)):
+    if not _has_decimals(values.ravel()):
         return False
     lo, hi = float(values.min()), float(values.max())
     if sp.issparse(adata.x) and adata.x.nnz < np.prod(adata.x.shape):

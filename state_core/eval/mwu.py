@@ -74,20 +74,21 @@ class SortedReference:
         """Two-sided MWU of each column of x [n1, G] against the reference: (U1 [G], p [G])."""
         n1 = x.shape[0]
         keys = _sorted_gene_keys(x)  # [G * n1]
-        below = np.searchsorted(self.keys, keys, side="left")
-        equal = np.searchsorted(self.keys, keys, side="right") - below
-        gene = np.repeat(np.arange(self.n_genes), n1)
-        below_in_gene = below - gene * self.n
-        u1 = np.bincount(gene, weights=below_in_gene + 0.5 * equal, minlength=self.n_genes)
-        # tie groups of the pooled sample: the reference's, with each value x also takes re-sized
+        # search each distinct value once (zeros make long runs), weight by its run length
         run_start = np.ones(keys.size, dtype=bool)
         run_start[1:] = keys[1:] != keys[:-1]
         starts = np.flatnonzero(run_start)
+        distinct = keys[starts]
         t_x = np.diff(np.r_[starts, keys.size]).astype(np.float64)
-        t_ref = equal[starts].astype(np.float64)
+        below = np.searchsorted(self.keys, distinct, side="left")
+        t_ref = (np.searchsorted(self.keys, distinct, side="right") - below).astype(np.float64)
+        gene = (distinct >> 32).astype(np.int64)
+        below_in_gene = (below - gene * self.n).astype(np.float64)
+        u1 = np.bincount(gene, weights=t_x * (below_in_gene + 0.5 * t_ref), minlength=self.n_genes)
+        # tie groups of the pooled sample: the reference's, where each value of x joins or adds one
         t_all = t_x + t_ref
         change = (t_all**3 - t_all) - (t_ref**3 - t_ref)
-        tie_term = self.tie_term + np.bincount(gene[starts], weights=change, minlength=self.n_genes)
+        tie_term = self.tie_term + np.bincount(gene, weights=change, minlength=self.n_genes)
         return u_and_pvalue(u1 + n1 * (n1 + 1.0) / 2.0, n1, self.n, tie_term)
 
 

@@ -12,7 +12,8 @@ from state_core.eval.inputs import Groups
 
 def group_means(x: np.ndarray | sp.csr_matrix, groups: Groups, labels: list[str]) -> np.ndarray:
     """Mean over the cells of each label, float64: [len(labels), G]. X is never densified whole."""
-    n_cells = x.shape[0]
+    if not sp.issparse(x):
+        return np.stack([np.asarray(x[groups.rows[label]]).mean(axis=0, dtype=np.float64) for label in labels])
     row_idx, col_idx, weights = [], [], []
     for i, label in enumerate(labels):
         rows = groups.rows[label]
@@ -21,10 +22,9 @@ def group_means(x: np.ndarray | sp.csr_matrix, groups: Groups, labels: list[str]
         weights.append(np.full(rows.size, 1.0 / max(rows.size, 1)))
     averaging = sp.csr_matrix(
         (np.concatenate(weights), (np.concatenate(row_idx), np.concatenate(col_idx))),
-        shape=(len(labels), n_cells),
+        shape=(len(labels), x.shape[0]),
     )  # [P, N]
-    means = averaging @ (x.astype(np.float64) if sp.issparse(x) else np.asarray(x, dtype=np.float64))
-    return np.asarray(means.toarray() if sp.issparse(means) else means)  # [P, G]
+    return np.asarray((averaging @ x.astype(np.float64)).toarray())  # [P, G]
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,8 @@ class Pseudobulk:
     pred: np.ndarray  # [P, G] float32
     real_ctrl: np.ndarray  # [G] float32
     pred_ctrl: np.ndarray  # [G] float32
+    real_mean64: np.ndarray  # [P, G] unrounded means (clustering_agreement's centroids)
+    pred_mean64: np.ndarray  # [P, G]
 
     @property
     def real_delta(self) -> np.ndarray:
@@ -57,6 +59,10 @@ def build_pseudobulk(
     pred_groups: Groups,
 ) -> Pseudobulk:
     labels = real_groups.perts + [real_groups.control]
-    real = group_means(real_x, real_groups, labels).astype(np.float32)
-    pred = group_means(pred_x, pred_groups, labels).astype(np.float32)
-    return Pseudobulk(perts=real_groups.perts, real=real[:-1], pred=pred[:-1], real_ctrl=real[-1], pred_ctrl=pred[-1])
+    real64 = group_means(real_x, real_groups, labels)
+    pred64 = group_means(pred_x, pred_groups, labels)
+    real, pred = real64.astype(np.float32), pred64.astype(np.float32)
+    return Pseudobulk(
+        perts=real_groups.perts, real=real[:-1], pred=pred[:-1], real_ctrl=real[-1], pred_ctrl=pred[-1],
+        real_mean64=real64[:-1], pred_mean64=pred64[:-1],
+    )  # fmt: skip

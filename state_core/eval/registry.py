@@ -19,7 +19,7 @@ from state_core.eval import anndata_metrics as am
 from state_core.eval import de_metrics as dm
 from state_core.eval.clustering import clustering_agreement
 from state_core.eval.inputs import Groups
-from state_core.eval.pseudobulk import Pseudobulk, group_means
+from state_core.eval.pseudobulk import Pseudobulk
 
 
 class Best(Enum):
@@ -112,8 +112,7 @@ def _nsig(ctx: MetricContext) -> dict[str, MetricValue]:
 
 def _centroids(ctx: MetricContext) -> tuple[np.ndarray, np.ndarray]:
     """Float64 per-perturbation means of X (control excluded), as cell-eval's clustering builds them."""
-    real_x, pred_x, real_groups, pred_groups = ctx.cells
-    return group_means(real_x, real_groups, real_groups.perts), group_means(pred_x, pred_groups, real_groups.perts)
+    return ctx.pb.real_mean64, ctx.pb.pred_mean64
 
 
 def _build_registry() -> dict[str, MetricSpec]:
