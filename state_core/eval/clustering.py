@@ -73,7 +73,7 @@ def fuzzy_graph(indices: np.ndarray, dists: np.ndarray, n_neighbors: int) -> sp.
     n, k = indices.shape
     rows = np.repeat(np.arange(n), k)
     gaps = dists - rho[:, None]  # [n, k]
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # those entries become 1 below
         vals = np.exp(-(gaps / sigma[:, None]))
     vals = np.where((gaps <= 0.0) | (sigma[:, None] == 0.0), np.float32(1.0), vals).astype(np.float32)
     vals[indices == np.arange(n)[:, None]] = 0.0
