@@ -66,6 +66,12 @@ def _bar_figure(results: pd.DataFrame, metric: str) -> str:
     return png
 
 
+def _delta(de: pd.DataFrame, suffix: str) -> np.ndarray:
+    """Pseudobulk delta in log1p space, mean(pert) - mean(control), recovered from the DE table's
+    count-space means (target_mean = expm1(mean log1p))."""
+    return np.log1p(de[f"target_mean{suffix}"].to_numpy(float)) - np.log1p(de[f"ref_mean{suffix}"].to_numpy(float))
+
+
 def _delta_scatter(real_de: pd.DataFrame, pred_de: pd.DataFrame, perts: list[str]) -> str:
     import matplotlib
 
@@ -78,8 +84,7 @@ def _delta_scatter(real_de: pd.DataFrame, pred_de: pd.DataFrame, perts: list[str
     merged = real_de.merge(pred_de, on=["target", "feature"], suffixes=("_real", "_pred"))
     for ax, pert in zip(axes.ravel(), perts, strict=False):
         sub = merged[merged["target"].astype(str) == pert]
-        x = sub["log2_fold_change_real"].to_numpy(float)
-        y = sub["log2_fold_change_pred"].to_numpy(float)
+        x, y = _delta(sub, "_real"), _delta(sub, "_pred")
         ok = np.isfinite(x) & np.isfinite(y)
         sig = (sub["fdr_real"].to_numpy(float) < 0.05) & ok
         ax.scatter(x[ok & ~sig], y[ok & ~sig], s=3, color="#bbbbbb", label="other")
@@ -88,10 +93,11 @@ def _delta_scatter(real_de: pd.DataFrame, pred_de: pd.DataFrame, perts: list[str
             lo, hi = np.min([x[ok].min(), y[ok].min()]), np.max([x[ok].max(), y[ok].max()])
             ax.plot([lo, hi], [lo, hi], lw=0.8, color="black")
         ax.set_title(pert, fontsize=9)
-        ax.set_xlabel("real log2FC", fontsize=8)
-        ax.set_ylabel("predicted log2FC", fontsize=8)
+        ax.set_xlabel("real delta", fontsize=8)
+        ax.set_ylabel("predicted delta", fontsize=8)
     for ax in axes.ravel()[len(perts) :]:
         ax.axis("off")
+    fig.tight_layout()
     png = _figure_png(fig)
     plt.close(fig)
     return png
@@ -142,10 +148,11 @@ def render_html(results: pd.DataFrame, agg: pd.DataFrame, real_de: pd.DataFrame 
     for metric in ("pearson_delta", "overlap_at_N", "discrimination_score_l1"):
         if metric in results.columns and results[metric].notna().any():
             sections.append(f"<h2>{metric}</h2><img src='data:image/png;base64,{_bar_figure(results, metric)}'/>")
-    if real_de is not None and pred_de is not None:
+    if real_de is not None and pred_de is not None and "target_mean" in real_de and "target_mean" in pred_de:
         png = _delta_scatter(real_de, pred_de, _scatter_perts(results))
         sections.append(
-            "<h2>Predicted vs real log2 fold change (perturbations with most real DEGs)</h2>"
+            "<h2>Predicted vs real delta, mean log1p expression of perturbation minus control "
+            "(perturbations with most real DEGs; red = real DEG)</h2>"
             f"<img src='data:image/png;base64,{png}'/>"
         )
     sections.append("<h2>Per-perturbation results</h2>" + results.to_html(index=False, float_format=lambda v: f"{v:.4g}"))
