@@ -31,7 +31,7 @@ TINY_LLAMA = ["model=state", "model.kwargs.hidden_dim=32", "model.kwargs.cell_se
               "model.kwargs.transformer_backbone_kwargs.num_hidden_layers=2",
               "model.kwargs.transformer_backbone_kwargs.num_attention_heads=4",
               "model.kwargs.transformer_backbone_kwargs.num_key_value_heads=4",
-              "model.kwargs.transformer_backbone_kwargs.head_dim=8",
+              "model.kwargs.transformer_backbone_kwargs.head_dim=16",  # 4 x 16 != 32, as in arc's `state` preset
               "model.kwargs.transformer_backbone_kwargs.intermediate_size=64", "+model.kwargs.decoder_hidden_dims=[16,16]"]
 # GPT2 under eager attention, the only setting in which arc-state's GPT2 is bidirectional (spec 1.4)
 TINY_GPT2 = ["model=pertsets", "model.kwargs.hidden_dim=32", "model.kwargs.cell_set_len=8",

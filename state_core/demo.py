@@ -38,7 +38,10 @@ def run_demo(out_dir: str | Path, *, n_cells: int = 6000, n_genes: int = 400, nu
               f"output_dir={out / 'runs'}", "overwrite=true", "training.progress_bar=false"]
     st_cfg = parse_overrides(common + [
         "name=st", "model=state_sm", "model.kwargs.hidden_dim=128", "model.kwargs.cell_set_len=32",
-        "model.kwargs.n_layers=2", "model.kwargs.n_heads=4", "training.batch_size=8", f"training.max_steps={max_steps}",
+        "model.kwargs.transformer_backbone_kwargs.num_hidden_layers=2",
+        "model.kwargs.transformer_backbone_kwargs.num_attention_heads=4",
+        "model.kwargs.transformer_backbone_kwargs.intermediate_size=512",
+        "training.batch_size=8", f"training.max_steps={max_steps}",
         "training.val_freq=100", "training.ckpt_every_n_steps=100", "training.lr=3e-4"])
     baseline_cfg = parse_overrides(common + ["name=perturb_mean", "model=perturb_mean", "training.max_steps=1"])
     st_run = train_st(st_cfg)

@@ -145,9 +145,14 @@ def arc_st_config(run: ArcRun, pert_table: Tensor) -> STConfig:
         heads = int(bb.get("num_attention_heads", 32))
         ffn = sd["transformer_backbone.layers.0.mlp.gate_proj.weight"].shape[0]
         eps = float(bb.get("rms_norm_eps", 1e-6))
-        if int(bb.get("num_key_value_heads", heads)) != heads or int(bb.get("head_dim", hidden // heads)) * heads != hidden:
-            raise ArtifactError(f"{ckpt}: grouped-query attention or head_dim*heads != hidden_dim is not supported")
+        # head_dim from the tensors: q_proj is [heads * head_dim, hidden] (arc-state's `state` uses 12 x 64 on 696)
+        head_dim = sd["transformer_backbone.layers.0.self_attn.q_proj.weight"].shape[0] // heads
+        kv_rows = sd["transformer_backbone.layers.0.self_attn.k_proj.weight"].shape[0]
+        if int(bb.get("num_key_value_heads", heads)) != heads or kv_rows != heads * head_dim:
+            raise ArtifactError(f"{ckpt}: grouped-query attention (num_key_value_heads != num_attention_heads) "
+                                f"is not supported")
     else:
+        head_dim = None
         heads = int(bb.get("n_head", 12))
         ffn = sd["transformer_backbone.h.0.mlp.c_fc.weight"].shape[1]  # HF Conv1D stores [in, out]
         eps = float(bb.get("layer_norm_epsilon", 1e-5))
@@ -160,7 +165,7 @@ def arc_st_config(run: ArcRun, pert_table: Tensor) -> STConfig:
         input_dim=int(hp["input_dim"]), output_dim=int(hp["output_dim"]), n_perturbations=pert_table.shape[0],
         hidden_dim=hidden, pert_feature_dim=_feature_dim_if_not_identity(pert_table), n_batches=n_batches,
         n_cell_types=len(run.cell_type_map) or None, backbone=kind, n_layers=len(layer_ids), n_heads=heads,
-        ffn_dim=int(ffn), norm_eps=eps, n_encoder_layers=int(hp.get("n_encoder_layers", 2)),
+        head_dim=None if head_dim is None or head_dim * heads == hidden else head_dim, ffn_dim=int(ffn), norm_eps=eps, n_encoder_layers=int(hp.get("n_encoder_layers", 2)),
         n_decoder_layers=int(hp.get("n_decoder_layers", 2)), activation=str(hp.get("activation", "gelu")).lower(),
         dropout=float(hp.get("dropout", 0.1)), use_basal_projection=bool(hp.get("use_basal_projection", True)),
         predict_residual=bool(hp.get("predict_residual", True)),

@@ -32,12 +32,13 @@ class Preset:
     gene_decoder: bool = True
     n_encoder_layers: int = 4
     n_decoder_layers: int = 4
+    head_dim: int | None = None  # fixed per preset as in the original YAML (not scaled with hidden_dim)
 
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (
-    Preset("state", "llama", 696, 8, 12, 2784, 512, use_basal_projection=True),
-    Preset("state_sm", "llama", 672, 4, 8, 2688, 128, use_basal_projection=False, gene_decoder=False),
-    Preset("state_lg", "llama", 1488, 6, 12, 5952, 512, use_basal_projection=False),
+    Preset("state", "llama", 696, 8, 12, 2784, 512, use_basal_projection=True, head_dim=58),
+    Preset("state_sm", "llama", 672, 4, 8, 2688, 128, use_basal_projection=False, gene_decoder=False, head_dim=84),
+    Preset("state_lg", "llama", 1488, 6, 12, 5952, 512, use_basal_projection=False, head_dim=124),
     Preset("pertsets", "gpt2", 328, 8, 8, 4 * 328, 512, use_basal_projection=False),
     # baselines: only the encoder/decoder widths matter (no backbone is built)
     Preset("embed_sum", "llama", 512, 1, 8, 512, 512, use_basal_projection=True, n_encoder_layers=3, n_decoder_layers=3),
@@ -84,13 +85,14 @@ _BACKBONE_FIELDS = {
     "num_attention_heads": "n_heads", "n_head": "n_heads",
     "intermediate_size": "ffn_dim", "n_inner": "ffn_dim",
     "rms_norm_eps": "norm_eps", "layer_norm_epsilon": "norm_eps",
+    "head_dim": "head_dim",
 }
 # HF config keys that have no effect on a position-free, dropout-free set transformer
 _INERT_BACKBONE_KEYS = frozenset({
     "n_positions", "max_position_embeddings", "vocab_size", "pad_token_id", "bos_token_id", "eos_token_id",
     "tie_word_embeddings", "rotary_dim", "use_rotary_embeddings", "layer_norm_eps", "hidden_act",
     "activation_function", "attention_dropout", "attn_pdrop", "resid_pdrop", "embd_pdrop", "d_inner",
-    "num_key_value_heads", "head_dim", "attention_bias", "mlp_bias", "initializer_range", "use_cache",
+    "num_key_value_heads", "attention_bias", "mlp_bias", "initializer_range", "use_cache",
     "_attn_implementation", "attn_implementation", "hidden_dropout",
     "bidirectional_attention",  # arc-state >= 0.10 flag; attention here is always bidirectional
 })

@@ -44,7 +44,7 @@ def attention_mask(key_is_real: Tensor | None) -> Tensor | None:
 
 
 def _attend(q: Tensor, k: Tensor, v: Tensor, n_heads: int, mask: Tensor | None, dropout: float) -> Tensor:
-    """Multi-head non-causal attention on [B, S, H] projections -> [B, S, H]."""
+    """Multi-head non-causal attention on [B, S, nh*hd] projections -> [B, S, nh*hd]."""
     b, s, h = q.shape
     head_dim = h // n_heads
 
@@ -56,17 +56,24 @@ def _attend(q: Tensor, k: Tensor, v: Tensor, n_heads: int, mask: Tensor | None, 
 
 
 class SelfAttention(nn.Module):
-    """Llama-style multi-head attention: separate q/k/v/o projections without bias, no RoPE."""
+    """Llama-style multi-head attention: separate q/k/v/o projections without bias, no RoPE.
 
-    def __init__(self, hidden: int, n_heads: int, dropout: float = 0.0):
+    `head_dim` defaults to hidden / n_heads; llama configs may set it independently (arc-state's
+    `state` preset uses 12 heads of 64 on a 696-wide stream), so the attention width is n_heads * head_dim.
+    """
+
+    def __init__(self, hidden: int, n_heads: int, dropout: float = 0.0, head_dim: int | None = None):
         super().__init__()
-        if hidden % n_heads:
-            raise ValueError(f"hidden size {hidden} is not divisible by n_heads {n_heads}")
+        if head_dim is None:
+            if hidden % n_heads:
+                raise ValueError(f"hidden size {hidden} is not divisible by n_heads {n_heads}")
+            head_dim = hidden // n_heads
+        inner = n_heads * head_dim
         self.n_heads, self.dropout = n_heads, dropout
-        self.q_proj = nn.Linear(hidden, hidden, bias=False)
-        self.k_proj = nn.Linear(hidden, hidden, bias=False)
-        self.v_proj = nn.Linear(hidden, hidden, bias=False)
-        self.o_proj = nn.Linear(hidden, hidden, bias=False)
+        self.q_proj = nn.Linear(hidden, inner, bias=False)
+        self.k_proj = nn.Linear(hidden, inner, bias=False)
+        self.v_proj = nn.Linear(hidden, inner, bias=False)
+        self.o_proj = nn.Linear(inner, hidden, bias=False)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         p = self.dropout if self.training else 0.0
@@ -120,10 +127,11 @@ class GeluMLP(nn.Module):
 class LlamaBlock(nn.Module):
     """Pre-norm block: x + attn(rms(x)), then x + swiglu(rms(x))."""
 
-    def __init__(self, hidden: int, n_heads: int, ffn: int, eps: float = 1e-6, dropout: float = 0.0):
+    def __init__(self, hidden: int, n_heads: int, ffn: int, eps: float = 1e-6, dropout: float = 0.0,
+                 head_dim: int | None = None):
         super().__init__()
         self.input_layernorm = RMSNorm(hidden, eps)
-        self.self_attn = SelfAttention(hidden, n_heads, dropout)
+        self.self_attn = SelfAttention(hidden, n_heads, dropout, head_dim)
         self.post_attention_layernorm = RMSNorm(hidden, eps)
         self.mlp = SwiGLU(hidden, ffn)
 
@@ -162,6 +170,7 @@ class SetTransformer(nn.Module):
         ffn: int,
         dropout: float = 0.0,
         norm_eps: float | None = None,
+        head_dim: int | None = None,  # llama only; None = hidden / n_heads
     ):
         super().__init__()
         if kind not in BACKBONE_KINDS:
@@ -169,9 +178,11 @@ class SetTransformer(nn.Module):
         self.kind = kind
         if kind == "llama":
             eps = 1e-6 if norm_eps is None else norm_eps
-            self.layers = nn.ModuleList(LlamaBlock(hidden, n_heads, ffn, eps, dropout) for _ in range(n_layers))
+            self.layers = nn.ModuleList(LlamaBlock(hidden, n_heads, ffn, eps, dropout, head_dim) for _ in range(n_layers))
             self.norm: nn.Module = RMSNorm(hidden, eps)
         else:
+            if head_dim is not None and head_dim * n_heads != hidden:
+                raise ValueError("the GPT2 backbone needs head_dim * n_heads == hidden")
             eps = 1e-5 if norm_eps is None else norm_eps
             self.layers = nn.ModuleList(GPT2Block(hidden, n_heads, ffn, eps, dropout) for _ in range(n_layers))
             self.norm = nn.LayerNorm(hidden, eps=eps)

@@ -45,6 +45,7 @@ class STConfig:
     backbone: str = "llama"
     n_layers: int = 8
     n_heads: int = 12
+    head_dim: int | None = None  # llama: None = hidden_dim / n_heads
     ffn_dim: int = 2784
     backbone_dropout: float = 0.0
     norm_eps: float | None = None  # None -> 1e-6 (llama) / 1e-5 (gpt2)
@@ -79,7 +80,10 @@ class STConfig:
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 out.append(Problem(key, f"{getattr(self, key)!r} is not allowed", f"use one of {', '.join(allowed)}"))
-        if self.n_heads >= 1 and self.hidden_dim % self.n_heads:
+        if self.head_dim is not None and (self.head_dim < 1 or (self.backbone == "gpt2" and self.head_dim * self.n_heads != self.hidden_dim)):
+            out.append(Problem("head_dim", f"{self.head_dim} is not allowed with backbone {self.backbone}",
+                               "use head_dim >= 1 (llama) or head_dim * n_heads == hidden_dim (gpt2)"))
+        if self.head_dim is None and self.n_heads >= 1 and self.hidden_dim % self.n_heads:
             out.append(Problem("hidden_dim", f"{self.hidden_dim} is not divisible by n_heads={self.n_heads}",
                                "pick a hidden_dim that is a multiple of the number of heads"))
         if self.predict_residual and self.output_space == "all" and self.input_dim != self.output_dim:
@@ -187,7 +191,7 @@ class StateTransitionModel(nn.Module):
         )
         self.batch_encoder = nn.Embedding(c.n_batches, c.hidden_dim) if c.n_batches else None
         self.transformer = SetTransformer(c.backbone, c.hidden_dim, c.n_layers, c.n_heads, c.ffn_dim,
-                                          c.backbone_dropout, c.norm_eps)
+                                          c.backbone_dropout, c.norm_eps, c.head_dim)
         self.project_out = build_mlp(c.hidden_dim, c.output_dim, c.hidden_dim, c.n_decoder_layers, c.dropout, c.activation)
         self.final_down_then_up = (
             nn.Sequential(nn.Linear(c.output_dim, c.output_dim // 8), nn.GELU(), nn.Linear(c.output_dim // 8, c.output_dim))

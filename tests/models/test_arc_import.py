@@ -66,14 +66,16 @@ def write_fake_run(folder: Path, model: StateTransitionModel, backbone_kwargs: d
     return folder
 
 
-@pytest.mark.parametrize("backbone, kwargs", [
-    ("llama", {"num_attention_heads": 4, "num_key_value_heads": 4, "bidirectional_attention": True}),
-    ("gpt2", {"n_head": 4, "n_layer": 2}),
+@pytest.mark.parametrize("backbone, kwargs, head_dim", [
+    ("llama", {"num_attention_heads": 4, "num_key_value_heads": 4, "bidirectional_attention": True}, None),
+    # arc-state's `state` preset: heads * head_dim (12 x 64) differs from the stream width (696)
+    ("llama", {"num_attention_heads": 4, "num_key_value_heads": 4, "head_dim": 8}, 8),
+    ("gpt2", {"n_head": 4, "n_layer": 2}, None),
 ])
-def test_imported_run_predicts_like_the_source_model(tmp_path: Path, backbone: str, kwargs: dict) -> None:
+def test_imported_run_predicts_like_the_source_model(tmp_path: Path, backbone: str, kwargs: dict, head_dim) -> None:
     torch.manual_seed(0)
     config = STConfig(input_dim=6, output_dim=6, n_perturbations=3, hidden_dim=16, backbone=backbone, n_layers=2,
-                      n_heads=4, ffn_dim=32 if backbone == "llama" else 64, n_batches=2, n_encoder_layers=2,
+                      n_heads=4, head_dim=head_dim, ffn_dim=32 if backbone == "llama" else 64, n_batches=2, n_encoder_layers=2,
                       n_decoder_layers=2, output_space="gene", gene_dim=4, decoder_hidden_dims=(8, 8))
     source = StateTransitionModel(config).eval()
     result = import_arc_state_run(write_fake_run(tmp_path / "arc", source, kwargs), tmp_path / "ours")

@@ -45,3 +45,15 @@ def test_unknown_override_keys_are_named() -> None:
 def test_unknown_preset_is_rejected() -> None:
     with pytest.raises(ConfigError, match="state_xl"):
         resolve_model_config("state_xl", HVG_TAHOE)
+
+
+def test_preset_head_dim_stays_fixed_when_hidden_dim_is_overridden():
+    # arc-state's state_sm YAML fixes head_dim=84, so hidden_dim=336 keeps a 672-wide attention
+    from state_core.models.baselines import build_model
+    from state_core.models.presets import DataDims, resolve_model_config
+
+    dims = DataDims(input_dim=20, output_dim=20, n_perturbations=5, output_space="gene", embed_key="X_hvg")
+    resolved = resolve_model_config("state_sm", dims, {"hidden_dim": 336})
+    assert resolved.model.head_dim == 84
+    q = build_model("state_sm", resolved.model).transformer.layers[0].self_attn.q_proj.weight
+    assert tuple(q.shape) == (8 * 84, 336)
