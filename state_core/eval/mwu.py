@@ -58,13 +58,15 @@ class SortedReference:
     def __init__(self, ref: np.ndarray) -> None:
         self.n = ref.shape[0]
         self.n_genes = ref.shape[1]
-        self.keys = _sorted_gene_keys(ref)  # [G * n]
-        run_start = np.ones(self.keys.size, dtype=bool)
-        run_start[1:] = self.keys[1:] != self.keys[:-1]
-        starts = np.flatnonzero(run_start)
-        sizes = np.diff(np.r_[starts, self.keys.size]).astype(np.float64)
-        gene = (self.keys[starts] >> 32).astype(np.int64)
-        self.tie_term = np.bincount(gene, weights=sizes**3 - sizes, minlength=self.n_genes)  # [G]
+        keys = _sorted_gene_keys(ref)  # [G * n]
+        starts = _run_starts(keys)
+        sizes = np.diff(np.r_[starts, keys.size])
+        gene = keys[starts] >> 32
+        # one entry per distinct (gene, value): key, its count, and how many smaller values the gene has
+        self.distinct = keys[starts]
+        self.count = np.r_[sizes, 0].astype(np.float64)  # trailing 0: "not found" lookups land here
+        self.below = np.r_[starts - gene * self.n, 0].astype(np.float64)
+        self.tie_term = np.bincount(gene, weights=sizes**3.0 - sizes, minlength=self.n_genes)  # [G]
 
     @staticmethod
     def supports(x: np.ndarray) -> bool:
@@ -74,22 +76,29 @@ class SortedReference:
         """Two-sided MWU of each column of x [n1, G] against the reference: (U1 [G], p [G])."""
         n1 = x.shape[0]
         keys = _sorted_gene_keys(x)  # [G * n1]
-        # search each distinct value once (zeros make long runs), weight by its run length
-        run_start = np.ones(keys.size, dtype=bool)
-        run_start[1:] = keys[1:] != keys[:-1]
-        starts = np.flatnonzero(run_start)
+        # look each distinct value up once (zeros make long runs), weight by its run length
+        starts = _run_starts(keys)
         distinct = keys[starts]
         t_x = np.diff(np.r_[starts, keys.size]).astype(np.float64)
-        below = np.searchsorted(self.keys, distinct, side="left")
-        t_ref = (np.searchsorted(self.keys, distinct, side="right") - below).astype(np.float64)
-        gene = (distinct >> 32).astype(np.int64)
-        below_in_gene = (below - gene * self.n).astype(np.float64)
-        u1 = np.bincount(gene, weights=t_x * (below_in_gene + 0.5 * t_ref), minlength=self.n_genes)
+        gene = distinct >> 32
+        pos = np.searchsorted(self.distinct, distinct)  # first reference value >= this one
+        found = self.distinct[np.minimum(pos, self.distinct.size - 1)] == distinct
+        t_ref = np.where(found, self.count[pos], 0.0)
+        # reference values of this gene below: at pos when inside the gene, else the gene's size
+        in_gene = (pos < self.distinct.size) & ((self.distinct[np.minimum(pos, self.distinct.size - 1)] >> 32) == gene)
+        below = np.where(in_gene, self.below[pos], float(self.n))
+        u1 = np.bincount(gene, weights=t_x * (below + 0.5 * t_ref), minlength=self.n_genes)
         # tie groups of the pooled sample: the reference's, where each value of x joins or adds one
         t_all = t_x + t_ref
         change = (t_all**3 - t_all) - (t_ref**3 - t_ref)
         tie_term = self.tie_term + np.bincount(gene, weights=change, minlength=self.n_genes)
         return u_and_pvalue(u1 + n1 * (n1 + 1.0) / 2.0, n1, self.n, tie_term)
+
+
+def _run_starts(sorted_keys: np.ndarray) -> np.ndarray:
+    new = np.ones(sorted_keys.size, dtype=bool)
+    new[1:] = sorted_keys[1:] != sorted_keys[:-1]
+    return np.flatnonzero(new)
 
 
 def _sorted_gene_keys(x: np.ndarray) -> np.ndarray:
