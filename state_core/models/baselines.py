@@ -13,7 +13,8 @@ import torch
 from torch import Tensor, nn
 
 from state_core.errors import ConfigError, Problem
-from state_core.models.st import LatentToGeneDecoder, StateTransitionModel, STConfig, STOutput, build_mlp
+from state_core.models.st import (LatentToGeneDecoder, StateTransitionModel, STConfig, STOutput, apply_output_activation,
+                                  build_mlp)
 
 
 def _expand(per_set: Tensor, ctrl: Tensor) -> Tensor:
@@ -67,6 +68,7 @@ class PerturbMean(nn.Module):
             raise ConfigError("perturb_mean", Problem("output_dim", f"{config.output_dim} != input_dim "
                               f"{config.input_dim}", "perturb_mean adds a shift to the input cells; the spaces must match"))
         self.register_buffer("offsets", torch.zeros(config.n_perturbations, config.output_dim))  # [n_pert, D]
+        self.output_activation = config.output_activation  # e.g. ReLU: log-expression stays >= 0
 
     def fit(self, pert_means: Tensor, pert_counts: Tensor, control_means: Tensor) -> PerturbMean:
         """pert_means [C, n_pert, D], pert_counts [C, n_pert] (cells seen), control_means [C, D].
@@ -82,7 +84,8 @@ class PerturbMean(nn.Module):
 
     def forward(self, ctrl: Tensor, pert_idx: Tensor, batch_idx: Tensor | None = None, mask: Tensor | None = None,
                 cell_type_idx: Tensor | None = None) -> STOutput:
-        return STOutput(ctrl + self.offsets[pert_idx][:, None, :], None)  # [B, S, D]
+        shifted = ctrl + self.offsets[pert_idx][:, None, :]  # [B, S, D]
+        return STOutput(apply_output_activation(shifted, self.output_activation), None)
 
 
 class EmbedSum(nn.Module):
@@ -110,6 +113,7 @@ class EmbedSum(nn.Module):
                 cell_type_idx: Tensor | None = None) -> STOutput:
         pert = self.pert_encoder(self.pert_features[pert_idx])[:, None, :]  # [B, 1, H]
         latent = self.project_out(self.basal_encoder(ctrl) + pert)  # [B, S, D_out]
+        latent = apply_output_activation(latent, self.config.output_activation)
         genes = self.gene_decoder(latent) if self.gene_decoder is not None else None
         return STOutput(latent, genes)
 

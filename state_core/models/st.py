@@ -246,9 +246,13 @@ class StateTransitionModel(nn.Module):
         return STOutput(latent, genes)
 
     def _output_activation(self, y: Tensor) -> Tensor:
-        name = self.config.output_activation
-        if name == "relu":
-            return torch.relu(y)
-        if name == "softplus":
-            return nn.functional.softplus(y)
-        return y
+        return apply_output_activation(y, self.config.output_activation)
+
+
+def apply_output_activation(y: Tensor, name: str) -> Tensor:
+    """The explicit output nonlinearity of STConfig.output_activation (none, relu, softplus)."""
+    if name == "relu":
+        return torch.relu(y)
+    if name == "softplus":
+        return nn.functional.softplus(y)
+    return y

@@ -49,3 +49,18 @@ def test_statistics_of_the_wrong_shape_are_rejected() -> None:
 def test_unknown_model_name_is_rejected() -> None:
     with pytest.raises(ConfigError, match="cpa"):
         build_model("cpa", CONFIG)
+
+
+def test_perturb_mean_respects_the_output_activation():
+    # log-normalised expression cannot go below zero: a negative shift is clipped by the ReLU output
+    import torch
+
+    from state_core.models.baselines import PerturbMean
+    from state_core.models.st import STConfig
+
+    cfg = STConfig(input_dim=3, output_dim=3, n_perturbations=2, hidden_dim=8, n_heads=1, ffn_dim=8,
+                   output_activation="relu")
+    model = PerturbMean(cfg)
+    model.fit(torch.tensor([[[0.0, 0, 0], [-5.0, 1.0, 0.0]]]), torch.tensor([[0, 10]]), torch.zeros(1, 3))
+    out = model(torch.ones(1, 2, 3), torch.tensor([1]))
+    assert torch.equal(out.latent, torch.tensor([[[0.0, 2.0, 1.0], [0.0, 2.0, 1.0]]]))
