@@ -2,20 +2,39 @@
 
 Used where the native onnxruntime backend is absent (the tritonserver in the nvidia-pytriton wheel).
 It must stay self-contained: Triton's stub imports it with only numpy, onnxruntime and
-`triton_python_backend_utils` at hand. Requests with the same non-batch shapes are concatenated and
+`triton_python_backend_utils` at hand. Tensors cross the stub boundary through DLPack, because the
+stub's `as_numpy()` / `Tensor(name, array)` read numpy-1 dtype structs and corrupt data under numpy 2. Requests with the same non-batch shapes are concatenated and
 run once; a bad request gets its own error and never fails the others.
 """
 
 import json
 import os
+import sys
 
 import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
 
+def _ignore_renamed_capsule(previous_hook):
+    """Silence numpy's complaint about the DLPack capsule the stub renames after taking it over.
+
+    The stub marks a consumed capsule "used_dlpack"; numpy's capsule destructor only knows
+    "used_dltensor", so it reports an unraisable ValueError for every output tensor. The data is
+    already owned by Triton at that point, so the message is noise; anything else still goes through.
+    """
+
+    def hook(unraisable):
+        if isinstance(unraisable.exc_value, ValueError) and "PyCapsule_GetPointer" in str(unraisable.exc_value):
+            return
+        previous_hook(unraisable)
+
+    return hook
+
+
 class TritonPythonModel:
     def initialize(self, args):
+        sys.unraisablehook = _ignore_renamed_capsule(sys.unraisablehook)
         config = json.loads(args["model_config"])
         folder = os.path.join(args["model_repository"], args["model_version"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
@@ -87,7 +106,8 @@ class TritonPythonModel:
         start = 0
         for pos, arrays in members:
             stop = start + arrays[self.inputs[0][0]].shape[0]
-            tensors = [pb_utils.Tensor.from_dlpack(name, np.ascontiguousarray(out[start:stop])) for name, out in zip(self.outputs, results)]
+            tensors = [pb_utils.Tensor.from_dlpack(name, np.ascontiguousarray(out[start:stop]))
+                       for name, out in zip(self.outputs, results)]
             responses[pos] = pb_utils.InferenceResponse(output_tensors=tensors)
             start = stop
 

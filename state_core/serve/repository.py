@@ -8,8 +8,9 @@
 Publishing is atomic: the new version folder is put in place first (one rename locally), then
 `config.pbtxt` is rewritten in one step to serve exactly that version (`version_policy: specific`).
 A server that polls the repository sees either the old config or the new one, never a partial
-version. Older versions beyond the last `keep_last` are deleted afterwards; the kept ones stay on
-storage so a rollback is one config rewrite (`rollback_to`).
+version. Older versions beyond the last `keep_last` are deleted afterwards (never the version
+served just before, which a polling server may still be loading); the kept ones stay on storage so
+a rollback is one config rewrite (`rollback_to`).
 """
 
 from __future__ import annotations
@@ -23,11 +24,19 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
 from state_core.errors import ArtifactError, ServingError
 from state_core.export.metadata import METADATA_FILE, ModelMetadata
 from state_core.export.run_export import ONNX_FILE
 from state_core.serve.repo_store import RepositoryStore
-from state_core.serve.triton_config import TritonModelConfig, local_config, production_config, render_config
+from state_core.serve.triton_config import (
+    TritonModelConfig,
+    local_config,
+    production_config,
+    render_config,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +58,17 @@ class PublishedVersion:
 def python_backend_source() -> str:
     """The text of the python-backend wrapper written as `<version>/model.py`."""
     return resources.files("state_core.serve").joinpath("python_backend_model.py").read_text()
+
+
+def served_versions(config_text: str | None) -> tuple[int, ...]:
+    """Versions a `config.pbtxt` pins with `version_policy: specific` (empty when none or no file)."""
+    if not config_text:
+        return ()
+    try:
+        config = text_format.Parse(config_text, model_config_pb2.ModelConfig())
+    except text_format.ParseError:
+        return ()
+    return tuple(config.version_policy.specific.versions)
 
 
 def build_config(model_name: str, metadata: ModelMetadata, backend: str, version: int, **overrides) -> TritonModelConfig:
@@ -84,9 +104,12 @@ def publish_model(repository: str | Path, model_name: str, exported_dir: str | P
     config = build_config(model_name, metadata, backend, version, **config_overrides)
     with tempfile.TemporaryDirectory(prefix="state-publish-") as work:
         store.put_version(model_name, version, _stage(exported_dir, Path(work)))
+    previously_served = served_versions(store.read_text(model_name, CONFIG_FILE))
     store.write_text(render_config(config), model_name, CONFIG_FILE)  # the commit point
     versions = store.versions(model_name)
-    removed = tuple(v for v in versions[:-keep_last] if v != version)
+    # A polling server may still be (re)loading the version it served before this publish: keep it
+    # until the next publish, whatever keep_last says, so its files never vanish mid-load.
+    removed = tuple(v for v in versions[:-keep_last] if v != version and v not in previously_served)
     for old in removed:
         store.remove_version(model_name, old)
     kept = tuple(v for v in versions if v not in removed)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -132,3 +134,59 @@ def test_server_serves_a_gcs_repository(exported, gcs_bucket, st_model, tmp_path
         client.close()
     finally:
         stop_server(running.pid)
+
+
+def test_publishing_a_new_version_switches_a_polling_server_without_failed_requests(exported, st_model, tmp_path):
+    import copy
+    import threading
+
+    from state_core.export import GraphInputs, export_onnx
+
+    repo = tmp_path / "repo"
+    publish_model(repo, MODEL, exported.folder, backend="python", keep_last=1)
+    retrained = copy.deepcopy(st_model)
+    with torch.no_grad():
+        for param in retrained.parameters():
+            param.add_(0.05)  # "retrained": different weights, same graph
+    second = tmp_path / "second"
+    export_onnx(retrained, second / "model.onnx", GraphInputs(INPUT_DIM, len(PERTURBATIONS), len(BATCHES)),
+                parity_shapes=((3, 5),))
+    (second / "metadata.json").write_bytes((exported.folder / "metadata.json").read_bytes())
+
+    running = start_server(repo, tmp_path / "triton", poll_repository_s=1)
+    client = TritonSTClient(running.grpc_url, MODEL, ClientSettings(retries=0))
+    client.wait_until_ready(10)
+    ctrl, pert, batch, mask = sets(2, 4)
+    failures: list[Exception] = []
+    stop = threading.Event()
+
+    def traffic() -> None:
+        c = TritonSTClient(running.grpc_url, MODEL, ClientSettings(retries=0))
+        while not stop.is_set():
+            try:
+                c.predict(ctrl, pert, batch, mask)
+            except Exception as err:  # noqa: BLE001 - counted, asserted below
+                failures.append(err)
+        c.close()
+
+    sender = threading.Thread(target=traffic)
+    sender.start()
+    try:
+        publish_model(repo, MODEL, second, backend="python", keep_last=1)
+        deadline = time.monotonic() + 30
+        while client.served_version() != "2" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(0.5)  # keep traffic flowing just after the switch
+        assert client.served_version() == "2"
+        with torch.no_grad():
+            expected = retrained(*(torch.from_numpy(a) for a in (ctrl, pert, batch, mask))).latent.numpy()
+        served = client.predict(ctrl, pert, batch, mask)["pred_latent"]
+        assert np.abs(served[mask] - expected[mask]).max() <= 1e-5
+    finally:
+        stop.set()
+        sender.join()
+        client.close()
+        stop_server(running.pid)
+    assert failures == []
+    # keep_last=1, yet version 1 stays until the next publish: the server was serving it during the switch
+    assert sorted(p.name for p in (repo / MODEL).iterdir()) == ["1", "2", "config.pbtxt"]

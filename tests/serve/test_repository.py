@@ -23,6 +23,17 @@ def test_publish_keeps_the_last_n_versions_and_serves_the_newest(exported, tmp_p
     assert served_versions(RepositoryStore(str(repo)), "state_st") == [4]
 
 
+def test_the_version_served_before_a_publish_survives_until_the_next_one(exported, tmp_path):
+    def version_dirs() -> list[str]:
+        return sorted(p.name for p in (tmp_path / "state_st").iterdir() if p.is_dir())
+
+    publish_model(tmp_path, "state_st", exported.folder, keep_last=1)
+    publish_model(tmp_path, "state_st", exported.folder, keep_last=1)
+    assert version_dirs() == ["1", "2"]  # 1 was being served when 2 was published
+    publish_model(tmp_path, "state_st", exported.folder, keep_last=1)
+    assert version_dirs() == ["2", "3"]
+
+
 def test_config_matches_the_onnx_graph_it_serves(exported, tmp_path):
     publish_model(tmp_path, "state_st", exported.folder)
     config = text_format.Parse((tmp_path / "state_st" / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
