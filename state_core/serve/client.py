@@ -116,6 +116,8 @@ class TritonSTClient:
                 mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """ctrl [B,S,D] float32, pert_idx [B] int64, batch_idx [B,S], mask [B,S] bool -> {output name: [B,S,...]}."""
         self._describe()
+        if ctrl.ndim != 3 or ctrl.shape[0] == 0:
+            raise ServingError(f"ctrl must be [B, S, D] with B >= 1 sets, got shape {tuple(ctrl.shape)}")
         n = ctrl.shape[0]
         arrays = {"ctrl_cell_emb": np.ascontiguousarray(ctrl, dtype=np.float32),
                   "pert_idx": np.asarray(pert_idx, dtype=np.int64).reshape(n, 1)}  # [B, 1]: Triton's batch + dims [1]
