@@ -159,10 +159,14 @@ def compute_de(
             u1, p = sorted_ctrl.test(block)
         else:
             u1, p = mannwhitneyu_columns(block, ctrl_block)
-        keep = np.ones(n_g, dtype=bool)
-        if ctrl_cpm is not None:
-            keep = (_cpm(_arithmetic_count_mean(block, is_log1p)) > cpm_filter) | (ctrl_cpm > cpm_filter)
-        for name, values in (("lfc", lfc), ("pc", pc), ("p", p), ("u", u1), ("tm", pert_mean), ("rm", ctrl_mean)):
+        columns = (("lfc", lfc), ("pc", pc), ("p", p), ("u", u1), ("tm", pert_mean), ("rm", ctrl_mean))
+        if ctrl_cpm is None:
+            for name, values in columns:
+                out[name][i] = values
+            out["fdr"][i] = benjamini_hochberg(p)
+            continue
+        keep = (_cpm(_arithmetic_count_mean(block, is_log1p)) > cpm_filter) | (ctrl_cpm > cpm_filter)
+        for name, values in columns:
             out[name][i, keep] = values[keep]
         if keep.any():
             out["fdr"][i, keep] = benjamini_hochberg(p[keep])

@@ -64,10 +64,10 @@ def average_ranks(values: np.ndarray) -> np.ndarray:
     """1-based ranks, ties get their mean rank (scipy's rankdata "average")."""
     order = np.argsort(values, kind="mergesort")
     ordered = values[order]
-    new = np.r_[True, ordered[1:] != ordered[:-1]]
+    new = np.concatenate([[True], ordered[1:] != ordered[:-1]])
     group = np.cumsum(new) - 1
     starts = np.flatnonzero(new)
-    ends = np.r_[starts[1:], values.size]
+    ends = np.append(starts[1:], values.size)
     ranks = np.empty(values.size)
     ranks[order] = ((starts + ends + 1) / 2.0)[group]
     return ranks
@@ -126,21 +126,21 @@ def _average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
     """sklearn's average_precision_score: sum over score thresholds of (delta recall) * precision."""
     order = np.argsort(scores, kind="mergesort")[::-1]
     s, y = scores[order], labels[order]
-    last_of_tie = np.r_[np.flatnonzero(np.diff(s)), y.size - 1]
+    last_of_tie = np.append(np.flatnonzero(np.diff(s)), y.size - 1)
     tps = np.cumsum(y)[last_of_tie]
     fps = last_of_tie + 1 - tps
     precision = tps / (tps + fps)
     recall = tps / tps[-1]
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    return float(np.sum(np.diff(recall, prepend=0.0) * precision))
 
 
 def _roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     """Area under the ROC curve (trapezoids over score thresholds), as roc_curve + auc compute it."""
     order = np.argsort(scores, kind="mergesort")[::-1]
     s, y = scores[order], labels[order]
-    last_of_tie = np.r_[np.flatnonzero(np.diff(s)), y.size - 1]
-    tps = np.r_[0.0, np.cumsum(y)[last_of_tie]]
-    fps = np.r_[0.0, last_of_tie + 1 - tps[1:]]
+    last_of_tie = np.append(np.flatnonzero(np.diff(s)), y.size - 1)
+    tps = np.concatenate([[0.0], np.cumsum(y)[last_of_tie]])
+    fps = np.concatenate([[0.0], last_of_tie + 1 - tps[1:]])
     return float(np.trapezoid(tps / tps[-1], fps / fps[-1]))
 
 

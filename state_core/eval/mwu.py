@@ -60,12 +60,12 @@ class SortedReference:
         self.n_genes = ref.shape[1]
         keys = _sorted_gene_keys(ref)  # [G * n]
         starts = _run_starts(keys)
-        sizes = np.diff(np.r_[starts, keys.size])
+        sizes = np.diff(np.append(starts, keys.size))
         gene = keys[starts] >> 32
         # one entry per distinct (gene, value): key, its count, and how many smaller values the gene has
         self.distinct = keys[starts]
-        self.count = np.r_[sizes, 0].astype(np.float64)  # trailing 0: "not found" lookups land here
-        self.below = np.r_[starts - gene * self.n, 0].astype(np.float64)
+        self.count = np.append(sizes, 0).astype(np.float64)  # trailing 0: "not found" lookups land here
+        self.below = np.append(starts - gene * self.n, 0).astype(np.float64)
         self.tie_term = np.bincount(gene, weights=sizes**3.0 - sizes, minlength=self.n_genes)  # [G]
 
     @staticmethod
@@ -79,13 +79,13 @@ class SortedReference:
         # look each distinct value up once (zeros make long runs), weight by its run length
         starts = _run_starts(keys)
         distinct = keys[starts]
-        t_x = np.diff(np.r_[starts, keys.size]).astype(np.float64)
+        t_x = np.diff(np.append(starts, keys.size)).astype(np.float64)
         gene = distinct >> 32
         pos = np.searchsorted(self.distinct, distinct)  # first reference value >= this one
-        found = self.distinct[np.minimum(pos, self.distinct.size - 1)] == distinct
-        t_ref = np.where(found, self.count[pos], 0.0)
+        nearest = self.distinct[np.minimum(pos, self.distinct.size - 1)]
+        t_ref = np.where(nearest == distinct, self.count[pos], 0.0)
         # reference values of this gene below: at pos when inside the gene, else the gene's size
-        in_gene = (pos < self.distinct.size) & ((self.distinct[np.minimum(pos, self.distinct.size - 1)] >> 32) == gene)
+        in_gene = (pos < self.distinct.size) & ((nearest >> 32) == gene)
         below = np.where(in_gene, self.below[pos], float(self.n))
         u1 = np.bincount(gene, weights=t_x * (below + 0.5 * t_ref), minlength=self.n_genes)
         # tie groups of the pooled sample: the reference's, where each value of x joins or adds one
