@@ -35,7 +35,8 @@ def _run(args: argparse.Namespace) -> int:
     if not args.local:
         print("error: only --local runs are supported here; use `state pipeline submit` for a Kubeflow host")
         return 2
-    result = run_local(LocalRunOptions(out_dir=args.out, params=args.param, query=not args.no_query))
+    result = run_local(LocalRunOptions(out_dir=args.out, params=args.param, query=not args.no_query,
+                                       cache=not args.no_cache))
     print(result.summary())
     return 0
 
@@ -94,6 +95,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="override a training-pipeline parameter, repeatable")
     p.add_argument("--no-query", action="store_true", help="skip serving the published model and querying it")
+    p.add_argument("--no-cache", action="store_true", help="rerun every step instead of reusing earlier results")
     p.set_defaults(func=_run)
 
     p = sub.add_parser("submit", help="start one run on a Kubeflow Pipelines host")
