@@ -6,6 +6,8 @@ Session-scoped fixtures are shared by every test: treat them as read-only (copy 
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import anndata as ad
@@ -47,3 +49,25 @@ def synth_experiment_two_files(tmp_path_factory: pytest.TempPathFactory, synth_s
     """Like `synth_experiment` but the rows are split over `part0.h5ad` and `part1.h5ad` (same categories)."""
     root: Path = tmp_path_factory.mktemp("synth_experiment_two_files")
     return write_synthetic_experiment(root, synth_spec, num_hvgs=TEST_NUM_HVGS, n_files=2)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def gcs_bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Name of an empty bucket on a fresh in-process GCS emulator (loopback, free port), reached through
+    STORAGE_EMULATOR_HOST; stopped at teardown."""
+    from gcp_storage_emulator.server import create_server
+
+    port, bucket = free_port(), "state-test"
+    server = create_server("127.0.0.1", port, in_memory=True, default_bucket=bucket)
+    server.start()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
+    try:
+        yield bucket
+    finally:
+        server.stop()

@@ -1,10 +1,8 @@
-"""Shared fixtures: one small exported ST model, a GCS emulator, and a helper to run a local server."""
+"""Shared fixtures: one small exported ST model (the GCS emulator fixture lives in tests/conftest.py)."""
 
 from __future__ import annotations
 
 import logging
-import socket
-from collections.abc import Iterator
 
 import pytest
 from serve_helpers import BATCHES, INPUT_DIM, PERTURBATIONS
@@ -37,22 +35,3 @@ def exported(st_model, tmp_path_factory) -> ExportedModel:
     return ExportedModel(folder, onnx_export, metadata)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def gcs_bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """An empty bucket on a fresh in-memory GCS emulator, reached through STORAGE_EMULATOR_HOST."""
-    from gcp_storage_emulator.server import create_server
-
-    port = _free_port()
-    server = create_server("127.0.0.1", port, in_memory=True, default_bucket="models")
-    server.start()
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
-    try:
-        yield "models"
-    finally:
-        server.stop()
