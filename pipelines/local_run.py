@@ -82,15 +82,18 @@ def _arguments(experiment_toml: Path, repository: Path, params: list[str]) -> di
     return {**defaults, **given}
 
 
-def _task_output(run_root: Path, task: str, output: str) -> Path:
-    path = run_root / task / output
-    if not path.exists():
-        raise ArtifactError(f"{path}: the {task} task left no {output}; see the task log above")
-    return path
+def _task_output(pipeline_root: Path, task: str, output: str) -> Path:
+    """The newest `<run>/<task>/<output>`: a cached task writes nothing in the new run's folder, its
+    outputs stay where the run that computed them put them."""
+    runs = sorted(pipeline_root.glob("state-train-*"), reverse=True)  # names end in a sortable timestamp
+    for run in runs:
+        if (run / task / output).exists():
+            return run / task / output
+    raise ArtifactError(f"{pipeline_root}: no run left {task}/{output}; see the task log above")
 
 
 def _latest_run(pipeline_root: Path) -> Path:
-    runs = sorted(pipeline_root.glob("state-train-*"), key=lambda p: p.stat().st_mtime)
+    runs = sorted(pipeline_root.glob("state-train-*"))
     if not runs:
         raise ArtifactError(f"{pipeline_root}: kfp.local wrote no run folder")
     return runs[-1]
@@ -141,13 +144,15 @@ def run_local(options: LocalRunOptions) -> LocalRunResult:
     model_name = arguments.get("model_name", "state_st")
     after = serving_record(str(repository), model_name)
     published = after.version if after and (before is None or after.version != before.version) else None
-    metrics = metrics_from_metadata(_executor_metadata(run_root / "evaluate-model", "metrics"))
+    pipeline_root = out / "kfp"
+    metrics_task = _task_output(pipeline_root, "evaluate-model", "executor_output.json").parent
     result = LocalRunResult(
         run_root=run_root, model_repository=repository, published_version=published,
-        gate_decision=_task_output(run_root, "promotion-gate", "decision"), metrics=metrics,
-        report_html=_task_output(run_root, "evaluate-model", "report"))
-    if options.query and after is not None:
-        run_dir = _task_output(run_root, "train-model", "model")
+        gate_decision=run_root / "promotion-gate" / "decision",
+        metrics=metrics_from_metadata(_executor_metadata(metrics_task, "metrics")),
+        report_html=_task_output(pipeline_root, "evaluate-model", "report"))
+    if options.query and published is not None:
+        run_dir = _task_output(pipeline_root, "train-model", "model")
         data_file = next((out / "data" / "synth").glob("*.h5ad"))
         query = _query(repository, model_name, out / "triton", run_dir, data_file)
         result = LocalRunResult(**{**result.__dict__, "query": query})

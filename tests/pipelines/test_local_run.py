@@ -1,0 +1,55 @@
+"""`state pipeline run --local`: the training pipeline through kfp.local on the bundled synthetic dataset.
+
+One run publishes a served model version (and answers a gRPC query when tritonserver is installed); a second
+run over the same data reuses the cached steps, does not beat the model now serving, and publishes nothing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+
+from pipelines.local_run import LocalRunOptions, LocalRunResult, run_local
+from state_core.serve.repo_store import RepositoryStore
+
+pytestmark = pytest.mark.slow
+
+HAS_TRITONSERVER = importlib.util.find_spec("pytriton") is not None
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory) -> tuple[LocalRunResult, LocalRunResult]:
+    out = tmp_path_factory.mktemp("pipeline_out")
+    first = run_local(LocalRunOptions(out_dir=str(out), query=HAS_TRITONSERVER))
+    second = run_local(LocalRunOptions(out_dir=str(out), query=False))
+    return first, second
+
+
+def test_first_run_publishes_a_served_version_with_its_record(two_runs):
+    first, _ = two_runs
+    assert first.published_version == 1
+    record = json.loads((first.model_repository / "state_st" / "1" / "publish_record.json").read_text())
+    assert record["metrics"]["de_direction_match"] == pytest.approx(first.metrics["de_direction_match"])
+    assert "specific" in (first.model_repository / "state_st" / "config.pbtxt").read_text()
+
+
+def test_first_run_leaves_metrics_report_and_gate_decision(two_runs):
+    first, _ = two_runs
+    assert first.metrics["de_direction_match"] > 0
+    assert "<section>" in first.report_html.read_text()
+    assert "PROMOTE" in first.gate_decision.read_text()
+
+
+@pytest.mark.skipif(not HAS_TRITONSERVER, reason="tritonserver (nvidia-pytriton) is not installed")
+def test_first_run_ends_with_a_grpc_query(two_runs):
+    first, _ = two_runs
+    assert first.query.startswith("256 cells predicted by state_st")
+
+
+def test_run_that_does_not_beat_the_serving_model_publishes_nothing(two_runs):
+    first, second = two_runs
+    assert second.published_version is None
+    assert RepositoryStore(str(first.model_repository)).versions("state_st") == [1]
+    assert "not the serving model" in second.gate_decision.read_text()
