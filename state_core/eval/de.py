@@ -19,7 +19,7 @@ import scipy.sparse as sp
 
 from state_core.errors import DataError
 from state_core.eval.inputs import Groups, dense_rows
-from state_core.eval.mwu import SortedReference, mannwhitneyu_columns
+from state_core.eval.mwu import ReferenceTests
 
 DE_COLUMNS = [
     "target",
@@ -143,7 +143,7 @@ def compute_de(
     dtype = np.dtype(np.float32) if x.dtype == np.float32 else np.dtype(np.float64)
     ctrl_block = dense_rows(x, groups.rows[groups.control])  # [n_ctrl, G]
     ctrl_mean = _count_space_mean(ctrl_block, is_log1p, dtype)
-    sorted_ctrl = SortedReference(ctrl_block) if SortedReference.supports(ctrl_block) else None
+    ctrl_tests = ReferenceTests(ctrl_block)
     ctrl_cpm = _cpm(_arithmetic_count_mean(ctrl_block, is_log1p)) if cpm_filter is not None else None
     n_p, n_g = len(groups.perts), len(genes)
     # fold changes and means keep X's float precision (pdex's), test results are float64
@@ -155,10 +155,7 @@ def compute_de(
         members[i] = block.shape[0]
         pert_mean = _count_space_mean(block, is_log1p, dtype)
         lfc, pc = _fold_changes(pert_mean, ctrl_mean, epsilon)
-        if sorted_ctrl is not None and SortedReference.supports(block):
-            u1, p = sorted_ctrl.test(block)
-        else:
-            u1, p = mannwhitneyu_columns(block, ctrl_block)
+        u1, p = ctrl_tests.test(block)
         columns = (("lfc", lfc), ("pc", pc), ("p", p), ("u", u1), ("tm", pert_mean), ("rm", ctrl_mean))
         if ctrl_cpm is None:
             for name, values in columns:
