@@ -19,6 +19,7 @@ import h5py
 import numpy as np
 import scipy.sparse as sp
 
+from state_core.data.h5ad import open_h5
 from state_core.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -26,15 +27,6 @@ log = logging.getLogger(__name__)
 # Rows closer than this many bytes of wasted reading are fetched in one block rather than two reads.
 _MAX_GAP_BYTES = 256 * 1024
 _INDEX_SCAN_CHUNK = 1 << 22
-
-
-def _open_h5(path: Path) -> h5py.File:
-    if not path.is_file():
-        raise DataError(f"{path}: file not found; check the path")
-    try:
-        return h5py.File(path, "r")
-    except OSError as err:
-        raise DataError(f"{path}: not a readable HDF5/h5ad file ({err})") from err
 
 
 def _obsm_keys(file: h5py.File) -> list[str]:
@@ -90,7 +82,7 @@ class FeatureSource:
 
     def _handle(self) -> h5py.File:
         if self._file is None or not self._file.id.valid:
-            self._file = _open_h5(self.path)
+            self._file = open_h5(self.path)
         return self._file
 
     def _node(self) -> h5py.Dataset | h5py.Group:

@@ -44,10 +44,11 @@ class Labels:
         return padded[self.codes]
 
 
-def _open(path: str | Path) -> h5py.File:
+def open_h5(path: str | Path) -> h5py.File:
+    """Open an h5ad/h5 file read-only; a missing or unreadable file is a DataError naming it."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: file not found; check the dataset path in the experiment TOML")
+        raise DataError(f"{path}: file not found; check the path (dataset paths come from the experiment TOML)")
     try:
         return h5py.File(path, "r")
     except OSError as err:
@@ -127,7 +128,7 @@ def _require_column(frame: h5py.Group, column: str) -> None:
 
 def read_obs_labels(path: str | Path, column: str) -> Labels:
     """Labels of obs column `column` (categorical, nullable or plain)."""
-    with _open(path) as file:
+    with open_h5(path) as file:
         frame = _dataframe(file, "obs")
         _require_column(frame, column)
         return _read_labels(frame, column)
@@ -142,13 +143,13 @@ def _read_index(frame: h5py.Group) -> list[str]:
 
 def read_obs_names(path: str | Path) -> list[str]:
     """The obs index (cell barcodes) as strings."""
-    with _open(path) as file:
+    with open_h5(path) as file:
         return _read_index(_dataframe(file, "obs"))
 
 
 def read_var_names(path: str | Path, column: str | None = None) -> list[str]:
     """Gene names: the var index, or var column `column` when given."""
-    with _open(path) as file:
+    with open_h5(path) as file:
         frame = _dataframe(file, "var")
         if column is None:
             return _read_index(frame)
@@ -158,7 +159,7 @@ def read_var_names(path: str | Path, column: str | None = None) -> list[str]:
 
 def n_obs(path: str | Path) -> int:
     """Number of cells (rows of obs)."""
-    with _open(path) as file:
+    with open_h5(path) as file:
         frame = _dataframe(file, "obs")
         name = _index_name(frame)
         if name in frame:
@@ -169,5 +170,5 @@ def n_obs(path: str | Path) -> int:
 
 def obs_columns(path: str | Path) -> list[str]:
     """Names of the obs columns (the index excluded), in the file's column order."""
-    with _open(path) as file:
+    with open_h5(path) as file:
         return _columns(_dataframe(file, "obs"))
