@@ -1,7 +1,7 @@
 """Batch-inference pipeline: a trained run folder + an AnnData file -> predicted expression (h5ad).
 
-    model run (importer) ─┬─ predict in process          (triton_url empty)
-    AnnData URI ──────────┘  predict through Triton gRPC  (triton_url set)
+    model run (importer) ─┬─ predict: in process (triton_url empty) or through Triton gRPC (triton_url set)
+    AnnData URI ──────────┘
 """
 
 # No `from __future__ import annotations`: KFP reads the parameter types from real annotations.
@@ -44,7 +44,7 @@ def build_batch_inference_pipeline(settings: PipelineSettings = PipelineSettings
             control_pert: Control label; empty uses the model's.
             embed_key: obsm key of the input features; empty uses the model's.
             gpu_resource: Kubernetes GPU resource name when predicting in process.
-            gpu_count: GPUs for in-process prediction.
+            gpu_count: GPUs for in-process prediction (0 when triton_url is set).
             gpu_node_selector: Node selector of the GPU node pool.
         """
         model = dsl.importer(artifact_uri=model_uri, artifact_class=dsl.Model, reimport=False)
@@ -52,13 +52,11 @@ def build_batch_inference_pipeline(settings: PipelineSettings = PipelineSettings
         common = dict(model=model.output, adata_uri=adata_uri, pert_col=pert_col, cell_type_key=cell_type_key,
                       control_pert=control_pert, embed_key=embed_key, triton_model_name=triton_model_name)
 
-        # Not cached: the same URIs can hold new contents from one run to the next.
-        with dsl.If(triton_url == "", name="in-process"):
-            local = step(predict_cells(triton_url="", **common), settings, "predict in process", cache=False,
-                         preemptible=True)
-            on_gpu(local, gpu_resource, gpu_count, gpu_node_selector)
-        with dsl.Else(name="through-triton"):
-            step(predict_cells(triton_url=triton_url, **common), settings, "predict through Triton", cache=False,
-                 preemptible=True)
+        # One task for both modes: kfp.local cannot resolve GPU parameters inside a dsl.If branch, and a
+        # Triton client needs no GPU, so set gpu_count=0 with triton_url. Not cached: the same URIs can hold
+        # new contents from one run to the next.
+        predict = step(predict_cells(triton_url=triton_url, **common), settings, "predict", cache=False,
+                       preemptible=True)
+        on_gpu(predict, gpu_resource, gpu_count, gpu_node_selector)
 
     return state_batch_infer

@@ -82,7 +82,7 @@ def _arguments(experiment_toml: Path, repository: Path, params: list[str]) -> di
     return {**defaults, **given}
 
 
-def _task_output(pipeline_root: Path, task: str, output: str) -> Path:
+def task_output(pipeline_root: Path, task: str, output: str) -> Path:
     """The newest `<run>/<task>/<output>`: a cached task writes nothing in the new run's folder, its
     outputs stay where the run that computed them put them."""
     runs = sorted(pipeline_root.glob("state-train-*"), reverse=True)  # names end in a sortable timestamp
@@ -145,14 +145,14 @@ def run_local(options: LocalRunOptions) -> LocalRunResult:
     after = serving_record(str(repository), model_name)
     published = after.version if after and (before is None or after.version != before.version) else None
     pipeline_root = out / "kfp"
-    metrics_task = _task_output(pipeline_root, "evaluate-model", "executor_output.json").parent
+    metrics_task = task_output(pipeline_root, "evaluate-model", "executor_output.json").parent
     result = LocalRunResult(
         run_root=run_root, model_repository=repository, published_version=published,
         gate_decision=run_root / "promotion-gate" / "decision",
         metrics=metrics_from_metadata(_executor_metadata(metrics_task, "metrics")),
-        report_html=_task_output(pipeline_root, "evaluate-model", "report"))
+        report_html=task_output(pipeline_root, "evaluate-model", "report"))
     if options.query and published is not None:
-        run_dir = _task_output(pipeline_root, "train-model", "model")
+        run_dir = task_output(pipeline_root, "train-model", "model")
         data_file = next((out / "data" / "synth").glob("*.h5ad"))
         query = _query(repository, model_name, out / "triton", run_dir, data_file)
         result = LocalRunResult(**{**result.__dict__, "query": query})
@@ -166,3 +166,20 @@ def _executor_metadata(task_dir: Path, output: str) -> dict:
     executor_output = json.loads((task_dir / "executor_output.json").read_text())
     artifacts = executor_output.get("artifacts", {}).get(output, {}).get("artifacts", [])
     return artifacts[0].get("metadata", {}) if artifacts else {}
+
+
+def predict_locally(model_run: str | Path, adata: str | Path, pipeline_root: str | Path, triton_url: str = "") -> Path:
+    """Run the batch-inference pipeline through kfp.local; returns the predicted h5ad."""
+    from kfp import local
+
+    from pipelines.batch_inference import build_batch_inference_pipeline
+    from pipelines.settings import PipelineSettings
+
+    root = Path(pipeline_root).resolve()
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
+    build_batch_inference_pipeline(PipelineSettings(retries=0))(
+        model_uri=str(Path(model_run).resolve()), adata_uri=str(Path(adata).resolve()), triton_url=triton_url)
+    runs = sorted(root.glob("state-batch-infer-*"))
+    if not runs or not (runs[-1] / "predict-cells" / "predictions").is_file():
+        raise ArtifactError(f"{root}: the batch-inference run left no predictions; see the task log above")
+    return runs[-1] / "predict-cells" / "predictions"

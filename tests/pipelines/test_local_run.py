@@ -53,3 +53,17 @@ def test_run_that_does_not_beat_the_serving_model_publishes_nothing(two_runs):
     assert second.published_version is None
     assert RepositoryStore(str(first.model_repository)).versions("state_st") == [1]
     assert "not the serving model" in second.gate_decision.read_text()
+
+
+def test_batch_inference_pipeline_predicts_with_the_trained_run(two_runs, tmp_path):
+    import anndata as ad
+
+    from pipelines.local_run import task_output, predict_locally
+
+    first, _ = two_runs
+    model_run = task_output(first.run_root.parent, "train-model", "model")
+    data_file = next((first.run_root.parents[1] / "data" / "synth").glob("*.h5ad"))
+    ad.read_h5ad(data_file)[:200].copy().write_h5ad(tmp_path / "cells.h5ad")
+    predicted = ad.read_h5ad(predict_locally(model_run, tmp_path / "cells.h5ad", tmp_path / "kfp"))
+    assert predicted.n_obs == 200
+    assert any(key.endswith("_pred") for key in predicted.obsm)

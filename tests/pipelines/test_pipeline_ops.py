@@ -77,3 +77,24 @@ def test_precomputed_embedding_rewrites_dataset_paths(tmp_path):
 def test_unknown_embed_method_lists_valid_ones(tmp_path):
     with pytest.raises(ConfigError, match="precomputed, hvg, se"):
         embed_experiment(tmp_path / "x.toml", tmp_path / "out", EmbedOptions(method="pca"))
+
+
+def _experiment(tmp_path):
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "a.h5ad").write_bytes(b"cells v1")
+    toml = tmp_path / "exp.toml"
+    toml.write_text('[datasets]\nds = "ds"\n\n[training]\nds = "train"\n')
+    return toml
+
+
+def test_retraining_skips_unchanged_data_and_runs_on_changed_data(tmp_path):
+    from state_core.pipeline_ops.fingerprint import data_changed_since_serving, experiment_fingerprint
+
+    toml = _experiment(tmp_path)
+    repository = tmp_path / "repo"
+    assert data_changed_since_serving(str(toml), str(repository), "m")  # nothing serving yet
+    (repository / "m" / "1").mkdir(parents=True)
+    write_record(str(repository), PublishRecord("m", 1, {"r": 1.0}, data_fingerprint=experiment_fingerprint(toml)))
+    assert not data_changed_since_serving(str(toml), str(repository), "m")
+    (tmp_path / "ds" / "b.h5ad").write_bytes(b"new cells")
+    assert data_changed_since_serving(str(toml), str(repository), "m")
