@@ -56,9 +56,15 @@ class PooledReference:
     """The reference (control) cells, tested against each group by sorting group and reference together.
 
     Cheaper than `SortedReference` when the reference is not much larger than the groups: each gene's
-    pooled values are sorted as 32-bit keys (value bits << 1 | side), which numpy sorts with SIMD
-    kernels, and U and the tie term come from position sums instead of per-value lookups.
+    pooled values are sorted as 32-bit keys (value bits << 1 | 1 for the group), which numpy sorts
+    with SIMD kernels, and U comes from the group's position sum instead of per-value lookups.
     Non-negative float32 only (IEEE bits then sort like the values, and fit in 31 bits).
+
+    For the k-th group value (k = 0..n1-1) of a gene, sorted after equal reference values, the
+    pooled position is (reference values <= it) + k. So sum(positions) - n1(n1-1)/2 = sum(#le), and
+    U1 = sum(#less + #equal / 2) = sum(#le) - (reference x group pairs of equal values) / 2; those
+    pairs, like the tie term, come from the runs of equal values: zeros (one run at the start of
+    each gene, counted from the inputs) and the usually few runs of equal non-zero values.
     """
 
     # pooled genes x cells per block: 256 KiB of keys stay in cache (2^18+ was 2x slower)
@@ -67,75 +73,69 @@ class PooledReference:
     def __init__(self, ref: np.ndarray) -> None:
         self.n = ref.shape[0]
         self.keys = _gene_major_bits(ref) << np.uint32(1)  # [G, n]
+        self.zeros = np.count_nonzero(self.keys == 0, axis=1)  # [G]
 
     def test(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Two-sided MWU of each column of x [n1, G] against the reference: (U1 [G], p [G])."""
         n1 = x.shape[0]
-        x_keys = _gene_major_bits(x) << np.uint32(1)  # [G, n1]
+        x_keys = (_gene_major_bits(x) << np.uint32(1)) | np.uint32(1)  # [G, n1]
         n_genes = x_keys.shape[0]
-        two_u1 = np.empty(n_genes)
-        tie_term = np.empty(n_genes)
+        sums = np.empty((3, n_genes))  # x position sum, non-zero tie term, non-zero equal pairs
         step = max(1, self.BLOCK_ELEMENTS // (n1 + self.n))
         for lo in range(0, n_genes, step):
             hi = min(lo + step, n_genes)
-            two_u1[lo:hi], tie_term[lo:hi] = _pooled_block(self.keys[lo:hi], x_keys[lo:hi])
-        return u_and_pvalue(two_u1 / 2.0 + n1 * (n1 + 1.0) / 2.0, n1, self.n, tie_term)
+            sums[:, lo:hi] = _pooled_block(self.keys[lo:hi], x_keys[lo:hi])
+        position_sum, tie_term, equal_pairs = sums
+        x_zeros = np.count_nonzero(x_keys == 1, axis=1)
+        zeros = (self.zeros + x_zeros).astype(np.float64)
+        tie_term += zeros**3 - zeros
+        equal_pairs += self.zeros * x_zeros.astype(np.float64)
+        u1 = (position_sum - n1 * (n1 - 1.0) / 2.0) - equal_pairs / 2.0
+        return u_and_pvalue(u1 + n1 * (n1 + 1.0) / 2.0, n1, self.n, tie_term)
 
 
-def _pooled_block(ref_keys: np.ndarray, x_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """2 * U1 and the pooled tie term per gene, from ref [g, n2] and x [g, n1] keys (value bits << 1).
-
-    With x placed after equal reference values, the k-th x value (k = 0..n1-1) of a gene sits at
-    pooled position (reference values <= it) + k; placed before them, at (reference values < it) + k.
-    Summing both position sums gives sum(#less + #less_or_equal) = 2 * U1 plus 2 * sum(k).
-    """
-    n1 = x_keys.shape[1]
-    after = _sorted_pooled(ref_keys, x_keys | np.uint32(1))  # reference flag 0, x flag 1
-    le_sum = _position_sum(after, flag=1)
-    tie_term = _tie_term(after >> np.uint32(1))
-    before = _sorted_pooled(ref_keys | np.uint32(1), x_keys)  # x flag 0 now sorts first
-    lt_sum = _position_sum(before, flag=0)
-    return le_sum + lt_sum - n1 * (n1 - 1.0), tie_term
-
-
-def _sorted_pooled(ref_keys: np.ndarray, x_keys: np.ndarray) -> np.ndarray:
+def _pooled_block(ref_keys: np.ndarray, x_keys: np.ndarray) -> np.ndarray:
+    """[3, g]: position sum of x, tie term and reference x group equal pairs of the non-zero runs."""
     pooled = np.concatenate([ref_keys, x_keys], axis=1)  # [g, n2 + n1]
     pooled.sort(axis=1)
-    return pooled
+    out = np.empty((3, pooled.shape[0]))
+    out[0] = _x_position_sum(pooled)
+    out[1], out[2] = _nonzero_tie_runs(pooled)
+    return out
 
 
-def _position_sum(sorted_keys: np.ndarray, flag: int) -> np.ndarray:
-    """Sum of the positions (0-based) of the keys whose low bit is `flag`, per row, as float64."""
-    n = sorted_keys.shape[1]
+def _x_position_sum(pooled: np.ndarray) -> np.ndarray:
+    """Sum of the positions (0-based) of the group's keys (low bit 1) in each sorted row, float64."""
+    n = pooled.shape[1]
     # integer sums are exact; uint32 holds them up to n ~ 90k pooled cells
     dtype = np.uint32 if n * (n - 1) // 2 < 2**32 else np.uint64
-    low = (sorted_keys & np.uint32(1)).astype(dtype, copy=False)  # [g, n] 0/1
-    marked = low if flag == 1 else low ^ dtype(1)
-    total = np.einsum("ij,j->i", marked, np.arange(n, dtype=dtype))  # faster than where/sum here
-    return total.astype(np.float64)
+    side = (pooled & np.uint32(1)).astype(dtype, copy=False)  # [g, n] 0/1
+    return np.einsum("ij,j->i", side, np.arange(n, dtype=dtype)).astype(np.float64)  # faster than where/sum
 
 
-def _tie_term(values: np.ndarray) -> np.ndarray:
-    """sum(t^3 - t) over runs of equal values in each sorted row of values [g, n] (float bits).
-
-    Zeros (bits 0) are the smallest values, so they form the run at each row's start and are
-    counted directly; the other runs are found from the (usually few) equal neighbours.
-    """
-    g, n = values.shape
-    zeros = np.count_nonzero(values == 0, axis=1).astype(np.float64)
-    term = zeros**3 - zeros
-    same = values[:, 1:] == values[:, :-1]  # [g, n - 1]: position j + 1 repeats position j
-    same &= values[:, 1:] != 0
+def _nonzero_tie_runs(pooled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of sorted keys [g, n]: sum(t^3 - t) and sum(t_ref * t_x) over runs of equal non-zero values."""
+    g, n = pooled.shape
+    # position j + 1 repeats position j: keys equal but for the side bit; zeros (keys 0 and 1) left out
+    same = (pooled[:, 1:] ^ pooled[:, :-1]) <= 1  # [g, n - 1]
+    same &= pooled[:, 1:] > 1
     tied = np.flatnonzero(same)
     if tied.size == 0:
-        return term
+        return np.zeros(g), np.zeros(g)
     row = tied // (n - 1)
     # consecutive repeats within a row belong to one run; a run of t values has t - 1 repeats
     first = np.ones(tied.size, dtype=bool)
     first[1:] = (tied[1:] != tied[:-1] + 1) | (row[1:] != row[:-1])
     starts = np.flatnonzero(first)
     size = np.diff(np.append(starts, tied.size)) + 1.0
-    return term + np.bincount(row[starts], weights=size**3 - size, minlength=g)
+    # group members of a run: its first value plus every repeat (flat index of position j: tied + row)
+    side = pooled.ravel() & np.uint32(1)
+    at = tied + row
+    in_x = side[at[starts]] + np.bincount(np.cumsum(first) - 1, weights=side[at + 1], minlength=starts.size)
+    run_row = row[starts]
+    tie_term = np.bincount(run_row, weights=size**3 - size, minlength=g)
+    equal_pairs = np.bincount(run_row, weights=(size - in_x) * in_x, minlength=g)
+    return tie_term, equal_pairs
 
 
 class SortedReference:
