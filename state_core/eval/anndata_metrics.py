@@ -108,23 +108,40 @@ def discrimination_score(
     return scores
 
 
-def _mean_euclidean(a: np.ndarray, b: np.ndarray, same: bool) -> float:
-    """Mean of all pairwise Euclidean distances between rows of a and b (zero diagonal if same)."""
-    sq = (a * a).sum(axis=1)[:, None] + (b * b).sum(axis=1)[None, :] - 2.0 * (a @ b.T)  # [na, nb]
-    dist = np.sqrt(np.maximum(sq, 0.0))
-    if same:
+class _Cells:
+    """Cells as float64 rows with their squared norms, for distances via ||a||^2 + ||b||^2 - 2 a.b."""
+
+    def __init__(self, x: np.ndarray | sp.csr_matrix, rows: np.ndarray) -> None:
+        self.values = dense_rows(x, rows).astype(np.float64)  # [n, G]
+        self.sq_norm = np.einsum("ij,ij->i", self.values, self.values)  # [n], no [n, G] temporary
+
+    def mean_distance_to(self, other: _Cells) -> float:
+        """Mean Euclidean distance over all (self, other) pairs."""
+        sq = self.sq_norm[:, None] + other.sq_norm[None, :] - 2.0 * (self.values @ other.values.T)
+        return float(_sqrt_clipped(sq).mean())
+
+    def mean_distance_within(self) -> float:
+        """Mean over all ordered pairs, the zero diagonal included (V-statistic)."""
+        sq = self.sq_norm[:, None] + self.sq_norm[None, :] - 2.0 * (self.values @ self.values.T)  # syrk
+        dist = _sqrt_clipped(sq)
         np.fill_diagonal(dist, 0.0)
-    return float(dist.mean())
+        return float(dist.mean())
+
+
+def _sqrt_clipped(sq: np.ndarray) -> np.ndarray:
+    """sqrt of squared distances; rounding can make a near-zero one slightly negative."""
+    np.maximum(sq, 0.0, out=sq)
+    return np.sqrt(sq, out=sq)
 
 
 def energy_distances(x: np.ndarray | sp.csr_matrix, groups: Groups) -> np.ndarray:
     """E(p) = 2 E|p - c| - E|p - p'| - E|c - c'| over single cells (V-statistic), per perturbation."""
-    ctrl = dense_rows(x, groups.rows[groups.control]).astype(np.float64)
-    within_ctrl = _mean_euclidean(ctrl, ctrl, same=True)
+    ctrl = _Cells(x, groups.rows[groups.control])
+    within_ctrl = ctrl.mean_distance_within()
     out = np.empty(len(groups.perts))
     for i, pert in enumerate(groups.perts):
-        cells = dense_rows(x, groups.rows[pert]).astype(np.float64)
-        out[i] = 2.0 * _mean_euclidean(cells, ctrl, same=False) - _mean_euclidean(cells, cells, same=True) - within_ctrl
+        cells = _Cells(x, groups.rows[pert])
+        out[i] = 2.0 * cells.mean_distance_to(ctrl) - cells.mean_distance_within() - within_ctrl
     return out
 
 

@@ -14,17 +14,20 @@ def group_means(x: np.ndarray | sp.csr_matrix, groups: Groups, labels: list[str]
     """Mean over the cells of each label, float64: [len(labels), G]. X is never densified whole."""
     if not sp.issparse(x):
         return np.stack([np.asarray(x[groups.rows[label]]).mean(axis=0, dtype=np.float64) for label in labels])
-    row_idx, col_idx, weights = [], [], []
-    for i, label in enumerate(labels):
-        rows = groups.rows[label]
-        row_idx.append(np.full(rows.size, i))
-        col_idx.append(rows)
-        weights.append(np.full(rows.size, 1.0 / max(rows.size, 1)))
-    averaging = sp.csr_matrix(
-        (np.concatenate(weights), (np.concatenate(row_idx), np.concatenate(col_idx))),
-        shape=(len(labels), x.shape[0]),
-    )  # [P, N]
-    return np.asarray((averaging @ x.astype(np.float64)).toarray())  # [P, G]
+    x = sp.csr_matrix(x)
+    return np.stack([_sparse_group_mean(x[groups.rows[label]]) for label in labels])
+
+
+def _sparse_group_mean(cells: sp.csr_matrix) -> np.ndarray:
+    """sum_r (1/n) * x_r in float64, the cells in row order, as a [1, n] @ [n, G] sparse product does.
+
+    One group at a time: converting all of X to float64 at once cost more (page faults of a
+    file-sized copy) than the products themselves.
+    """
+    n = cells.shape[0]
+    weights = sp.csr_matrix(np.full((1, n), 1.0 / max(n, 1)))
+    cells64 = sp.csr_matrix((cells.data.astype(np.float64), cells.indices, cells.indptr), shape=cells.shape)
+    return (weights @ cells64).toarray()[0]
 
 
 @dataclass(frozen=True)
