@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from state_core.eval.de import Labels
 
 
 def write_table_csv(frame: pd.DataFrame, path: Path) -> None:
@@ -17,6 +22,27 @@ def write_table_csv(frame: pd.DataFrame, path: Path) -> None:
     except ImportError:
         frame.to_csv(tmp, index=False)
     else:
-        options = pa_csv.WriteOptions(quoting_style="needed")
-        pa_csv.write_csv(pa.Table.from_pandas(frame, preserve_index=False), tmp, write_options=options)
+        pa_csv.write_csv(pa.Table.from_pandas(frame, preserve_index=False), tmp, write_options=_options(pa_csv))
     tmp.replace(path)
+
+
+def write_columns_csv(columns: dict[str, np.ndarray | Labels], path: Path) -> None:
+    """`write_table_csv` for numpy columns: string columns as dictionary arrays (codes + names), so no
+    per-row Python strings or pandas frame are built; the same bytes as `write_table_csv`."""
+    try:
+        import pyarrow as pa
+        import pyarrow.csv as pa_csv
+    except ImportError:
+        write_table_csv(pd.DataFrame({k: v if isinstance(v, np.ndarray) else v.values() for k, v in columns.items()}), path)
+        return
+    arrays = {
+        name: pa.array(col) if isinstance(col, np.ndarray) else pa.DictionaryArray.from_arrays(col.codes, pa.array(col.names))
+        for name, col in columns.items()
+    }
+    tmp = path.with_name(f".{path.name}.tmp")
+    pa_csv.write_csv(pa.table(arrays), tmp, write_options=_options(pa_csv))
+    tmp.replace(path)
+
+
+def _options(pa_csv):  # noqa: ANN001, ANN202 - pyarrow.csv module
+    return pa_csv.WriteOptions(quoting_style="needed")

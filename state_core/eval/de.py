@@ -64,12 +64,19 @@ class DETable:
     def significant(self, fdr_threshold: float = 0.05) -> np.ndarray:
         return self.fdr32() < np.float32(fdr_threshold)  # [P, G]; NaN (absent) is never significant
 
-    def to_frame(self) -> pd.DataFrame:
+    def long_columns(self) -> dict[str, np.ndarray | Labels]:
+        """pdex's long table, one row per present (pert, gene), as columns; target/feature as codes."""
         n_p, n_g = self.fdr.shape
         keep = self.present.ravel()
-        columns: dict[str, np.ndarray] = {
-            "target": np.repeat(np.asarray(self.perts, dtype=object), n_g),
-            "feature": np.tile(self.genes.astype(object), n_p),
+        every = bool(keep.all())  # the usual case: no row filter, no copies
+
+        def rows(values: np.ndarray) -> np.ndarray:
+            flat = values.ravel()
+            return flat if every else flat[keep]
+
+        columns: dict[str, np.ndarray | Labels] = {
+            "target": Labels(rows(np.repeat(np.arange(n_p, dtype=np.int32)[:, None], n_g, axis=1)), list(self.perts)),
+            "feature": Labels(rows(np.tile(np.arange(n_g, dtype=np.int32), n_p)), [str(g) for g in self.genes]),
         }
         optional = {
             "target_mean": self.target_mean,
@@ -86,8 +93,24 @@ class DETable:
         }
         for name, values in optional.items():
             if values is not None:
-                columns[name] = values.ravel()
-        return pd.DataFrame(columns)[keep].reset_index(drop=True)
+                columns[name] = rows(values)
+        return columns
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(
+            {k: v.values() if isinstance(v, Labels) else v for k, v in self.long_columns().items()}
+        )
+
+
+@dataclass(frozen=True)
+class Labels:
+    """A string column stored as integer codes into `names` (written as strings)."""
+
+    codes: np.ndarray  # [rows] int32
+    names: list[str]
+
+    def values(self) -> np.ndarray:
+        return np.asarray(self.names, dtype=object)[self.codes]
 
 
 def _fold_changes(

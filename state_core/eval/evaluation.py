@@ -13,7 +13,7 @@ from threadpoolctl import threadpool_limits
 
 from state_core.errors import DataError
 from state_core.eval.aggregate import describe, results_frame, write_csv_atomic
-from state_core.eval.csv_io import write_table_csv
+from state_core.eval.csv_io import write_columns_csv
 from state_core.eval.de import DETable, align_tables, compute_de, read_de_csv
 from state_core.eval.de_metrics import FDR_THRESHOLD, DEComparison
 from state_core.eval.inputs import CellData, Groups, check_pair, label_array, load_cells, prepared
@@ -204,7 +204,7 @@ def _evaluate_one(
 
 
 def _write_de(table: DETable, path: Path) -> None:
-    write_table_csv(table.to_frame(), path)
+    write_columns_csv(table.long_columns(), path)
 
 
 __all__ = ["EvalResult", "evaluate"]
