@@ -14,8 +14,9 @@ from pipelines.settings import DEFAULT_GPU_NODE_SELECTOR, PipelineSettings, on_g
 PIPELINE_NAME = "state-batch-infer"
 
 
-def build_batch_inference_pipeline(settings: PipelineSettings = PipelineSettings()):
+def build_batch_inference_pipeline(settings: PipelineSettings | None = None):
     """The batch-inference pipeline for one compile-time setting (image)."""
+    settings = settings or PipelineSettings()
 
     @dsl.pipeline(name=PIPELINE_NAME, description="Predict perturbation responses for every cell of an AnnData "
                                                   "file with a trained State Transition model.")
@@ -49,8 +50,8 @@ def build_batch_inference_pipeline(settings: PipelineSettings = PipelineSettings
         """
         model = dsl.importer(artifact_uri=model_uri, artifact_class=dsl.Model, reimport=False)
         model.set_display_name("load model run")
-        common = dict(model=model.output, adata_uri=adata_uri, pert_col=pert_col, cell_type_key=cell_type_key,
-                      control_pert=control_pert, embed_key=embed_key, triton_model_name=triton_model_name)
+        common = {"model": model.output, "adata_uri": adata_uri, "pert_col": pert_col, "cell_type_key": cell_type_key,
+                  "control_pert": control_pert, "embed_key": embed_key, "triton_model_name": triton_model_name}
 
         # One task for both modes: kfp.local cannot resolve GPU parameters inside a dsl.If branch, and a
         # Triton client needs no GPU, so set gpu_count=0 with triton_url. Not cached: the same URIs can hold

@@ -25,14 +25,14 @@ PIPELINES: dict[str, Callable] = {
 }
 
 
-def build_pipeline(name: str, settings: PipelineSettings = PipelineSettings()):
+def build_pipeline(name: str, settings: PipelineSettings | None = None):
     """The pipeline object called `name`; `ConfigError` lists the known names otherwise."""
     if name not in PIPELINES:
         raise ConfigError("pipeline", Problem(name, "unknown pipeline", f"use one of {', '.join(PIPELINES)}"))
     return PIPELINES[name](settings)
 
 
-def compile_pipeline(name: str, out_path: str | Path, settings: PipelineSettings = PipelineSettings()) -> Path:
+def compile_pipeline(name: str, out_path: str | Path, settings: PipelineSettings | None = None) -> Path:
     """Write the compiled YAML of pipeline `name` to `out_path` (folders are created)."""
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -42,6 +42,6 @@ def compile_pipeline(name: str, out_path: str | Path, settings: PipelineSettings
     return out
 
 
-def compile_all(out_dir: str | Path, settings: PipelineSettings = PipelineSettings()) -> list[Path]:
+def compile_all(out_dir: str | Path, settings: PipelineSettings | None = None) -> list[Path]:
     """Compile every pipeline to `<out_dir>/<name>.yaml`."""
     return [compile_pipeline(name, Path(out_dir) / f"{name}.yaml", settings) for name in PIPELINES]

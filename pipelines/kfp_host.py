@@ -26,7 +26,7 @@ class KfpTarget:
     settings: PipelineSettings = field(default_factory=PipelineSettings)
 
 
-def pipeline_parameters(name: str, settings: PipelineSettings = PipelineSettings()) -> dict[str, bool]:
+def pipeline_parameters(name: str, settings: PipelineSettings | None = None) -> dict[str, bool]:
     """Parameter name -> optional? for pipeline `name`."""
     inputs = build_pipeline(name, settings).component_spec.inputs or {}
     return {key: bool(spec.optional) for key, spec in inputs.items()}

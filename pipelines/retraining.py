@@ -18,8 +18,9 @@ from pipelines.training import build_training_pipeline
 PIPELINE_NAME = "state-retrain"
 
 
-def build_retraining_pipeline(settings: PipelineSettings = PipelineSettings()):
+def build_retraining_pipeline(settings: PipelineSettings | None = None):
     """The scheduled-retraining pipeline for one compile-time setting (image)."""
+    settings = settings or PipelineSettings()
     training = build_training_pipeline(settings)
 
     @dsl.pipeline(name=PIPELINE_NAME, description="Retrain and republish the State Transition model when its "
@@ -30,8 +31,8 @@ def build_retraining_pipeline(settings: PipelineSettings = PipelineSettings()):
         model_name: str = "state_st",
         model_preset: str = "state_sm",
         baseline_preset: str = "context_mean",
-        train_overrides: list = [],
-        baseline_overrides: list = [],
+        train_overrides: list = [],  # noqa: B006 - KFP reads parameter defaults as literals
+        baseline_overrides: list = [],  # noqa: B006
         gate_metric: str = "mse_delta",
         higher_is_better: bool = False,
         min_improvement: float = 0.0,
@@ -61,7 +62,7 @@ def build_retraining_pipeline(settings: PipelineSettings = PipelineSettings()):
         check = step(data_changed(experiment_toml=experiment_toml, model_repository=model_repository,
                                   model_name=model_name, force=force),
                      settings, "data changed?", cache=False)
-        with dsl.If(check.output == True, name="retrain"):  # noqa: E712 (KFP condition syntax)
+        with dsl.If(check.output == True, name="retrain"):
             training(experiment_toml=experiment_toml, model_repository=model_repository, model_name=model_name,
                      model_preset=model_preset, baseline_preset=baseline_preset, train_overrides=train_overrides,
                      baseline_overrides=baseline_overrides,

@@ -22,8 +22,9 @@ from pipelines.settings import DEFAULT_GPU_NODE_SELECTOR, PipelineSettings, on_g
 PIPELINE_NAME = "state-train"
 
 
-def build_training_pipeline(settings: PipelineSettings = PipelineSettings()):
+def build_training_pipeline(settings: PipelineSettings | None = None):
     """The training pipeline for one compile-time setting (image)."""
+    settings = settings or PipelineSettings()
 
     @dsl.pipeline(name=PIPELINE_NAME, description="Train a State Transition model, gate it against a baseline "
                                                   "and the serving model, and publish it to Triton.")
@@ -34,8 +35,8 @@ def build_training_pipeline(settings: PipelineSettings = PipelineSettings()):
         triton_backend: str = "onnxruntime",
         model_preset: str = "state_sm",
         baseline_preset: str = "context_mean",
-        train_overrides: list = [],
-        baseline_overrides: list = [],
+        train_overrides: list = [],  # noqa: B006 - KFP reads parameter defaults as literals
+        baseline_overrides: list = [],  # noqa: B006
         embed_method: str = "precomputed",
         num_hvgs: int = 2000,
         se_model_dir: str = "",
@@ -103,7 +104,7 @@ def build_training_pipeline(settings: PipelineSettings = PipelineSettings()):
                                    higher_is_better=higher_is_better, min_improvement=min_improvement),
                     settings, "promotion gate", cache=False)
 
-        with dsl.If(gate.outputs["Output"] == True, name="promote"):  # noqa: E712 (KFP condition syntax)
+        with dsl.If(gate.outputs["Output"] == True, name="promote"):
             export = step(export_onnx(model=candidate_train.outputs["model"]),
                           settings, "export ONNX", cache=True, preemptible=True)
             step(publish_model(onnx_model=export.outputs["onnx_model"], metrics=candidate_eval.outputs["metrics"],

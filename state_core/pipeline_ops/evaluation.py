@@ -56,7 +56,7 @@ def combine_reports(reports: list[Path], out_path: Path) -> Path:
     sections = []
     for report in reports:
         text = report.read_text(encoding="utf-8")
-        body = re.search(r"<body[^>]*>(.*)</body>", text, flags=re.S | re.I)
+        body = re.search(r"<body[^>]*>(.*)</body>", text, flags=re.DOTALL | re.IGNORECASE)
         title = html.escape(report.parent.name)
         sections.append(f'<section><h1>Cell type: {title}</h1>\n{body.group(1) if body else text}</section>')
     out_path.write_text("<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>State evaluation</title></head>"

@@ -8,7 +8,11 @@ import math
 import pytest
 
 from state_core.errors import ArtifactError
-from state_core.pipeline_ops.evaluation import mean_over_files, metrics_from_metadata, metrics_to_metadata
+from state_core.pipeline_ops.evaluation import (
+    mean_over_files,
+    metrics_from_metadata,
+    metrics_to_metadata,
+)
 
 AGG = "statistic,pearson_delta,mse\ncount,3,3\nmean,{p},{m}\nstd,0.1,0.2\n"
 

@@ -10,9 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from pipelines.kfp_host import KfpTarget, submit_run
 from state_core.cli.main import main
 from state_core.errors import ConfigError
-from pipelines.kfp_host import KfpTarget, submit_run
 
 REQUIRED = ["--param", "experiment_toml=gs://bucket/exp.toml", "--param", "model_repository=gs://bucket/models"]
 

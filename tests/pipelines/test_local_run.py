@@ -58,7 +58,7 @@ def test_run_that_does_not_beat_the_serving_model_publishes_nothing(two_runs):
 def test_batch_inference_pipeline_predicts_with_the_trained_run(two_runs, tmp_path):
     import anndata as ad
 
-    from pipelines.local_run import task_output, predict_locally
+    from pipelines.local_run import predict_locally, task_output
 
     first, _ = two_runs
     model_run = task_output(first.run_root.parent, "train-model", "model")

@@ -8,7 +8,12 @@ import pytest
 
 from state_core.errors import ArtifactError, ConfigError
 from state_core.pipeline_ops.embedding import EmbedOptions, embed_experiment
-from state_core.pipeline_ops.publish_record import PublishRecord, serving_record, serving_version, write_record
+from state_core.pipeline_ops.publish_record import (
+    PublishRecord,
+    serving_record,
+    serving_version,
+    write_record,
+)
 from state_core.pipeline_ops.schedule import to_kfp_cron
 from state_core.pipeline_ops.toml_text import dumps
 
@@ -88,7 +93,10 @@ def _experiment(tmp_path):
 
 
 def test_retraining_skips_unchanged_data_and_runs_on_changed_data(tmp_path):
-    from state_core.pipeline_ops.fingerprint import data_changed_since_serving, experiment_fingerprint
+    from state_core.pipeline_ops.fingerprint import (
+        data_changed_since_serving,
+        experiment_fingerprint,
+    )
 
     toml = _experiment(tmp_path)
     repository = tmp_path / "repo"
