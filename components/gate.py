@@ -23,7 +23,14 @@ def promotion_gate(
     from state_core.pipeline_ops.evaluation import metrics_from_metadata
     from state_core.pipeline_ops.promotion import gate_against_repository
 
-    result = gate_against_repository(metrics_from_metadata(candidate.metadata), metrics_from_metadata(baseline.metadata),
-                                     model_repository, model_name, metric, higher_is_better, min_improvement)
+    result = gate_against_repository(
+        metrics_from_metadata(candidate.metadata),
+        metrics_from_metadata(baseline.metadata),
+        model_repository,
+        model_name,
+        metric,
+        higher_is_better,
+        min_improvement,
+    )
     Path(decision.path).write_text(result.as_markdown())
     return result.promote

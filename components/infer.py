@@ -23,7 +23,17 @@ def predict_cells(
     from state_core.train.infer import InferOptions, infer_file
 
     # Empty strings mean "as the model was trained", which is how InferOptions spells None.
-    options = InferOptions(pert_col=pert_col or None, celltype_col=cell_type_key or None,
-                           control_pert=control_pert or None, embed_key=embed_key or None)
-    infer_file(model.path, localize(adata_uri), predictions.path, options=options, triton_url=triton_url or None,
-               model_name=triton_model_name)
+    options = InferOptions(
+        pert_col=pert_col or None,
+        celltype_col=cell_type_key or None,
+        control_pert=control_pert or None,
+        embed_key=embed_key or None,
+    )
+    infer_file(
+        model.path,
+        localize(adata_uri),
+        predictions.path,
+        options=options,
+        triton_url=triton_url or None,
+        model_name=triton_model_name,
+    )

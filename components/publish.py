@@ -20,6 +20,13 @@ def publish_model(
     from state_core.pipeline_ops.evaluation import metrics_from_metadata
     from state_core.pipeline_ops.publishing import publish_version
 
-    record = publish_version(onnx_model.path, model_repository, model_name, metrics_from_metadata(metrics.metadata),
-                             run_uri=onnx_model.uri, experiment_toml=experiment_toml, backend=triton_backend)
+    record = publish_version(
+        onnx_model.path,
+        model_repository,
+        model_name,
+        metrics_from_metadata(metrics.metadata),
+        run_uri=onnx_model.uri,
+        experiment_toml=experiment_toml,
+        backend=triton_backend,
+    )
     return record.version

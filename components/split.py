@@ -24,7 +24,11 @@ def split_cells(
     from state_core.config.experiment import ObsColumns
     from state_core.data.splits import run_split
 
-    columns = ObsColumns(pert_col=pert_col, cell_type_key=cell_type_key, batch_col=batch_col or None,
-                         control_pert=control_pert)
+    columns = ObsColumns(
+        pert_col=pert_col,
+        cell_type_key=cell_type_key,
+        batch_col=batch_col or None,
+        control_pert=control_pert,
+    )
     run_split(experiment_toml, split.path, columns, seed)
     shutil.copyfile(Path(split.path) / "split_summary.md", summary.path)

@@ -22,13 +22,15 @@ def train_model(
 
     run_dir = Path(model.path)
     # Pipeline-owned keys come last so a user override cannot point the run at other data.
-    config = parse_overrides([
-        *[str(item) for item in overrides],
-        f"model={model_preset}",
-        f"data.kwargs.toml_config_path={Path(embedded.path) / 'experiment.toml'}",
-        f"data.kwargs.split_dir={split.path}",
-        f"output_dir={run_dir.parent}",
-        f"name={run_dir.name}",
-    ])
+    config = parse_overrides(
+        [
+            *[str(item) for item in overrides],
+            f"model={model_preset}",
+            f"data.kwargs.toml_config_path={Path(embedded.path) / 'experiment.toml'}",
+            f"data.kwargs.split_dir={split.path}",
+            f"output_dir={run_dir.parent}",
+            f"name={run_dir.name}",
+        ]
+    )
     train_st(config)
     model.metadata["preset"] = model_preset

@@ -1,7 +1,7 @@
 """Batch-inference pipeline: a trained run folder + an AnnData file -> predicted expression (h5ad).
 
-    model run (importer) ─┬─ predict: in process (triton_url empty) or through Triton gRPC (triton_url set)
-    AnnData URI ──────────┘
+model run (importer) ─┬─ predict: in process (triton_url empty) or through Triton gRPC (triton_url set)
+AnnData URI ──────────┘
 """
 
 # No `from __future__ import annotations`: KFP reads the parameter types from real annotations.
@@ -18,8 +18,11 @@ def build_batch_inference_pipeline(settings: PipelineSettings | None = None):
     """The batch-inference pipeline for one compile-time setting (image)."""
     settings = settings or PipelineSettings()
 
-    @dsl.pipeline(name=PIPELINE_NAME, description="Predict perturbation responses for every cell of an AnnData "
-                                                  "file with a trained State Transition model.")
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="Predict perturbation responses for every cell of an AnnData "
+        "file with a trained State Transition model.",
+    )
     def state_batch_infer(
         model_uri: str,
         adata_uri: str,
@@ -48,16 +51,30 @@ def build_batch_inference_pipeline(settings: PipelineSettings | None = None):
             gpu_count: GPUs for in-process prediction (0 when triton_url is set).
             gpu_node_selector: Node selector of the GPU node pool.
         """
-        model = dsl.importer(artifact_uri=model_uri, artifact_class=dsl.Model, reimport=False)
+        model = dsl.importer(
+            artifact_uri=model_uri, artifact_class=dsl.Model, reimport=False
+        )
         model.set_display_name("load model run")
-        common = {"model": model.output, "adata_uri": adata_uri, "pert_col": pert_col, "cell_type_key": cell_type_key,
-                  "control_pert": control_pert, "embed_key": embed_key, "triton_model_name": triton_model_name}
+        common = {
+            "model": model.output,
+            "adata_uri": adata_uri,
+            "pert_col": pert_col,
+            "cell_type_key": cell_type_key,
+            "control_pert": control_pert,
+            "embed_key": embed_key,
+            "triton_model_name": triton_model_name,
+        }
 
         # One task for both modes: kfp.local cannot resolve GPU parameters inside a dsl.If branch, and a
         # Triton client needs no GPU, so set gpu_count=0 with triton_url. Not cached: the same URIs can hold
         # new contents from one run to the next.
-        predict = step(predict_cells(triton_url=triton_url, **common), settings, "predict", cache=False,
-                       preemptible=True)
+        predict = step(
+            predict_cells(triton_url=triton_url, **common),
+            settings,
+            "predict",
+            cache=False,
+            preemptible=True,
+        )
         on_gpu(predict, gpu_resource, gpu_count, gpu_node_selector)
 
     return state_batch_infer

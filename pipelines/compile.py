@@ -28,11 +28,16 @@ PIPELINES: dict[str, Callable] = {
 def build_pipeline(name: str, settings: PipelineSettings | None = None):
     """The pipeline object called `name`; `ConfigError` lists the known names otherwise."""
     if name not in PIPELINES:
-        raise ConfigError("pipeline", Problem(name, "unknown pipeline", f"use one of {', '.join(PIPELINES)}"))
+        raise ConfigError(
+            "pipeline",
+            Problem(name, "unknown pipeline", f"use one of {', '.join(PIPELINES)}"),
+        )
     return PIPELINES[name](settings)
 
 
-def compile_pipeline(name: str, out_path: str | Path, settings: PipelineSettings | None = None) -> Path:
+def compile_pipeline(
+    name: str, out_path: str | Path, settings: PipelineSettings | None = None
+) -> Path:
     """Write the compiled YAML of pipeline `name` to `out_path` (folders are created)."""
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -42,6 +47,11 @@ def compile_pipeline(name: str, out_path: str | Path, settings: PipelineSettings
     return out
 
 
-def compile_all(out_dir: str | Path, settings: PipelineSettings | None = None) -> list[Path]:
+def compile_all(
+    out_dir: str | Path, settings: PipelineSettings | None = None
+) -> list[Path]:
     """Compile every pipeline to `<out_dir>/<name>.yaml`."""
-    return [compile_pipeline(name, Path(out_dir) / f"{name}.yaml", settings) for name in PIPELINES]
+    return [
+        compile_pipeline(name, Path(out_dir) / f"{name}.yaml", settings)
+        for name in PIPELINES
+    ]

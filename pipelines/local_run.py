@@ -20,19 +20,31 @@ log = logging.getLogger(__name__)
 
 # Small enough for CI on two cores, large enough that the ST model beats the mean baseline.
 LOCAL_TRAIN_OVERRIDES = [
-    "model.kwargs.hidden_dim=64", "model.kwargs.cell_set_len=32",
+    "model.kwargs.hidden_dim=64",
+    "model.kwargs.cell_set_len=32",
     "model.kwargs.transformer_backbone_kwargs.num_hidden_layers=2",
     "model.kwargs.transformer_backbone_kwargs.num_attention_heads=4",
-    "training.batch_size=8", "training.max_steps=200", "training.val_freq=100", "training.ckpt_every_n_steps=100",
-    "training.lr=3e-4", "training.progress_bar=false", "data.kwargs.embed_key=X_hvg",
+    "training.batch_size=8",
+    "training.max_steps=200",
+    "training.val_freq=100",
+    "training.ckpt_every_n_steps=100",
+    "training.lr=3e-4",
+    "training.progress_bar=false",
+    "data.kwargs.embed_key=X_hvg",
 ]
-LOCAL_BASELINE_OVERRIDES = ["training.max_steps=1", "training.progress_bar=false", "data.kwargs.embed_key=X_hvg"]
+LOCAL_BASELINE_OVERRIDES = [
+    "training.max_steps=1",
+    "training.progress_bar=false",
+    "data.kwargs.embed_key=X_hvg",
+]
 
 
 @dataclass(frozen=True)
 class LocalRunOptions:
     out_dir: str = "pipeline_out"
-    params: list[str] = field(default_factory=list)  # key=value overrides of training-pipeline parameters
+    params: list[str] = field(
+        default_factory=list
+    )  # key=value overrides of training-pipeline parameters
     query: bool = True  # serve the published model and send one gRPC request
     cache: bool = True  # reuse finished pure steps (split ... export) of earlier runs with the same inputs
     n_cells: int = 3000
@@ -50,12 +62,22 @@ class LocalRunResult:
     query: str = ""
 
     def summary(self) -> str:
-        published = (f"published {self.model_repository} version {self.published_version}"
-                     if self.published_version else "gate held the candidate: nothing published")
+        published = (
+            f"published {self.model_repository} version {self.published_version}"
+            if self.published_version
+            else "gate held the candidate: nothing published"
+        )
         reason = self.gate_decision.read_text().strip().splitlines()[-1]
-        lines = [f"pipeline outputs: {self.run_root}", published, f"gate: {reason} ({self.gate_decision})",
-                 f"report: {self.report_html}"]
-        lines += [f"  {name} = {value:.4g}" for name, value in sorted(self.metrics.items())[:8]]
+        lines = [
+            f"pipeline outputs: {self.run_root}",
+            published,
+            f"gate: {reason} ({self.gate_decision})",
+            f"report: {self.report_html}",
+        ]
+        lines += [
+            f"  {name} = {value:.4g}"
+            for name, value in sorted(self.metrics.items())[:8]
+        ]
         if self.query:
             lines.append(f"gRPC query: {self.query}")
         return "\n".join(lines)
@@ -64,7 +86,14 @@ class LocalRunResult:
 def _synthetic_experiment(data_dir: Path, n_cells: int, seed: int) -> Path:
     from state_core.data.synth import SynthSpec, write_synthetic_experiment
 
-    spec = SynthSpec(n_cells=n_cells, n_genes=200, n_cell_types=3, n_perturbations=12, n_batches=2, seed=seed)
+    spec = SynthSpec(
+        n_cells=n_cells,
+        n_genes=200,
+        n_cell_types=3,
+        n_perturbations=12,
+        n_batches=2,
+        seed=seed,
+    )
     return write_synthetic_experiment(data_dir, spec, num_hvgs=64).fewshot_toml
 
 
@@ -75,21 +104,33 @@ def _arguments(experiment_toml: Path, repository: Path, params: list[str]) -> di
     # The bundled test split is tiny (three perturbations per cell type), so coarse or NaN-prone metrics
     # decide by chance. de_direction_match is 0 for context_mean (it predicts no change) and positive for any
     # model that learned some effect, so a short CPU run decides the gate the same way every time.
-    defaults = {"experiment_toml": str(experiment_toml), "model_repository": str(repository),
-                "triton_backend": "python", "gate_metric": "de_direction_match", "higher_is_better": True,
-                "train_overrides": LOCAL_TRAIN_OVERRIDES, "baseline_overrides": LOCAL_BASELINE_OVERRIDES}
-    given = parse_run_arguments([p for p in params], {k: True for k in pipeline_parameters("train")})
+    defaults = {
+        "experiment_toml": str(experiment_toml),
+        "model_repository": str(repository),
+        "triton_backend": "python",
+        "gate_metric": "de_direction_match",
+        "higher_is_better": True,
+        "train_overrides": LOCAL_TRAIN_OVERRIDES,
+        "baseline_overrides": LOCAL_BASELINE_OVERRIDES,
+    }
+    given = parse_run_arguments(
+        [p for p in params], {k: True for k in pipeline_parameters("train")}
+    )
     return {**defaults, **given}
 
 
 def task_output(pipeline_root: Path, task: str, output: str) -> Path:
     """The newest `<run>/<task>/<output>`: a cached task writes nothing in the new run's folder, its
     outputs stay where the run that computed them put them."""
-    runs = sorted(pipeline_root.glob("state-train-*"), reverse=True)  # names end in a sortable timestamp
+    runs = sorted(
+        pipeline_root.glob("state-train-*"), reverse=True
+    )  # names end in a sortable timestamp
     for run in runs:
         if (run / task / output).exists():
             return run / task / output
-    raise ArtifactError(f"{pipeline_root}: no run left {task}/{output}; see the task log above")
+    raise ArtifactError(
+        f"{pipeline_root}: no run left {task}/{output}; see the task log above"
+    )
 
 
 def _latest_run(pipeline_root: Path) -> Path:
@@ -99,7 +140,9 @@ def _latest_run(pipeline_root: Path) -> Path:
     return runs[-1]
 
 
-def _query(repository: Path, model_name: str, work_dir: Path, run_dir: Path, adata_path: Path) -> str:
+def _query(
+    repository: Path, model_name: str, work_dir: Path, run_dir: Path, adata_path: Path
+) -> str:
     """Serve the repository, predict a slice of the data over gRPC, stop the server."""
     import anndata as ad
 
@@ -111,8 +154,13 @@ def _query(repository: Path, model_name: str, work_dir: Path, run_dir: Path, ada
     ad.read_h5ad(adata_path)[:256].copy().write_h5ad(sample)
     server = start_server(repository, work_dir)
     try:
-        out = infer_file(run_dir, sample, work_dir / "query_predictions.h5ad", triton_url=server.grpc_url,
-                         model_name=model_name)
+        out = infer_file(
+            run_dir,
+            sample,
+            work_dir / "query_predictions.h5ad",
+            triton_url=server.grpc_url,
+            model_name=model_name,
+        )
     finally:
         stop_server(server.pid)
     predicted = ad.read_h5ad(out)
@@ -136,21 +184,34 @@ def run_local(options: LocalRunOptions) -> LocalRunResult:
     before = serving_record(str(repository), arguments.get("model_name", "state_st"))
 
     # The cache lives under the pipeline root; the gate and publish are never cached (see pipelines/settings.py).
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(out / "kfp"), raise_on_error=True,
-               enable_caching=options.cache)
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(out / "kfp"),
+        raise_on_error=True,
+        enable_caching=options.cache,
+    )
     build_training_pipeline(PipelineSettings(retries=0))(**arguments)
     run_root = _latest_run(out / "kfp")
 
     model_name = arguments.get("model_name", "state_st")
     after = serving_record(str(repository), model_name)
-    published = after.version if after and (before is None or after.version != before.version) else None
+    published = (
+        after.version
+        if after and (before is None or after.version != before.version)
+        else None
+    )
     pipeline_root = out / "kfp"
-    metrics_task = task_output(pipeline_root, "evaluate-model", "executor_output.json").parent
+    metrics_task = task_output(
+        pipeline_root, "evaluate-model", "executor_output.json"
+    ).parent
     result = LocalRunResult(
-        run_root=run_root, model_repository=repository, published_version=published,
+        run_root=run_root,
+        model_repository=repository,
+        published_version=published,
         gate_decision=run_root / "promotion-gate" / "decision",
         metrics=metrics_from_metadata(_executor_metadata(metrics_task, "metrics")),
-        report_html=task_output(pipeline_root, "evaluate-model", "report"))
+        report_html=task_output(pipeline_root, "evaluate-model", "report"),
+    )
     if options.query and published is not None:
         run_dir = task_output(pipeline_root, "train-model", "model")
         data_file = next((out / "data" / "synth").glob("*.h5ad"))
@@ -164,11 +225,18 @@ def _executor_metadata(task_dir: Path, output: str) -> dict:
     import json
 
     executor_output = json.loads((task_dir / "executor_output.json").read_text())
-    artifacts = executor_output.get("artifacts", {}).get(output, {}).get("artifacts", [])
+    artifacts = (
+        executor_output.get("artifacts", {}).get(output, {}).get("artifacts", [])
+    )
     return artifacts[0].get("metadata", {}) if artifacts else {}
 
 
-def predict_locally(model_run: str | Path, adata: str | Path, pipeline_root: str | Path, triton_url: str = "") -> Path:
+def predict_locally(
+    model_run: str | Path,
+    adata: str | Path,
+    pipeline_root: str | Path,
+    triton_url: str = "",
+) -> Path:
     """Run the batch-inference pipeline through kfp.local; returns the predicted h5ad."""
     from kfp import local
 
@@ -176,10 +244,19 @@ def predict_locally(model_run: str | Path, adata: str | Path, pipeline_root: str
     from pipelines.settings import PipelineSettings
 
     root = Path(pipeline_root).resolve()
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(root),
+        raise_on_error=True,
+    )
     build_batch_inference_pipeline(PipelineSettings(retries=0))(
-        model_uri=str(Path(model_run).resolve()), adata_uri=str(Path(adata).resolve()), triton_url=triton_url)
+        model_uri=str(Path(model_run).resolve()),
+        adata_uri=str(Path(adata).resolve()),
+        triton_url=triton_url,
+    )
     runs = sorted(root.glob("state-batch-infer-*"))
     if not runs or not (runs[-1] / "predict-cells" / "predictions").is_file():
-        raise ArtifactError(f"{root}: the batch-inference run left no predictions; see the task log above")
+        raise ArtifactError(
+            f"{root}: the batch-inference run left no predictions; see the task log above"
+        )
     return runs[-1] / "predict-cells" / "predictions"

@@ -23,8 +23,11 @@ def build_retraining_pipeline(settings: PipelineSettings | None = None):
     settings = settings or PipelineSettings()
     training = build_training_pipeline(settings)
 
-    @dsl.pipeline(name=PIPELINE_NAME, description="Retrain and republish the State Transition model when its "
-                                                  "training data has changed (for recurring runs).")
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="Retrain and republish the State Transition model when its "
+        "training data has changed (for recurring runs).",
+    )
     def state_retrain(
         experiment_toml: str,
         model_repository: str,
@@ -59,14 +62,32 @@ def build_retraining_pipeline(settings: PipelineSettings | None = None):
             gpu_count: GPUs per training task.
             gpu_node_selector: Node selector of the GPU node pool.
         """
-        check = step(data_changed(experiment_toml=experiment_toml, model_repository=model_repository,
-                                  model_name=model_name, force=force),
-                     settings, "data changed?", cache=False)
+        check = step(
+            data_changed(
+                experiment_toml=experiment_toml,
+                model_repository=model_repository,
+                model_name=model_name,
+                force=force,
+            ),
+            settings,
+            "data changed?",
+            cache=False,
+        )
         with dsl.If(check.output == True, name="retrain"):
-            training(experiment_toml=experiment_toml, model_repository=model_repository, model_name=model_name,
-                     model_preset=model_preset, baseline_preset=baseline_preset, train_overrides=train_overrides,
-                     baseline_overrides=baseline_overrides,
-                     gate_metric=gate_metric, higher_is_better=higher_is_better, min_improvement=min_improvement,
-                     gpu_resource=gpu_resource, gpu_count=gpu_count, gpu_node_selector=gpu_node_selector)
+            training(
+                experiment_toml=experiment_toml,
+                model_repository=model_repository,
+                model_name=model_name,
+                model_preset=model_preset,
+                baseline_preset=baseline_preset,
+                train_overrides=train_overrides,
+                baseline_overrides=baseline_overrides,
+                gate_metric=gate_metric,
+                higher_is_better=higher_is_better,
+                min_improvement=min_improvement,
+                gpu_resource=gpu_resource,
+                gpu_count=gpu_count,
+                gpu_node_selector=gpu_node_selector,
+            )
 
     return state_retrain

@@ -24,25 +24,41 @@ class PipelineSettings:
     retries: int = 3  # per preemptible step; 0 for local runs, where a failure is a bug, not a preemption
 
 
-def step(task: dsl.PipelineTask, settings: PipelineSettings, name: str, *, cache: bool,
-         preemptible: bool = False) -> dsl.PipelineTask:
+def step(
+    task: dsl.PipelineTask,
+    settings: PipelineSettings,
+    name: str,
+    *,
+    cache: bool,
+    preemptible: bool = False,
+) -> dsl.PipelineTask:
     """Image, display name, caching and retries of one task.
 
     cache: pure steps (same inputs, same outputs) are reused by a rerun; steps that read outside state
     (the serving repository) must always run. preemptible: steps on spot nodes retry with backoff, and
     training resumes from its last checkpoint.
     """
-    task.set_container_image(settings.image).set_display_name(name).set_caching_options(cache)
+    task.set_container_image(settings.image).set_display_name(name).set_caching_options(
+        cache
+    )
     if preemptible and settings.retries > 0:
-        task.set_retry(num_retries=settings.retries, backoff_duration="60s", backoff_factor=2.0,
-                       backoff_max_duration="1800s")
+        task.set_retry(
+            num_retries=settings.retries,
+            backoff_duration="60s",
+            backoff_factor=2.0,
+            backoff_max_duration="1800s",
+        )
     return task
 
 
-def on_gpu(task: dsl.PipelineTask, gpu_resource: str, gpu_count: int, gpu_node_selector: dict) -> dsl.PipelineTask:
+def on_gpu(
+    task: dsl.PipelineTask, gpu_resource: str, gpu_count: int, gpu_node_selector: dict
+) -> dsl.PipelineTask:
     """Request `gpu_count` of `gpu_resource`, schedule on the chosen GPU node pool and tolerate its taint."""
     task.set_accelerator_type(gpu_resource).set_accelerator_limit(gpu_count)
     task.set_cpu_request("4").set_memory_request("32G").set_memory_limit("64G")
     kubernetes.add_node_selector_json(task, gpu_node_selector)
-    kubernetes.add_toleration(task, key=GPU_TOLERATION_KEY, operator="Exists", effect="NoSchedule")
+    kubernetes.add_toleration(
+        task, key=GPU_TOLERATION_KEY, operator="Exists", effect="NoSchedule"
+    )
     return task

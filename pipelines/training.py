@@ -1,9 +1,9 @@
 """Training pipeline: split -> embed -> train ST and a baseline -> evaluate both -> gate -> export -> publish.
 
-    experiment TOML ─ split ─┬─ embed ─┬─ train ST ─────── evaluate ─┐
-                             │         └─ train baseline ─ evaluate ─┴─ promotion gate
-                             │                                              │ promote?
-                             └──────────────────────────────── export ONNX ─ publish to Triton repository
+experiment TOML ─ split ─┬─ embed ─┬─ train ST ─────── evaluate ─┐
+                         │         └─ train baseline ─ evaluate ─┴─ promotion gate
+                         │                                              │ promote?
+                         └──────────────────────────────── export ONNX ─ publish to Triton repository
 """
 
 # No `from __future__ import annotations`: KFP reads the parameter types from real annotations.
@@ -26,8 +26,11 @@ def build_training_pipeline(settings: PipelineSettings | None = None):
     """The training pipeline for one compile-time setting (image)."""
     settings = settings or PipelineSettings()
 
-    @dsl.pipeline(name=PIPELINE_NAME, description="Train a State Transition model, gate it against a baseline "
-                                                  "and the serving model, and publish it to Triton.")
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="Train a State Transition model, gate it against a baseline "
+        "and the serving model, and publish it to Triton.",
+    )
     def state_train(
         experiment_toml: str,
         model_repository: str,
@@ -78,38 +81,101 @@ def build_training_pipeline(settings: PipelineSettings | None = None):
             gpu_count: GPUs per training task.
             gpu_node_selector: Node selector of the GPU node pool, e.g. {"cloud.google.com/gke-accelerator": "nvidia-l4"}.
         """
-        split = step(split_cells(experiment_toml=experiment_toml, seed=split_seed, pert_col=pert_col,
-                                 cell_type_key=cell_type_key, batch_col=batch_col, control_pert=control_pert),
-                     settings, "split", cache=True)
-        embed = step(embed_cells(experiment_toml=experiment_toml, method=embed_method, num_hvgs=num_hvgs,
-                                 se_model_dir=se_model_dir),
-                     settings, "embed", cache=True).after(split)
+        split = step(
+            split_cells(
+                experiment_toml=experiment_toml,
+                seed=split_seed,
+                pert_col=pert_col,
+                cell_type_key=cell_type_key,
+                batch_col=batch_col,
+                control_pert=control_pert,
+            ),
+            settings,
+            "split",
+            cache=True,
+        )
+        embed = step(
+            embed_cells(
+                experiment_toml=experiment_toml,
+                method=embed_method,
+                num_hvgs=num_hvgs,
+                se_model_dir=se_model_dir,
+            ),
+            settings,
+            "embed",
+            cache=True,
+        ).after(split)
 
         trained = {}
-        for role, preset, overrides in (("candidate", model_preset, train_overrides),
-                                        ("baseline", baseline_preset, baseline_overrides)):
-            train = step(train_model(embedded=embed.outputs["embedded"], split=split.outputs["split"],
-                                     model_preset=preset, overrides=overrides),
-                         settings, f"train {role}", cache=True, preemptible=True)
+        for role, preset, overrides in (
+            ("candidate", model_preset, train_overrides),
+            ("baseline", baseline_preset, baseline_overrides),
+        ):
+            train = step(
+                train_model(
+                    embedded=embed.outputs["embedded"],
+                    split=split.outputs["split"],
+                    model_preset=preset,
+                    overrides=overrides,
+                ),
+                settings,
+                f"train {role}",
+                cache=True,
+                preemptible=True,
+            )
             kubernetes.set_timeout(train, settings.train_timeout_s)
-            if role == "candidate":  # baselines are a few means over the training cells; CPU is enough
+            if (
+                role == "candidate"
+            ):  # baselines are a few means over the training cells; CPU is enough
                 on_gpu(train, gpu_resource, gpu_count, gpu_node_selector)
-            evaluate = step(evaluate_model(model=train.outputs["model"]),
-                            settings, f"evaluate {role}", cache=True, preemptible=True)
+            evaluate = step(
+                evaluate_model(model=train.outputs["model"]),
+                settings,
+                f"evaluate {role}",
+                cache=True,
+                preemptible=True,
+            )
             trained[role] = (train, evaluate)
 
-        (candidate_train, candidate_eval), (_, baseline_eval) = trained["candidate"], trained["baseline"]
-        gate = step(promotion_gate(candidate=candidate_eval.outputs["metrics"], baseline=baseline_eval.outputs["metrics"],
-                                   model_repository=model_repository, model_name=model_name, metric=gate_metric,
-                                   higher_is_better=higher_is_better, min_improvement=min_improvement),
-                    settings, "promotion gate", cache=False)
+        (candidate_train, candidate_eval), (_, baseline_eval) = (
+            trained["candidate"],
+            trained["baseline"],
+        )
+        gate = step(
+            promotion_gate(
+                candidate=candidate_eval.outputs["metrics"],
+                baseline=baseline_eval.outputs["metrics"],
+                model_repository=model_repository,
+                model_name=model_name,
+                metric=gate_metric,
+                higher_is_better=higher_is_better,
+                min_improvement=min_improvement,
+            ),
+            settings,
+            "promotion gate",
+            cache=False,
+        )
 
         with dsl.If(gate.outputs["Output"] == True, name="promote"):
-            export = step(export_onnx(model=candidate_train.outputs["model"]),
-                          settings, "export ONNX", cache=True, preemptible=True)
-            step(publish_model(onnx_model=export.outputs["onnx_model"], metrics=candidate_eval.outputs["metrics"],
-                               model_repository=model_repository, model_name=model_name,
-                               experiment_toml=experiment_toml, triton_backend=triton_backend),
-                 settings, "publish to Triton", cache=False)
+            export = step(
+                export_onnx(model=candidate_train.outputs["model"]),
+                settings,
+                "export ONNX",
+                cache=True,
+                preemptible=True,
+            )
+            step(
+                publish_model(
+                    onnx_model=export.outputs["onnx_model"],
+                    metrics=candidate_eval.outputs["metrics"],
+                    model_repository=model_repository,
+                    model_name=model_name,
+                    experiment_toml=experiment_toml,
+                    triton_backend=triton_backend,
+                ),
+                settings,
+                "publish to Triton",
+                cache=False,
+            )
 
     return state_train

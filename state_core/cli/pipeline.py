@@ -33,10 +33,18 @@ def _run(args: argparse.Namespace) -> int:
     from pipelines.local_run import LocalRunOptions, run_local
 
     if not args.local:
-        print("error: only --local runs are supported here; use `state pipeline submit` for a Kubeflow host")
+        print(
+            "error: only --local runs are supported here; use `state pipeline submit` for a Kubeflow host"
+        )
         return 2
-    result = run_local(LocalRunOptions(out_dir=args.out, params=args.param, query=not args.no_query,
-                                       cache=not args.no_cache))
+    result = run_local(
+        LocalRunOptions(
+            out_dir=args.out,
+            params=args.param,
+            query=not args.no_query,
+            cache=not args.no_cache,
+        )
+    )
     print(result.summary())
     return 0
 
@@ -44,7 +52,12 @@ def _run(args: argparse.Namespace) -> int:
 def _target(args: argparse.Namespace):
     from pipelines.kfp_host import KfpTarget
 
-    return KfpTarget(host=args.host, experiment=args.experiment, namespace=args.namespace, settings=_settings(args))
+    return KfpTarget(
+        host=args.host,
+        experiment=args.experiment,
+        namespace=args.namespace,
+        settings=_settings(args),
+    )
 
 
 def _submit(args: argparse.Namespace) -> int:
@@ -59,23 +72,45 @@ def _schedule(args: argparse.Namespace) -> int:
     from pipelines.kfp_host import schedule_runs
 
     job = args.job_name or f"{args.name}-recurring"
-    recurring_id = schedule_runs(_target(args), args.name, args.cron, args.param, job_name=job,
-                                 max_concurrency=args.max_concurrency)
-    print(f"recurring run {recurring_id} ({job}, cron {args.cron!r}) created on {args.host}")
+    recurring_id = schedule_runs(
+        _target(args),
+        args.name,
+        args.cron,
+        args.param,
+        job_name=job,
+        max_concurrency=args.max_concurrency,
+    )
+    print(
+        f"recurring run {recurring_id} ({job}, cron {args.cron!r}) created on {args.host}"
+    )
     return 0
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--image", help="container image for every task (default: the project image tag)")
+    p.add_argument(
+        "--image",
+        help="container image for every task (default: the project image tag)",
+    )
 
 
 def _add_host(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", choices=PIPELINE_NAMES, help="which pipeline")
-    p.add_argument("--host", required=True, help="Kubeflow Pipelines API, e.g. http://localhost:8080")
-    p.add_argument("--experiment", default="state", help="experiment to file the run under [state]")
+    p.add_argument(
+        "--host",
+        required=True,
+        help="Kubeflow Pipelines API, e.g. http://localhost:8080",
+    )
+    p.add_argument(
+        "--experiment", default="state", help="experiment to file the run under [state]"
+    )
     p.add_argument("--namespace", help="profile namespace on multi-user Kubeflow")
-    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="pipeline parameter (JSON values allowed), repeatable")
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="pipeline parameter (JSON values allowed), repeatable",
+    )
     _add_common(p)
 
 
@@ -83,19 +118,53 @@ def register(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("compile", help="compile a pipeline to YAML for the Kubeflow UI")
-    p.add_argument("name", nargs="?", choices=PIPELINE_NAMES, default="train", help="which pipeline [train]")
-    p.add_argument("--out", required=True, help="output .yaml file, or a folder with --all")
-    p.add_argument("--all", action="store_true", help="compile every pipeline into the --out folder")
+    p.add_argument(
+        "name",
+        nargs="?",
+        choices=PIPELINE_NAMES,
+        default="train",
+        help="which pipeline [train]",
+    )
+    p.add_argument(
+        "--out", required=True, help="output .yaml file, or a folder with --all"
+    )
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="compile every pipeline into the --out folder",
+    )
     _add_common(p)
     p.set_defaults(func=_compile)
 
-    p = sub.add_parser("run", help="run the training pipeline on this machine (kfp.local) and query the model")
-    p.add_argument("--local", action="store_true", help="run with kfp.local's subprocess runner")
-    p.add_argument("--out", default="pipeline_out", help="folder for data, pipeline outputs and the model repository")
-    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a training-pipeline parameter, repeatable")
-    p.add_argument("--no-query", action="store_true", help="skip serving the published model and querying it")
-    p.add_argument("--no-cache", action="store_true", help="rerun every step instead of reusing earlier results")
+    p = sub.add_parser(
+        "run",
+        help="run the training pipeline on this machine (kfp.local) and query the model",
+    )
+    p.add_argument(
+        "--local", action="store_true", help="run with kfp.local's subprocess runner"
+    )
+    p.add_argument(
+        "--out",
+        default="pipeline_out",
+        help="folder for data, pipeline outputs and the model repository",
+    )
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a training-pipeline parameter, repeatable",
+    )
+    p.add_argument(
+        "--no-query",
+        action="store_true",
+        help="skip serving the published model and querying it",
+    )
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="rerun every step instead of reusing earlier results",
+    )
     p.set_defaults(func=_run)
 
     p = sub.add_parser("submit", help="start one run on a Kubeflow Pipelines host")
@@ -103,9 +172,19 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--run-name", help="name shown in the Runs list")
     p.set_defaults(func=_submit)
 
-    p = sub.add_parser("schedule", help="create a recurring run on a Kubeflow Pipelines host")
+    p = sub.add_parser(
+        "schedule", help="create a recurring run on a Kubeflow Pipelines host"
+    )
     _add_host(p)
-    p.add_argument("--cron", required=True, help="cron expression, 5 fields ('0 2 * * *') or 6 with seconds")
-    p.add_argument("--job-name", help="name of the recurring run [<pipeline>-recurring]")
-    p.add_argument("--max-concurrency", type=int, default=1, help="runs allowed at once [1]")
+    p.add_argument(
+        "--cron",
+        required=True,
+        help="cron expression, 5 fields ('0 2 * * *') or 6 with seconds",
+    )
+    p.add_argument(
+        "--job-name", help="name of the recurring run [<pipeline>-recurring]"
+    )
+    p.add_argument(
+        "--max-concurrency", type=int, default=1, help="runs allowed at once [1]"
+    )
     p.set_defaults(func=_schedule)

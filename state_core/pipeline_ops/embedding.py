@@ -42,7 +42,9 @@ def _h5ad_files(location: str, cache_dir: Path) -> list[Path]:
 
     files = list_files(location)
     if not files:
-        raise DataError(f"{location}: no .h5ad/.h5 files found; fix the path under [datasets] in the experiment TOML")
+        raise DataError(
+            f"{location}: no .h5ad/.h5 files found; fix the path under [datasets] in the experiment TOML"
+        )
     return [localize(f, cache_dir) for f in files]
 
 
@@ -57,15 +59,28 @@ def _embed_file(source: Path, target: Path, options: EmbedOptions) -> None:
         transform_h5ad(options.se_model_dir, str(source), str(target))
 
 
-def embed_experiment(toml_path: str | Path, out_dir: str | Path, options: EmbedOptions) -> Path:
+def embed_experiment(
+    toml_path: str | Path, out_dir: str | Path, options: EmbedOptions
+) -> Path:
     """Embed every dataset of the experiment; return the path of the rewritten TOML inside `out_dir`."""
     if options.method not in METHODS:
-        raise ConfigError("embed", Problem("method", f"unknown embed method {options.method!r}",
-                                           f"use one of {', '.join(METHODS)}"))
+        raise ConfigError(
+            "embed",
+            Problem(
+                "method",
+                f"unknown embed method {options.method!r}",
+                f"use one of {', '.join(METHODS)}",
+            ),
+        )
     if options.method == "se" and not options.se_model_dir:
-        raise ConfigError("embed", Problem("se_model_dir", "empty", "give the SE run folder to embed with"))
+        raise ConfigError(
+            "embed",
+            Problem("se_model_dir", "empty", "give the SE run folder to embed with"),
+        )
     toml_path = _local_toml(str(toml_path), Path(out_dir) / ".cache")
-    resolved = load_experiment(toml_path).datasets  # raises ConfigError listing every structural problem
+    resolved = load_experiment(
+        toml_path
+    ).datasets  # raises ConfigError listing every structural problem
     document = _raw_document(toml_path)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -78,7 +93,9 @@ def embed_experiment(toml_path: str | Path, out_dir: str | Path, options: EmbedO
         target_dir.mkdir(exist_ok=True)
         for file in _h5ad_files(source, out / ".cache"):
             _embed_file(file, target_dir / file.name, options)
-        datasets[name] = name  # relative to the rewritten TOML, so the folder can move as one artifact
+        datasets[name] = (
+            name  # relative to the rewritten TOML, so the folder can move as one artifact
+        )
     document["datasets"] = datasets
     rewritten = out / EXPERIMENT_TOML
     rewritten.write_text(dumps(document))
@@ -88,4 +105,8 @@ def embed_experiment(toml_path: str | Path, out_dir: str | Path, options: EmbedO
 def _local_toml(toml_uri: str, cache_dir: Path) -> Path:
     from state_core.storage import localize
 
-    return localize(toml_uri, cache_dir) if toml_uri.startswith("gs://") else Path(toml_uri)
+    return (
+        localize(toml_uri, cache_dir)
+        if toml_uri.startswith("gs://")
+        else Path(toml_uri)
+    )

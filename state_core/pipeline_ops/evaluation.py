@@ -18,7 +18,9 @@ from pathlib import Path
 from state_core.errors import ArtifactError
 
 UNDEFINED_KEY = "undefined_metrics"
-AGG_FILE = "agg_results.csv"  # one per test cell type: <out>/<cell type>/agg_results.csv
+AGG_FILE = (
+    "agg_results.csv"  # one per test cell type: <out>/<cell type>/agg_results.csv
+)
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,9 @@ def read_agg_means(path: Path) -> dict[str, float]:
         for row in csv.DictReader(f):
             if row.get("statistic") == "mean":
                 return {k: _float(v) for k, v in row.items() if k != "statistic"}
-    raise ArtifactError(f"{path}: no 'mean' row in the statistic column; rerun the evaluation")
+    raise ArtifactError(
+        f"{path}: no 'mean' row in the statistic column; rerun the evaluation"
+    )
 
 
 def mean_over_files(paths: list[Path]) -> dict[str, float]:
@@ -56,11 +60,18 @@ def combine_reports(reports: list[Path], out_path: Path) -> Path:
     sections = []
     for report in reports:
         text = report.read_text(encoding="utf-8")
-        body = re.search(r"<body[^>]*>(.*)</body>", text, flags=re.DOTALL | re.IGNORECASE)
+        body = re.search(
+            r"<body[^>]*>(.*)</body>", text, flags=re.DOTALL | re.IGNORECASE
+        )
         title = html.escape(report.parent.name)
-        sections.append(f'<section><h1>Cell type: {title}</h1>\n{body.group(1) if body else text}</section>')
-    out_path.write_text("<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>State evaluation</title></head>"
-                        "<body>\n" + "\n<hr>\n".join(sections) + "\n</body></html>\n", encoding="utf-8")
+        sections.append(
+            f"<section><h1>Cell type: {title}</h1>\n{body.group(1) if body else text}</section>"
+        )
+    out_path.write_text(
+        '<!doctype html>\n<html><head><meta charset="utf-8"><title>State evaluation</title></head>'
+        "<body>\n" + "\n<hr>\n".join(sections) + "\n</body></html>\n",
+        encoding="utf-8",
+    )
     return out_path
 
 
@@ -71,17 +82,23 @@ def evaluate_run(run_dir: str | Path, out_dir: str | Path) -> EvaluationSummary:
     folder = predict_test_split(run_dir, evaluate=True, out_dir=out_dir)
     agg_files = sorted(folder.rglob(AGG_FILE))
     if not agg_files:
-        raise ArtifactError(f"{folder}: evaluation wrote no {AGG_FILE}; does the test split hold perturbed cells?")
+        raise ArtifactError(
+            f"{folder}: evaluation wrote no {AGG_FILE}; does the test split hold perturbed cells?"
+        )
     reports = sorted(folder.rglob("report.html"))
     if not reports:
         raise ArtifactError(f"{folder}: the evaluation wrote no report.html")
     report = combine_reports(reports, folder / "evaluation_report.html")
-    return EvaluationSummary(metrics=mean_over_files(agg_files), report_html=report, folder=folder)
+    return EvaluationSummary(
+        metrics=mean_over_files(agg_files), report_html=report, folder=folder
+    )
 
 
 def metrics_to_metadata(metrics: Mapping[str, float]) -> dict[str, float | str]:
     """Finite metrics as numbers, the names of undefined ones in one comma-separated entry."""
-    metadata: dict[str, float | str] = {k: float(v) for k, v in metrics.items() if math.isfinite(v)}
+    metadata: dict[str, float | str] = {
+        k: float(v) for k, v in metrics.items() if math.isfinite(v)
+    }
     undefined = sorted(k for k, v in metrics.items() if not math.isfinite(v))
     if undefined:
         metadata[UNDEFINED_KEY] = ",".join(undefined)
@@ -90,7 +107,11 @@ def metrics_to_metadata(metrics: Mapping[str, float]) -> dict[str, float | str]:
 
 def metrics_from_metadata(metadata: Mapping[str, object]) -> dict[str, float]:
     """Inverse of `metrics_to_metadata`; other metadata entries (e.g. display names) are ignored."""
-    metrics = {k: float(v) for k, v in metadata.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    metrics = {
+        k: float(v)
+        for k, v in metadata.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
     for name in str(metadata.get(UNDEFINED_KEY, "")).split(","):
         if name:
             metrics[name] = math.nan

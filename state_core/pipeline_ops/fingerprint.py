@@ -16,7 +16,11 @@ def _file_identity(uri: str) -> str:
     if is_gcs(uri):
         bucket, name = split_gcs_uri(uri)
         blob = gcs_client().bucket(bucket).get_blob(name)
-        return f"{uri}|missing" if blob is None else f"{uri}|{blob.generation}|{blob.size}|{blob.md5_hash}"
+        return (
+            f"{uri}|missing"
+            if blob is None
+            else f"{uri}|{blob.generation}|{blob.size}|{blob.md5_hash}"
+        )
     stat = Path(uri).stat()
     return f"{uri}|{stat.st_size}|{stat.st_mtime_ns}"
 
@@ -33,7 +37,9 @@ def experiment_fingerprint(toml_uri: str | Path) -> str:
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
-def data_changed_since_serving(toml_uri: str | Path, model_repository: str, model_name: str) -> bool:
+def data_changed_since_serving(
+    toml_uri: str | Path, model_repository: str, model_name: str
+) -> bool:
     """True unless the serving model's publish record carries this exact data fingerprint."""
     from state_core.pipeline_ops.publish_record import serving_record
 

@@ -39,14 +39,23 @@ def _metric_value(metrics: Mapping[str, float], metric: str, which: str) -> floa
         known = ", ".join(sorted(metrics)) or "(no metrics)"
         raise ConfigError(
             f"{which} metrics",
-            Problem(metric, f"gate metric is not among the {which} model's metrics: {known}",
-                    "pick one of those as the pipeline's gate_metric parameter"),
+            Problem(
+                metric,
+                f"gate metric is not among the {which} model's metrics: {known}",
+                "pick one of those as the pipeline's gate_metric parameter",
+            ),
         )
     return float(metrics[metric])
 
 
-def _beats(candidate: float, other: float, higher_is_better: bool, min_improvement: float) -> bool:
-    return candidate - other > min_improvement if higher_is_better else other - candidate > min_improvement
+def _beats(
+    candidate: float, other: float, higher_is_better: bool, min_improvement: float
+) -> bool:
+    return (
+        candidate - other > min_improvement
+        if higher_is_better
+        else other - candidate > min_improvement
+    )
 
 
 def should_promote(
@@ -65,27 +74,49 @@ def should_promote(
     """
     candidate = _metric_value(candidate_metrics, metric, "candidate")
     baseline = _metric_value(baseline_metrics, metric, "baseline")
-    serving = None if serving_metrics is None else _metric_value(serving_metrics, metric, "serving")
+    serving = (
+        None
+        if serving_metrics is None
+        else _metric_value(serving_metrics, metric, "serving")
+    )
 
     def decide(promote: bool, reason: str) -> PromotionDecision:
-        return PromotionDecision(promote, metric, higher_is_better, candidate, baseline, serving, reason)
+        return PromotionDecision(
+            promote, metric, higher_is_better, candidate, baseline, serving, reason
+        )
 
     if math.isnan(candidate):
-        return decide(False, f"The candidate's {metric} is NaN; check its evaluation output.")
+        return decide(
+            False, f"The candidate's {metric} is NaN; check its evaluation output."
+        )
     if math.isnan(baseline):
-        return decide(False, f"The baseline's {metric} is NaN, so the candidate cannot be shown to beat it; "
-                             "choose a gate metric the baseline defines.")
+        return decide(
+            False,
+            f"The baseline's {metric} is NaN, so the candidate cannot be shown to beat it; "
+            "choose a gate metric the baseline defines.",
+        )
     if not _beats(candidate, baseline, higher_is_better, min_improvement):
-        return decide(False, f"The candidate does not beat the baseline on {metric} "
-                             f"(margin required: {min_improvement:g}).")
+        return decide(
+            False,
+            f"The candidate does not beat the baseline on {metric} "
+            f"(margin required: {min_improvement:g}).",
+        )
     if serving is None:
-        return decide(True, "The candidate beats the baseline and no model is serving yet.")
+        return decide(
+            True, "The candidate beats the baseline and no model is serving yet."
+        )
     if math.isnan(serving):
-        return decide(True, f"The candidate beats the baseline; the serving model's {metric} is NaN, "
-                            "so any defined value replaces it.")
+        return decide(
+            True,
+            f"The candidate beats the baseline; the serving model's {metric} is NaN, "
+            "so any defined value replaces it.",
+        )
     if not _beats(candidate, serving, higher_is_better, min_improvement):
-        return decide(False, f"The candidate beats the baseline but not the serving model on {metric} "
-                             f"(margin required: {min_improvement:g}).")
+        return decide(
+            False,
+            f"The candidate beats the baseline but not the serving model on {metric} "
+            f"(margin required: {min_improvement:g}).",
+        )
     return decide(True, "The candidate beats both the baseline and the serving model.")
 
 
@@ -107,9 +138,33 @@ def gate_against_repository(
 
     record = serving_record(model_repository, model_name)
     if record is not None and metric not in record.metrics:
-        decision = should_promote(candidate_metrics, baseline_metrics, None, metric, higher_is_better, min_improvement)
-        reason = (f"Serving version {record.version} of {model_name} has no recorded {metric}; "
-                  "republish it through the pipeline or remove it before automatic promotion.")
-        return PromotionDecision(False, metric, higher_is_better, decision.candidate, decision.baseline, None, reason)
+        decision = should_promote(
+            candidate_metrics,
+            baseline_metrics,
+            None,
+            metric,
+            higher_is_better,
+            min_improvement,
+        )
+        reason = (
+            f"Serving version {record.version} of {model_name} has no recorded {metric}; "
+            "republish it through the pipeline or remove it before automatic promotion."
+        )
+        return PromotionDecision(
+            False,
+            metric,
+            higher_is_better,
+            decision.candidate,
+            decision.baseline,
+            None,
+            reason,
+        )
     serving = None if record is None else record.metrics
-    return should_promote(candidate_metrics, baseline_metrics, serving, metric, higher_is_better, min_improvement)
+    return should_promote(
+        candidate_metrics,
+        baseline_metrics,
+        serving,
+        metric,
+        higher_is_better,
+        min_improvement,
+    )

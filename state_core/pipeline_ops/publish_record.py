@@ -48,8 +48,10 @@ class PublishRecord:
                 extra={str(k): str(v) for k, v in raw.get("extra", {}).items()},
             )
         except (ValueError, KeyError, TypeError, AttributeError) as err:
-            raise ArtifactError(f"{where}: not a valid publish record ({err!r}); "
-                                "delete it or republish that model version") from err
+            raise ArtifactError(
+                f"{where}: not a valid publish record ({err!r}); "
+                "delete it or republish that model version"
+            ) from err
 
 
 _SPECIFIC_VERSIONS = re.compile(r"specific\s*:\s*\{\s*versions\s*:\s*\[([\d\s,]*)\]")
@@ -84,7 +86,9 @@ def write_record(repository: str, record: PublishRecord) -> str:
     """Write the record into its version folder (which must exist); returns its URI."""
     store = RepositoryStore(repository)
     if record.version not in store.versions(record.model_name):
-        raise ArtifactError(f"{store.uri(record.model_name, record.version)}: model version folder does not exist; "
-                            "publish the model before its record")
+        raise ArtifactError(
+            f"{store.uri(record.model_name, record.version)}: model version folder does not exist; "
+            "publish the model before its record"
+        )
     store.write_text(record.to_json(), record.model_name, record.version, RECORD_NAME)
     return store.uri(record.model_name, record.version, RECORD_NAME)

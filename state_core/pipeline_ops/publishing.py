@@ -31,7 +31,9 @@ def publish_version(
         version=published.version,
         metrics={str(k): float(v) for k, v in metrics.items()},
         run_uri=run_uri,
-        data_fingerprint=experiment_fingerprint(experiment_toml) if experiment_toml else "",
+        data_fingerprint=experiment_fingerprint(experiment_toml)
+        if experiment_toml
+        else "",
     )
     write_record(repository, record)
     return record

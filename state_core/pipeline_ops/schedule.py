@@ -11,7 +11,15 @@ import re
 from state_core.errors import ConfigError, Problem
 
 _FIELD = re.compile(r"^[0-9A-Za-z*?,/\-]+$")
-_SHORTHANDS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+_SHORTHANDS = (
+    "@yearly",
+    "@annually",
+    "@monthly",
+    "@weekly",
+    "@daily",
+    "@midnight",
+    "@hourly",
+)
 
 
 def to_kfp_cron(expression: str) -> str:
@@ -25,8 +33,11 @@ def to_kfp_cron(expression: str) -> str:
         detail = f"characters not allowed in {bad}" if bad else f"{len(fields)} fields"
         raise ConfigError(
             "--cron",
-            Problem(repr(expression), f"not a cron expression ({detail})",
-                    "use five fields 'min hour day month weekday' (e.g. '0 2 * * *' for 02:00 daily), "
-                    "six with seconds first, or @daily/@weekly"),
+            Problem(
+                repr(expression),
+                f"not a cron expression ({detail})",
+                "use five fields 'min hour day month weekday' (e.g. '0 2 * * *' for 02:00 daily), "
+                "six with seconds first, or @daily/@weekly",
+            ),
         )
     return text if len(fields) == 6 else "0 " + text

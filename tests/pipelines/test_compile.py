@@ -34,7 +34,9 @@ def _documents(path: Path) -> tuple[dict, dict]:
 def _tasks(spec: dict) -> dict[str, dict]:
     """Every task of the pipeline, nested condition DAGs included, keyed by display name."""
     found = {}
-    for dag in [spec["root"]["dag"]] + [c["dag"] for c in spec["components"].values() if "dag" in c]:
+    for dag in [spec["root"]["dag"]] + [
+        c["dag"] for c in spec["components"].values() if "dag" in c
+    ]:
         for task in dag["tasks"].values():
             found[task["taskInfo"]["name"]] = task
     return found
@@ -42,7 +44,9 @@ def _tasks(spec: dict) -> dict[str, dict]:
 
 @pytest.mark.parametrize("name", sorted(PIPELINES))
 def test_matches_golden_file(compiled, name):
-    assert compiled[name].read_bytes() == (GOLDEN / f"{name}.yaml").read_bytes(), f"regenerate with: {REGENERATE}"
+    assert compiled[name].read_bytes() == (GOLDEN / f"{name}.yaml").read_bytes(), (
+        f"regenerate with: {REGENERATE}"
+    )
 
 
 def test_compiles_byte_identically_twice(compiled, tmp_path):
@@ -58,20 +62,34 @@ def test_loads_back_with_kfp(compiled, name):
 
 def test_training_task_requests_gpu_from_run_parameters(compiled):
     spec, _ = _documents(compiled["train"])
-    resources = spec["deploymentSpec"]["executors"]["exec-train-model"]["container"]["resources"]
-    assert resources["accelerator"]["resourceCount"] == "{{$.inputs.parameters['pipelinechannel--gpu_count']}}"
-    assert resources["accelerator"]["resourceType"] == "{{$.inputs.parameters['pipelinechannel--gpu_resource']}}"
+    resources = spec["deploymentSpec"]["executors"]["exec-train-model"]["container"][
+        "resources"
+    ]
+    assert (
+        resources["accelerator"]["resourceCount"]
+        == "{{$.inputs.parameters['pipelinechannel--gpu_count']}}"
+    )
+    assert (
+        resources["accelerator"]["resourceType"]
+        == "{{$.inputs.parameters['pipelinechannel--gpu_resource']}}"
+    )
 
 
 def test_baseline_training_stays_on_cpu(compiled):
     spec, _ = _documents(compiled["train"])
-    assert "accelerator" not in spec["deploymentSpec"]["executors"]["exec-train-model-2"]["container"].get(
-        "resources", {})
+    assert "accelerator" not in spec["deploymentSpec"]["executors"][
+        "exec-train-model-2"
+    ]["container"].get("resources", {})
 
 
 def test_preemptible_steps_retry_and_gate_never_caches(compiled):
     tasks = _tasks(_documents(compiled["train"])[0])
-    for name in ("train candidate", "train baseline", "evaluate candidate", "export ONNX"):
+    for name in (
+        "train candidate",
+        "train baseline",
+        "evaluate candidate",
+        "export ONNX",
+    ):
         assert tasks[name]["retryPolicy"]["maxRetryCount"] == 3, name
     assert tasks["split"]["cachingOptions"] == {"enableCache": True}
     assert tasks["promotion gate"]["cachingOptions"] == {}
@@ -89,8 +107,12 @@ def test_publish_runs_only_under_the_gate_condition(compiled):
 def test_kubernetes_settings_on_gpu_task(compiled):
     _, executors = _documents(compiled["train"])
     train = executors["exec-train-model"]
-    assert train["nodeSelector"] == {"nodeSelectorJson": {"componentInputParameter": "gpu_node_selector"}}
-    assert train["tolerations"] == [{"effect": "NoSchedule", "key": "nvidia.com/gpu", "operator": "Exists"}]
+    assert train["nodeSelector"] == {
+        "nodeSelectorJson": {"componentInputParameter": "gpu_node_selector"}
+    }
+    assert train["tolerations"] == [
+        {"effect": "NoSchedule", "key": "nvidia.com/gpu", "operator": "Exists"}
+    ]
     assert train["activeDeadlineSeconds"] == "86400"
     assert "nodeSelector" not in executors["exec-train-model-2"]
 
@@ -99,8 +121,9 @@ def test_kubernetes_settings_on_gpu_task(compiled):
 def test_every_parameter_has_a_description(compiled, name):
     spec, _ = _documents(compiled[name])
     parameters = spec["root"]["inputDefinitions"]["parameters"]
-    assert all(p.get("description") for p in parameters.values()), [k for k, p in parameters.items()
-                                                                      if not p.get("description")]
+    assert all(p.get("description") for p in parameters.values()), [
+        k for k, p in parameters.items() if not p.get("description")
+    ]
 
 
 def test_components_do_not_pip_install_at_pod_start(compiled):
@@ -110,7 +133,11 @@ def test_components_do_not_pip_install_at_pod_start(compiled):
 
 
 def test_image_setting_reaches_every_task(tmp_path):
-    path = compile_pipeline("train", tmp_path / "t.yaml", PipelineSettings(image="registry.local/state:dev"))
+    path = compile_pipeline(
+        "train", tmp_path / "t.yaml", PipelineSettings(image="registry.local/state:dev")
+    )
     spec, _ = _documents(path)
-    images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
+    images = {
+        e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()
+    }
     assert images == {"registry.local/state:dev"}

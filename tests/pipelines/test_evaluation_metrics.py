@@ -36,7 +36,11 @@ def test_nan_metrics_round_trip_through_strict_json():
     metrics = {"pearson_delta": 0.5, "de_spearman_sig": math.nan}
     metadata = json.loads(json.dumps(metrics_to_metadata(metrics), allow_nan=False))
     back = metrics_from_metadata({**metadata, "display_name": "metrics"})
-    assert back["pearson_delta"] == 0.5 and math.isnan(back["de_spearman_sig"]) and "display_name" not in back
+    assert (
+        back["pearson_delta"] == 0.5
+        and math.isnan(back["de_spearman_sig"])
+        and "display_name" not in back
+    )
 
 
 def test_reports_of_all_cell_types_end_up_in_one_page(tmp_path):
@@ -44,6 +48,14 @@ def test_reports_of_all_cell_types_end_up_in_one_page(tmp_path):
 
     for cell_type in ("hepg2", "k562"):
         (tmp_path / cell_type).mkdir()
-        (tmp_path / cell_type / "report.html").write_text(f"<html><body><p>{cell_type} table</p></body></html>")
-    page = combine_reports(sorted(tmp_path.rglob("report.html")), tmp_path / "all.html").read_text()
-    assert page.count("<section>") == 2 and "hepg2 table" in page and "Cell type: k562" in page
+        (tmp_path / cell_type / "report.html").write_text(
+            f"<html><body><p>{cell_type} table</p></body></html>"
+        )
+    page = combine_reports(
+        sorted(tmp_path.rglob("report.html")), tmp_path / "all.html"
+    ).read_text()
+    assert (
+        page.count("<section>") == 2
+        and "hepg2 table" in page
+        and "Cell type: k562" in page
+    )

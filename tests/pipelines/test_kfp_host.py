@@ -14,7 +14,12 @@ from pipelines.kfp_host import KfpTarget, submit_run
 from state_core.cli.main import main
 from state_core.errors import ConfigError
 
-REQUIRED = ["--param", "experiment_toml=gs://bucket/exp.toml", "--param", "model_repository=gs://bucket/models"]
+REQUIRED = [
+    "--param",
+    "experiment_toml=gs://bucket/exp.toml",
+    "--param",
+    "model_repository=gs://bucket/models",
+]
 
 
 @dataclass
@@ -32,10 +37,20 @@ class KfpStub(BaseHTTPRequestHandler):
     def _answer(self) -> None:
         size = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(size) if size else b""
-        self.requests.append(Recorded(self.command, self.path, json.loads(raw) if raw else {}))
+        self.requests.append(
+            Recorded(self.command, self.path, json.loads(raw) if raw else {})
+        )
         if "/experiments" in self.path:
-            reply = {"experiments": [{"experiment_id": "exp-1", "display_name": "state"}], "total_size": 1} \
-                if self.command == "GET" else {"experiment_id": "exp-1", "display_name": "state"}
+            reply = (
+                {
+                    "experiments": [
+                        {"experiment_id": "exp-1", "display_name": "state"}
+                    ],
+                    "total_size": 1,
+                }
+                if self.command == "GET"
+                else {"experiment_id": "exp-1", "display_name": "state"}
+            )
         elif "/recurringruns" in self.path:
             reply = {"recurring_run_id": "rr-1"}
         elif "/runs" in self.path:
@@ -68,41 +83,88 @@ def kfp_host() -> Iterator[tuple[str, list[Recorded]]]:
 
 
 def _posted(recorded: list[Recorded], suffix: str) -> dict:
-    bodies = [r.body for r in recorded if r.method == "POST" and r.path.endswith(suffix)]
+    bodies = [
+        r.body for r in recorded if r.method == "POST" and r.path.endswith(suffix)
+    ]
     assert len(bodies) == 1, [r.path for r in recorded]
     return bodies[0]
 
 
 def test_submit_posts_compiled_pipeline_with_typed_parameters(kfp_host, capsys):
     host, recorded = kfp_host
-    code = main(["pipeline", "submit", "train", "--host", host, *REQUIRED, "--param", "gpu_count=2",
-                 "--param", 'gpu_node_selector={"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"}'])
+    code = main(
+        [
+            "pipeline",
+            "submit",
+            "train",
+            "--host",
+            host,
+            *REQUIRED,
+            "--param",
+            "gpu_count=2",
+            "--param",
+            'gpu_node_selector={"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"}',
+        ]
+    )
     assert code == 0 and "run-1" in capsys.readouterr().out
     body = _posted(recorded, "/apis/v2beta1/runs")
     assert body["experiment_id"] == "exp-1"
-    assert body["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "state-train"
+    assert (
+        body["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "state-train"
+    )
     assert "kubernetes" in body["pipeline_spec"]["platform_spec"]["platforms"]
     parameters = body["runtime_config"]["parameters"]
     assert parameters["gpu_count"] == 2
-    assert parameters["gpu_node_selector"] == {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"}
+    assert parameters["gpu_node_selector"] == {
+        "cloud.google.com/gke-accelerator": "nvidia-h100-80gb"
+    }
 
 
 def test_schedule_posts_six_field_cron_without_catchup(kfp_host):
     host, recorded = kfp_host
-    code = main(["pipeline", "schedule", "retrain", "--host", host, "--cron", "0 2 * * *",
-                 "--job-name", "nightly-retrain", *REQUIRED])
+    code = main(
+        [
+            "pipeline",
+            "schedule",
+            "retrain",
+            "--host",
+            host,
+            "--cron",
+            "0 2 * * *",
+            "--job-name",
+            "nightly-retrain",
+            *REQUIRED,
+        ]
+    )
     assert code == 0
     body = _posted(recorded, "/apis/v2beta1/recurringruns")
     assert body["trigger"]["cron_schedule"]["cron"] == "0 0 2 * * *"
     assert body["display_name"] == "nightly-retrain"
     assert int(body["max_concurrency"]) == 1
     assert body["no_catchup"] is True
-    assert body["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "state-retrain"
+    assert (
+        body["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"]
+        == "state-retrain"
+    )
 
 
 def test_bad_cron_fails_before_contacting_the_host(kfp_host, capsys):
     host, recorded = kfp_host
-    assert main(["pipeline", "schedule", "retrain", "--host", host, "--cron", "every night", *REQUIRED]) == 2
+    assert (
+        main(
+            [
+                "pipeline",
+                "schedule",
+                "retrain",
+                "--host",
+                host,
+                "--cron",
+                "every night",
+                *REQUIRED,
+            ]
+        )
+        == 2
+    )
     assert "--cron" in capsys.readouterr().err
     assert recorded == []
 
@@ -112,5 +174,9 @@ def test_unknown_and_missing_parameters_are_reported_together(kfp_host):
     with pytest.raises(ConfigError) as err:
         submit_run(KfpTarget(host=host), "train", ["gpu_cont=2"])
     message = str(err.value)
-    assert "gpu_cont" in message and "experiment_toml" in message and "model_repository" in message
+    assert (
+        "gpu_cont" in message
+        and "experiment_toml" in message
+        and "model_repository" in message
+    )
     assert recorded == []

@@ -24,14 +24,22 @@ def test_without_a_pinned_version_the_highest_numeric_version_serves(tmp_path):
     write_record(str(tmp_path), PublishRecord("m", 10, {"r": 0.5}, run_uri="runs/x"))
     assert serving_version(str(tmp_path), "m") == 10
     record = serving_record(str(tmp_path), "m")
-    assert record is not None and record.metrics == {"r": 0.5} and record.run_uri == "runs/x"
+    assert (
+        record is not None
+        and record.metrics == {"r": 0.5}
+        and record.run_uri == "runs/x"
+    )
 
 
 def test_the_version_pinned_in_config_pbtxt_serves_after_a_rollback(tmp_path):
     for version in ("1", "2"):
         (tmp_path / "m" / version).mkdir(parents=True)
-        write_record(str(tmp_path), PublishRecord("m", int(version), {"r": float(version)}))
-    (tmp_path / "m" / "config.pbtxt").write_text('name: "m"\nversion_policy: { specific: { versions: [ 1 ] } }\n')
+        write_record(
+            str(tmp_path), PublishRecord("m", int(version), {"r": float(version)})
+        )
+    (tmp_path / "m" / "config.pbtxt").write_text(
+        'name: "m"\nversion_policy: { specific: { versions: [ 1 ] } }\n'
+    )
     assert serving_record(str(tmp_path), "m").metrics == {"r": 1.0}
 
 
@@ -51,8 +59,15 @@ def test_corrupt_record_names_the_file(tmp_path):
         serving_record(str(tmp_path), "m")
 
 
-@pytest.mark.parametrize("given, expected", [("0 2 * * *", "0 0 2 * * *"), ("30 0 2 * * 1", "30 0 2 * * 1"),
-                                             ("@daily", "@daily"), ("  */15  * * * * ", "0 */15 * * * *")])
+@pytest.mark.parametrize(
+    "given, expected",
+    [
+        ("0 2 * * *", "0 0 2 * * *"),
+        ("30 0 2 * * 1", "30 0 2 * * 1"),
+        ("@daily", "@daily"),
+        ("  */15  * * * * ", "0 */15 * * * *"),
+    ],
+)
 def test_cron_becomes_six_fields(given, expected):
     assert to_kfp_cron(given) == expected
 
@@ -64,8 +79,12 @@ def test_bad_cron_is_a_config_error(bad):
 
 
 def test_toml_round_trips_experiment_tables():
-    document = {"datasets": {"ds": "/data/ds"}, "training": {"ds": "train"},
-                "zeroshot": {"ds.ct_a": "test"}, "fewshot": {"ds.ct_b": {"val": ["g1"], "test": ["g2", "g3"]}}}
+    document = {
+        "datasets": {"ds": "/data/ds"},
+        "training": {"ds": "train"},
+        "zeroshot": {"ds.ct_a": "test"},
+        "fewshot": {"ds.ct_b": {"val": ["g1"], "test": ["g2", "g3"]}},
+    }
     assert tomllib.loads(dumps(document)) == document
 
 
@@ -73,7 +92,9 @@ def test_precomputed_embedding_rewrites_dataset_paths(tmp_path):
     (tmp_path / "data" / "ds").mkdir(parents=True)
     toml = tmp_path / "data" / "exp.toml"
     toml.write_text('[datasets]\nds = "ds"\n\n[training]\nds = "train"\n')
-    rewritten = embed_experiment(toml, tmp_path / "out", EmbedOptions(method="precomputed"))
+    rewritten = embed_experiment(
+        toml, tmp_path / "out", EmbedOptions(method="precomputed")
+    )
     document = tomllib.loads(rewritten.read_text())
     assert document["datasets"]["ds"] == str((tmp_path / "data" / "ds").resolve())
     assert document["training"] == {"ds": "train"}
@@ -81,7 +102,9 @@ def test_precomputed_embedding_rewrites_dataset_paths(tmp_path):
 
 def test_unknown_embed_method_lists_valid_ones(tmp_path):
     with pytest.raises(ConfigError, match="precomputed, hvg, se"):
-        embed_experiment(tmp_path / "x.toml", tmp_path / "out", EmbedOptions(method="pca"))
+        embed_experiment(
+            tmp_path / "x.toml", tmp_path / "out", EmbedOptions(method="pca")
+        )
 
 
 def _experiment(tmp_path):
@@ -100,9 +123,16 @@ def test_retraining_skips_unchanged_data_and_runs_on_changed_data(tmp_path):
 
     toml = _experiment(tmp_path)
     repository = tmp_path / "repo"
-    assert data_changed_since_serving(str(toml), str(repository), "m")  # nothing serving yet
+    assert data_changed_since_serving(
+        str(toml), str(repository), "m"
+    )  # nothing serving yet
     (repository / "m" / "1").mkdir(parents=True)
-    write_record(str(repository), PublishRecord("m", 1, {"r": 1.0}, data_fingerprint=experiment_fingerprint(toml)))
+    write_record(
+        str(repository),
+        PublishRecord(
+            "m", 1, {"r": 1.0}, data_fingerprint=experiment_fingerprint(toml)
+        ),
+    )
     assert not data_changed_since_serving(str(toml), str(repository), "m")
     (tmp_path / "ds" / "b.h5ad").write_bytes(b"new cells")
     assert data_changed_since_serving(str(toml), str(repository), "m")
