@@ -3,6 +3,11 @@
 Same numbers as numba-mwu's asymptotic method (used by pdex/cell-eval): average ranks, tie-corrected
 variance, 0.5 continuity correction, p = 2 * Phi(-z) with z from max(U1, U2), clipped to [0, 1],
 and p = 1 when every value of a gene is identical.
+
+Kernels (all exact: U and the tie term are integer or half-integer sums, so every kernel gives the
+same bits): `mannwhitneyu_columns` ranks any values; `PooledReference` and `SortedReference` test many
+groups against one control through the IEEE bits of non-negative float32 values; `ReferenceTests`
+picks between them.
 """
 
 from __future__ import annotations
@@ -225,7 +230,8 @@ class ReferenceTests:
     (`SortedReference`). Other dtypes or negative values use the generic ranking.
     """
 
-    POOLED_MAX_RATIO = 4
+    # 100-cell groups, 2,000 genes: pooled 3.4 ms vs sorted 11 ms at a 4x reference, equal at ~8x
+    POOLED_MAX_RATIO = 6
 
     def __init__(self, ref: np.ndarray) -> None:
         self.ref = ref

@@ -110,7 +110,7 @@ def test_reference_tests_pick_a_kernel_with_the_same_numbers():
     rng = np.random.default_rng(5)
     y = _tied_nonnegative(rng, 60, 30)
     tests = ReferenceTests(y)
-    for n1 in (5, 40):  # 60 > 4 * 5: sorted reference; 60 <= 4 * 40: pooled
+    for n1 in (5, 40):  # 60 > 6 * 5: sorted reference; 60 <= 6 * 40: pooled
         x = _tied_nonnegative(rng, n1, 30)
         for a, b in zip(mannwhitneyu_columns(x, y), tests.test(x)):
             np.testing.assert_array_equal(a, b)
