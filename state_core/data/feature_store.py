@@ -13,13 +13,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from state_core.atomic import atomic_path
 from state_core.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -128,17 +128,11 @@ def build_feature_store(
     target = folder / f"store-{key}-{_fingerprint(sources, key, dtype)}.npy"
     if not target.is_file():
         log.info("converting %s rows of %s to an uncompressed store %s (one-off)", n_rows, key, target)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}-", suffix=".npy", dir=folder)
-        os.close(fd)
-        try:
+        with atomic_path(target, suffix=".npy") as tmp:
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np_dtype, shape=(n_rows, width))
             _fill(out, sources, key)
             out.flush()
             del out
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
     array = np.load(target, mmap_mode="r")
     if array.shape != (n_rows, width) or array.dtype != np_dtype:
         raise DataError(f"{target}: cached store has shape {array.shape} {array.dtype}; delete it to rebuild")

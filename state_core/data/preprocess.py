@@ -13,8 +13,6 @@ drawn with a seeded generator. The original drew controls from all cell types an
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import anndata as ad
@@ -22,6 +20,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from state_core.atomic import atomic_path
 from state_core.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -49,17 +48,9 @@ def read_h5ad(path: str | Path) -> ad.AnnData:
 
 def write_h5ad_atomic(adata: ad.AnnData, path: str | Path) -> Path:
     """Write to a temp file next to `path`, then rename, so a failure never leaves a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp.h5ad")
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".tmp.h5ad") as tmp:
         adata.write_h5ad(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return Path(path)
 
 
 # ---------------------------------------------------------------------------------------------------

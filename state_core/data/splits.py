@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from state_core.atomic import atomic_path
 from state_core.config.experiment import SPLITS, ExperimentConfig, ObsColumns, load_experiment
 from state_core.data.catalog import FileLabels, perturbed_split_masks, role_of, scan_experiment
 from state_core.errors import ArtifactError
@@ -120,13 +119,8 @@ class SplitManifest:
 
 
 def _write_atomic(path: Path, write: Callable[[Any], Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_path(path) as tmp, tmp.open("wb") as handle:
+        write(handle)
 
 
 def _generator(seed: int, *names: str) -> np.random.Generator:

@@ -14,8 +14,6 @@ Everything is drawn from one seeded generator, so the same `SynthSpec` always gi
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +22,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from state_core.atomic import atomic_write_text
 from state_core.errors import DataError
 
 _CELL_TYPE_NAMES = ("K562", "RPE1", "Jurkat", "HepG2", "HEK293T", "A549", "MCF7", "HeLa")
@@ -258,13 +257,6 @@ def _toml_list(values: list[str]) -> str:
     return "[" + ", ".join(_toml_str(v) for v in values) + "]"
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-
-
 def _add_embedding(adata: ad.AnnData, key: str, dim: int, seed: int) -> None:
     """A dense, deterministic low-dimensional embedding (random projection of X_hvg) for embed_key tests."""
     hvg = adata.obsm["X_hvg"]
@@ -325,8 +317,8 @@ def write_synthetic_experiment(
         + f"val = {_toml_list(fewshot_val)}\ntest = {_toml_list(fewshot_test)}\n"
     )
     zeroshot_toml, fewshot_toml = out_dir / "zeroshot.toml", out_dir / "fewshot.toml"
-    _write_text_atomic(zeroshot_toml, zeroshot)
-    _write_text_atomic(fewshot_toml, fewshot)
+    atomic_write_text(zeroshot_toml, zeroshot)
+    atomic_write_text(fewshot_toml, fewshot)
     return SynthExperiment(
         h5ad_paths=paths,
         zeroshot_toml=zeroshot_toml,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Iterable, Literal, Sequence
 
 import numpy as np
 
+from state_core.atomic import atomic_write_text
 from state_core.errors import DataError, UnknownLabelError
 
 VOCAB_FORMAT = "state_core.vocab"
@@ -98,17 +98,7 @@ class Vocab:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write JSON atomically (temp file in the same folder, then rename)."""
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".vocab-", suffix=".json", dir=target.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(self.to_json_dict(), fh, indent=1)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return target
+        return atomic_write_text(path, json.dumps(self.to_json_dict(), indent=1))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Vocab":

@@ -7,11 +7,10 @@ columns of `pred_genes`. Plain JSON, written atomically.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from state_core.atomic import atomic_write_text
 from state_core.errors import ArtifactError, UnknownLabelError
 from state_core.export.spec import ModelSignature
 
@@ -60,13 +59,7 @@ class ModelMetadata:
         )
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        with os.fdopen(fd, "w") as f:
-            json.dump(self.to_json(), f, indent=1)
-        os.replace(tmp, path)
-        return path
+        return atomic_write_text(path, json.dumps(self.to_json(), indent=1))
 
     @classmethod
     def load(cls, path: str | Path) -> ModelMetadata:

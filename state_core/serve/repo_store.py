@@ -12,6 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from state_core.atomic import atomic_write_text
 from state_core.errors import ServingError
 from state_core.storage import gcs_client, is_gcs, split_gcs_uri, upload_tree
 
@@ -75,12 +76,7 @@ class RepositoryStore:
             bucket, name = split_gcs_uri(self.uri(*parts))
             gcs_client().bucket(bucket).blob(name).upload_from_string(text, content_type="text/plain")
             return
-        path = Path(self.uri(*parts))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        atomic_write_text(Path(self.uri(*parts)), text)
 
     def remove_version(self, model: str, version: int) -> None:
         if self.remote:

@@ -7,16 +7,13 @@ the destination folder and are renamed into place, so a failed transfer leaves n
 from __future__ import annotations
 
 import glob
-import os
 import posixpath
 import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from google.api_core import exceptions as gcs_errors
 
+from state_core.atomic import atomic_path
 from state_core.errors import DataError
 from state_core.storage.gcs import gcs_client
 from state_core.storage.uris import (
@@ -96,24 +93,10 @@ def exists(uri: str) -> bool:
     return any(True for _ in client.list_blobs(bucket, prefix=prefix, max_results=1))
 
 
-@contextmanager
-def atomic_target(path: Path) -> Iterator[Path]:
-    """A temporary file next to `path`, renamed onto it only when the block succeeds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def download(uri: str, local_path: str | Path) -> Path:
     """Copy `uri` (gs:// or local) to `local_path`."""
     local_path = Path(local_path)
-    with atomic_target(local_path) as tmp:
+    with atomic_path(local_path) as tmp:
         if is_gcs(uri):
             bucket, name = split_gcs_uri(uri)
             try:
@@ -140,7 +123,7 @@ def upload(local: str | Path, uri: str) -> str:
         # one request per object: GCS makes the object visible only once the upload completes
         gcs_client().bucket(bucket).blob(name).upload_from_filename(str(local))
     else:
-        with atomic_target(Path(uri).expanduser()) as tmp:
+        with atomic_path(Path(uri).expanduser()) as tmp:
             shutil.copyfile(local, tmp)
     return uri
 

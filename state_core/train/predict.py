@@ -17,10 +17,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from state_core.atomic import atomic_write_text
 from state_core.data.splits import SplitManifest
 from state_core.errors import ArtifactError
 from state_core.train.data_setup import prepare_run_data
-from state_core.train.run_folder import SPLIT_DIR, VOCAB_FILE, atomic_write_text, load_run
+from state_core.train.run_folder import SPLIT_DIR, VOCAB_FILE, load_run
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,6 @@ Nothing here is pickled: checkpoints hold only tensors, numbers and strings and 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from state_core.atomic import atomic_path, atomic_write_text
 from state_core.config.train_config import TrainConfig, load_config
 from state_core.data.vocab import Vocab
 from state_core.errors import ArtifactError
@@ -56,22 +55,12 @@ class LoadedRun:
         return f"{self.config.name}"
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def save_model(run_dir: Path, model: nn.Module, kind: str, resolved: dict[str, Any]) -> None:
     """Write `model.json` ({kind, model: STConfig, loss}) and `model.safetensors` (atomically, weights first)."""
     run_dir = Path(run_dir)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=f".{WEIGHTS_FILE}.")
-    os.close(fd)
-    save_file(state, tmp, metadata={"format": str(MODEL_FORMAT), "kind": kind})
-    os.replace(tmp, run_dir / WEIGHTS_FILE)
+    with atomic_path(run_dir / WEIGHTS_FILE) as tmp:
+        save_file(state, str(tmp), metadata={"format": str(MODEL_FORMAT), "kind": kind})
     atomic_write_text(run_dir / MODEL_FILE, json.dumps({"format": MODEL_FORMAT, "kind": kind, **resolved}, indent=2))
 
 
