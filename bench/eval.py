@@ -2,8 +2,9 @@
 
 Pairs as in the cell-eval trial: 2,000 genes, 1 control + N perturbations x 100 cells (N = 20 and 100).
 cell-eval is installed from PyPI into its own venv under --cache-dir (not committed); without network
-the comparison is skipped and only our timings are printed. Timings are wall seconds of each CLI
-process (imports included) in the same run; the machine may be shared, so read ratios, not seconds.
+the comparison is skipped and only our timings are printed. Timings are wall and CPU (user + sys)
+seconds of each CLI process (imports included) in the same run; the machine may be shared, so read
+ratios, not seconds.
 
     python bench/eval.py [--n-perts 20 100] [--profile full] [--cache-dir DIR] [--skip-cell-eval]
 """
