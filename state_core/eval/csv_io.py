@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -33,10 +33,14 @@ def write_columns_csv(columns: dict[str, np.ndarray | Labels], path: Path) -> No
         import pyarrow as pa
         import pyarrow.csv as pa_csv
     except ImportError:
-        write_table_csv(pd.DataFrame({k: v if isinstance(v, np.ndarray) else v.values() for k, v in columns.items()}), path)
+        write_table_csv(
+            pd.DataFrame({k: v if isinstance(v, np.ndarray) else v.values() for k, v in columns.items()}), path
+        )
         return
     arrays = {
-        name: pa.array(col) if isinstance(col, np.ndarray) else pa.DictionaryArray.from_arrays(col.codes, pa.array(col.names))
+        name: pa.array(col)
+        if isinstance(col, np.ndarray)
+        else pa.DictionaryArray.from_arrays(col.codes, pa.array(col.names))
         for name, col in columns.items()
     }
     tmp = path.with_name(f".{path.name}.tmp")
@@ -44,5 +48,5 @@ def write_columns_csv(columns: dict[str, np.ndarray | Labels], path: Path) -> No
     tmp.replace(path)
 
 
-def _options(pa_csv):  # noqa: ANN001, ANN202 - pyarrow.csv module
+def _options(pa_csv: Any) -> Any:  # the pyarrow.csv module, imported lazily
     return pa_csv.WriteOptions(quoting_style="needed")
