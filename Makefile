@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/state demo --out demo_out
+	$(BIN)/state pipeline run --local --out demo_out
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests

@@ -22,7 +22,6 @@ GROUPS: dict[str, tuple[str, str]] = {
     "export": ("state_core.cli.export", "export models to ONNX and Triton model repositories"),
     "serve": ("state_core.cli.serve", "serve a Triton model repository locally"),
     "pipeline": ("state_core.cli.pipeline", "Kubeflow pipelines: compile, run locally, submit, schedule"),
-    "demo": ("state_core.cli.demo", "run the main job end to end on a bundled synthetic dataset"),
 }
 
 

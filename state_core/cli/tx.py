@@ -69,6 +69,14 @@ def _preprocess_infer(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import_arc(args: argparse.Namespace) -> int:
+    from state_core.models.arc_import import import_arc_state_run
+
+    result = import_arc_state_run(args.model_dir, args.output, checkpoint=args.checkpoint)
+    print(f"imported into {result.run_dir}")
+    return 0
+
+
 def register(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -103,6 +111,12 @@ def register(parser: argparse.ArgumentParser) -> None:
     _flag(p, "seed", type=int, default=0)
     _flag(p, "triton", default=None, metavar="HOST:PORT", help="run the model on a Triton server over gRPC")
     p.set_defaults(func=_infer)
+
+    p = sub.add_parser("import_arc", help="import a published arc-state run folder (restricted unpickling)")
+    _flag(p, "model_dir", required=True, help="arc-state folder: config.yaml, var_dims.pkl, checkpoints/*.ckpt")
+    _flag(p, "output", required=True, help="new run folder to write (must not exist)")
+    _flag(p, "checkpoint", default="final.ckpt", help="checkpoint file name in <model_dir>/checkpoints")
+    p.set_defaults(func=_import_arc)
 
     p = sub.add_parser("preprocess_train", help="normalise, log1p and select HVGs into obsm['X_hvg']")
     _flag(p, "adata", required=True)
