@@ -37,7 +37,7 @@ def make_data(n_cells: int) -> Path:
     return out
 
 
-def ours(data: Path, steps: int) -> float:
+def ours(data: Path, steps: int, precision: str = "auto") -> float:
     """Wall seconds of `state tx train` for `steps` steps (subprocess, like a user runs it)."""
     run = CACHE / "runs_ours"
     cmd = [sys.executable, "-m", "state_core.cli.main", "tx", "train",
@@ -46,7 +46,8 @@ def ours(data: Path, steps: int) -> float:
            "data.kwargs.control_pert=non-targeting", f"training.max_steps={steps}", "training.val_freq=100000",
            "training.ckpt_every_n_steps=100000", f"training.batch_size={B}", "training.lr=1e-4",
            f"model.kwargs.cell_set_len={S}", f"model.kwargs.hidden_dim={HIDDEN}", "model=state_sm",
-           "training.progress_bar=false", f"output_dir={run}", "name=bench", "overwrite=true"]
+           "training.progress_bar=false", f"training.precision={precision}", f"output_dir={run}", "name=bench",
+           "overwrite=true"]
     start = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - start
@@ -88,7 +89,8 @@ def peer(python: Path, data: Path, steps: int) -> float:
     """)
     env = dict(os.environ, WANDB_MODE="disabled")
     start = time.perf_counter()
-    subprocess.run([str(python), "-c", script], check=True, cwd=CACHE, env=env, stdout=subprocess.DEVNULL,
+    # cell-load resolves relative dataset paths against the working directory, not the TOML file
+    subprocess.run([str(python), "-c", script], check=True, cwd=data, env=env, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
     return time.perf_counter() - start
 
@@ -109,14 +111,21 @@ def main() -> int:
     short, long = args.steps
     result: dict[str, float | str] = {"config": f"state_sm hidden={HIDDEN} S={S} B={B} X_hvg={HVG}",
                                       "threads": str(os.cpu_count())}
+    from state_core.train.fit import resolve_precision
+
+    result["ours_auto_precision"] = resolve_precision("auto")
     result["ours_cells_per_s"] = round(steady_cells_per_s(lambda n: ours(data, n), short, long), 1)
-    print(f"ours:      {result['ours_cells_per_s']:>8} cells/s", flush=True)
+    print(f"ours (precision auto = {result['ours_auto_precision']}): {result['ours_cells_per_s']:>8} cells/s", flush=True)
+    result["ours_fp32_cells_per_s"] = round(steady_cells_per_s(lambda n: ours(data, n, "32-true"), short, long), 1)
+    print(f"ours (32-true):  {result['ours_fp32_cells_per_s']:>8} cells/s", flush=True)
     python = None if args.no_peer else ensure_peer()
     if python is not None:
         try:
             result["arc_state_cells_per_s"] = round(steady_cells_per_s(lambda n: peer(python, data, n), short, long), 1)
             result["ratio"] = round(result["ours_cells_per_s"] / result["arc_state_cells_per_s"], 2)
-            print(f"arc-state: {result['arc_state_cells_per_s']:>8} cells/s   ratio {result['ratio']}x (target >= 2x)")
+            result["ratio_fp32"] = round(result["ours_fp32_cells_per_s"] / result["arc_state_cells_per_s"], 2)
+            print(f"arc-state (fp32): {result['arc_state_cells_per_s']:>8} cells/s   ratio {result['ratio']}x "
+                  f"(target >= 2x); fp32 against fp32 {result['ratio_fp32']}x")
         except subprocess.CalledProcessError as err:
             print(f"arc-state run failed ({err}); reference figure from the spec: {REFERENCE_ARC_CELLS_PER_S} cells/s")
     else:

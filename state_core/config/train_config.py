@@ -74,7 +74,7 @@ class TrainingConfig:
     accelerator: str = "auto"  # auto | cpu | gpu
     devices: Any = "auto"  # auto | N | [ids]
     strategy: str = "auto"  # auto | ddp | ...
-    precision: str = "auto"  # auto = bf16-mixed on GPU, 32-true on CPU
+    precision: str = "auto"  # auto = bf16-mixed on GPUs and bf16-capable CPUs, else 32-true
     progress_bar: bool = True
     limit_val_batches: int = 50
 

@@ -45,10 +45,26 @@ def _manifest(cfg: TrainConfig, run_dir: Path) -> SplitManifest:
     return run_split(kw.toml_config_path, run_dir / SPLIT_DIR, _columns(cfg), kw.split_seed)
 
 
+def cpu_has_fast_bf16() -> bool:
+    """True on CPUs with bf16 matrix instructions (AVX512-BF16 or AMX), where oneDNN runs bf16 matmuls
+    about twice as fast as fp32 (measured 1.8x for state_sm training on a 2-core AMD EPYC)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_precision(precision: str, accelerator: str = "auto") -> str:
+    """`auto`: bf16 autocast (weights, norms and losses stay fp32) on GPUs and on CPUs with fast bf16
+    matmuls, full fp32 elsewhere. Anything else is passed to Lightning as given."""
+    if precision != "auto":
+        return precision
+    on_gpu = torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
+    return "bf16-mixed" if on_gpu or cpu_has_fast_bf16() else "32-true"
+
+
 def _precision(cfg: TrainConfig) -> str:
-    if cfg.training.precision != "auto":
-        return cfg.training.precision
-    return "bf16-mixed" if torch.cuda.is_available() else "32-true"
+    return resolve_precision(cfg.training.precision, cfg.training.accelerator)
 
 
 def _prepare_folder(cfg: TrainConfig) -> tuple[Path, Path | None]:

@@ -66,3 +66,13 @@ def test_resolved_config_round_trips(tmp_path):
     cfg = parse_overrides(README_COMMAND)
     save_config(cfg, tmp_path / "config.yaml")
     assert load_config(tmp_path / "config.yaml") == cfg
+
+
+def test_precision_auto_follows_the_hardware():
+    import torch
+
+    from state_core.train.fit import cpu_has_fast_bf16, resolve_precision
+
+    assert resolve_precision("32-true") == "32-true"
+    expected = "bf16-mixed" if torch.cuda.is_available() or cpu_has_fast_bf16() else "32-true"
+    assert resolve_precision("auto") == expected
