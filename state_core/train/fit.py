@@ -108,7 +108,7 @@ def _trainer(cfg: TrainConfig, run_dir: Path, has_val: bool) -> pl.Trainer:
         accelerator=t.accelerator, devices=t.devices, strategy=t.strategy, precision=_precision(cfg),
         max_steps=t.max_steps, max_epochs=-1, val_check_interval=t.val_freq if has_val else None,
         check_val_every_n_epoch=None, limit_val_batches=t.limit_val_batches if has_val else 0,
-        num_sanity_val_steps=0, gradient_clip_val=t.gradient_clip_val or None, callbacks=callbacks,
+        num_sanity_val_steps=0, callbacks=callbacks,
         logger=loggers, enable_progress_bar=t.progress_bar, log_every_n_steps=min(50, t.max_steps),
         default_root_dir=str(run_dir), enable_model_summary=False, use_distributed_sampler=False,
     )
@@ -127,7 +127,8 @@ def train_st(cfg: TrainConfig) -> Path:
         loss=built.loss,
         optim=OptimConfig(lr=cfg.training.lr, weight_decay=cfg.training.weight_decay,
                           lr_schedule=cfg.training.lr_schedule, warmup_steps=cfg.training.warmup_steps,
-                          max_steps=cfg.training.max_steps),
+                          max_steps=cfg.training.max_steps, gradient_clip_val=cfg.training.gradient_clip_val or None,
+                          fused=_precision(cfg) not in ("16-mixed", "16")),
     )
     trainer = _trainer(cfg, run_dir, has_val=data.has_val)
     if built.requires_training:
