@@ -13,9 +13,6 @@ within the tolerance at shapes other than the export example.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +23,7 @@ import torch
 from state_core.embed.artifact import LoadedSE, load_se_model
 from state_core.embed.transform import resolve_model_dir
 from state_core.errors import ArtifactError
+from state_core.export.onnx_export import export_gated
 from state_core.export.metadata import METADATA_FILE, ModelMetadata
 from state_core.export.spec import ModelSignature, TensorSpec
 from state_core.models.se import SEEncoderGraph
@@ -100,26 +98,9 @@ def export_encoder_onnx(loaded: LoadedSE, out_path: Path, *, shapes: tuple[tuple
     example = random_sentences(*EXAMPLE_SHAPE, vocab_size, seed=99)
     args = (torch.from_numpy(example["gene_ids"]), torch.from_numpy(example["count_feat"]))
     batch, seq = torch.export.Dim("batch", min=1, max=65536), torch.export.Dim("seq", min=2, max=65536)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            program = torch.onnx.export(
-                graph, args, dynamo=True, input_names=["gene_ids", "count_feat"], output_names=["x_state"],
-                dynamic_shapes=({0: batch, 1: seq}, {0: batch, 1: seq}), verbose=False,
-            )
-        program.save(str(tmp))
-        rows = check_parity(graph, tmp, vocab_size, shapes, tolerance)
-        os.replace(tmp, out_path)
-    except Exception as err:
-        tmp.unlink(missing_ok=True)
-        if isinstance(err, ArtifactError):
-            raise
-        raise ArtifactError(f"SE ONNX export to {out_path} failed: {type(err).__name__}: {err}") from err
-    return rows
+    return export_gated(graph, args, ({0: batch, 1: seq}, {0: batch, 1: seq}), out_path,
+                        lambda tmp: check_parity(graph, tmp, vocab_size, shapes, tolerance),
+                        input_names=["gene_ids", "count_feat"], output_names=["x_state"], what="SE ONNX")
 
 
 def write_triton_config(folder: Path, name: str, signature: ModelSignature, backend: str = "onnxruntime") -> Path:

@@ -11,20 +11,22 @@ B and S are dynamic. The file is only written when ONNX Runtime matches PyTorch 
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from torch import nn
 
+from state_core.atomic import atomic_path
 from state_core.errors import ArtifactError
 from state_core.export.parity import DEFAULT_PARITY_SHAPES, ParityReport, check_parity
 from state_core.export.spec import ModelSignature, signature_of_onnx
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 EXAMPLE_SHAPE = (2, 8)  # (batch, set); sizes 0/1 would be specialised by torch.export
 
@@ -114,6 +116,28 @@ def _example_args(inputs: GraphInputs) -> tuple[tuple[torch.Tensor, ...], tuple[
     return tuple(args), tuple(shapes)
 
 
+def export_gated(module: nn.Module, args: tuple, dynamic_shapes: tuple, out_path: Path, gate: Callable[[Path], T], *,
+                 output_names: list[str], input_names: list[str] | None = None, opset: int | None = None,
+                 what: str = "ONNX") -> T:
+    """Dynamo-export `module` to a temp file, run `gate(tmp)` (the parity check, which raises ArtifactError on
+    failure) and move the file to `out_path` only if it passes; returns what the gate returned."""
+    try:
+        with atomic_path(out_path, suffix=".tmp") as tmp:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the exporter warns about things that do not concern the user
+                program = torch.onnx.export(module, args, dynamo=True, dynamic_shapes=dynamic_shapes,
+                                            input_names=input_names, output_names=output_names,
+                                            opset_version=opset, verbose=False)
+            if program is None:
+                raise ArtifactError("torch.onnx.export returned no program")
+            program.save(str(tmp))
+            return gate(tmp)
+    except ArtifactError:
+        raise
+    except Exception as err:
+        raise ArtifactError(f"{what} export to {out_path} failed: {type(err).__name__}: {err}") from err
+
+
 def export_onnx(model: nn.Module, out_path: str | Path, inputs: GraphInputs, *,
                 parity_shapes: tuple[tuple[int, int], ...] = DEFAULT_PARITY_SHAPES, tolerance: float = 1e-5,
                 opset: int | None = None) -> OnnxExport:
@@ -128,27 +152,14 @@ def export_onnx(model: nn.Module, out_path: str | Path, inputs: GraphInputs, *,
     module = graph_module(model, inputs)
     args, dynamic_shapes = _example_args(inputs)
     output_names = ["pred_latent", "pred_genes"] if module.with_genes else ["pred_latent"]
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the exporter warns about things that do not concern the user
-            program = torch.onnx.export(module, args, dynamo=True, dynamic_shapes=dynamic_shapes,
-                                        output_names=output_names, opset_version=opset, verbose=False)
-        if program is None:
-            raise ArtifactError("torch.onnx.export returned no program")
-        program.save(str(tmp))
+
+    def gate(tmp: Path) -> tuple[ModelSignature, ParityReport]:
         signature = signature_of_onnx(tmp)
-        report = check_parity(module, tmp, signature, input_dim=inputs.input_dim,
-                              num_perturbations=inputs.num_perturbations, num_batches=inputs.num_batches,
-                              shapes=parity_shapes, tolerance=tolerance)
-        os.replace(tmp, out_path)
-    except Exception as err:
-        tmp.unlink(missing_ok=True)
-        if isinstance(err, ArtifactError):
-            raise
-        raise ArtifactError(f"ONNX export to {out_path} failed: {type(err).__name__}: {err}") from err
+        return signature, check_parity(module, tmp, signature, input_dim=inputs.input_dim,
+                                       num_perturbations=inputs.num_perturbations, num_batches=inputs.num_batches,
+                                       shapes=parity_shapes, tolerance=tolerance)
+
+    signature, report = export_gated(module, args, dynamic_shapes, out_path, gate, output_names=output_names,
+                                     opset=opset, what="ONNX")
     log.info("exported %s\n%s", out_path, report.summary())
     return OnnxExport(out_path, signature, report)
