@@ -117,11 +117,17 @@ def _trainer(cfg: TrainConfig, run_dir: Path, has_val: bool) -> pl.Trainer:
 def train_st(cfg: TrainConfig) -> Path:
     """Train the configured model (ST preset or baseline); returns the run folder."""
     pl.seed_everything(cfg.training.train_seed, workers=True, verbose=False)
+    fresh = not cfg.run_dir.exists() or cfg.overwrite
     run_dir, resume_from = _prepare_folder(cfg)
-    save_config(cfg, run_dir / CONFIG_FILE)
-    manifest = _manifest(cfg, run_dir)
-    data: RunData = prepare_run_data(cfg, manifest, vocab_path=run_dir / VOCAB_FILE)
-    built = build_run_model(cfg, data)
+    try:
+        save_config(cfg, run_dir / CONFIG_FILE)
+        manifest = _manifest(cfg, run_dir)
+        data: RunData = prepare_run_data(cfg, manifest, vocab_path=run_dir / VOCAB_FILE)
+        built = build_run_model(cfg, data)
+    except Exception:
+        if fresh and resume_from is None:
+            shutil.rmtree(run_dir, ignore_errors=True)  # a bad TOML or config leaves no half-made run folder
+        raise
     module = PerturbationTrainingModule(
         built.model,
         loss=built.loss,

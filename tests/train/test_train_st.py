@@ -88,3 +88,14 @@ def test_predict_writes_one_row_per_test_cell_and_metrics(trained, synth_experim
     summary = json.loads((out / "metrics.json").read_text())
     assert "pearson_delta" in summary["mean"]
     assert (out / synth_experiment.fewshot_cell_type / "report.html").is_file()
+
+
+def test_bad_experiment_leaves_no_run_folder(tmp_path, train_cfg):
+    from state_core.errors import ConfigError
+
+    toml = tmp_path / "bad.toml"
+    toml.write_text('[datasets]\nsynth = "missing_dir"\n[training]\nsynth = "train"\n')
+    cfg = train_cfg(type("E", (), {"fewshot_toml": toml}), tmp_path / "runs", "bad", "training.max_steps=1")
+    with pytest.raises(ConfigError, match="missing_dir"):
+        train_st(cfg)
+    assert not (tmp_path / "runs" / "bad").exists()
