@@ -96,7 +96,8 @@ def load_experiment(path: str | Path) -> ExperimentConfig:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
-        raise ConfigError(source, Problem("(file)", f"cannot read the TOML file: {err}", "check the path of the experiment TOML (--toml or data.kwargs.toml_config_path)")) from err
+        hint = "check the path of the experiment TOML (--toml or data.kwargs.toml_config_path)"
+        raise ConfigError(source, Problem("(file)", f"cannot read the TOML file: {err}", hint)) from err
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
