@@ -12,10 +12,11 @@ def embed_cells(
     method: str,
     num_hvgs: int,
     se_model_dir: str,
+    se_layer: str,
     embedded: Output[Dataset],
 ):
     """Write embedded h5ad files and `experiment.toml` pointing at them (method: precomputed | hvg | se)."""
     from state_core.pipeline_ops.embedding import EmbedOptions, embed_experiment
 
-    options = EmbedOptions(method=method, num_hvgs=num_hvgs, se_model_dir=se_model_dir)
+    options = EmbedOptions(method=method, num_hvgs=num_hvgs, se_model_dir=se_model_dir, se_layer=se_layer)
     embed_experiment(experiment_toml, embedded.path, options)

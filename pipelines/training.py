@@ -43,6 +43,7 @@ def build_training_pipeline(settings: PipelineSettings | None = None):
         embed_method: str = "precomputed",
         num_hvgs: int = 2000,
         se_model_dir: str = "",
+        se_layer: str = "",
         split_seed: int = 0,
         pert_col: str = "gene",
         cell_type_key: str = "cell_type",
@@ -69,6 +70,7 @@ def build_training_pipeline(settings: PipelineSettings | None = None):
             embed_method: How to make model inputs - precomputed (use obsm as given), hvg, or se.
             num_hvgs: Number of highly variable genes when embed_method is hvg.
             se_model_dir: SE run folder when embed_method is se.
+            se_layer: Layer with raw counts for the SE model (e.g. counts); empty reads X.
             split_seed: Seed of the train/val/test split.
             pert_col: obs column holding the perturbation.
             cell_type_key: obs column holding the cell type.
@@ -100,6 +102,7 @@ def build_training_pipeline(settings: PipelineSettings | None = None):
                 method=embed_method,
                 num_hvgs=num_hvgs,
                 se_model_dir=se_model_dir,
+                se_layer=se_layer,
             ),
             settings,
             "embed",

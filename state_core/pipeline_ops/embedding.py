@@ -30,6 +30,7 @@ class EmbedOptions:
     method: str = "precomputed"
     num_hvgs: int = 2000
     se_model_dir: str = ""  # SE run folder, only for method "se"
+    se_layer: str = ""  # read raw counts from layers[se_layer] (e.g. "counts") instead of X; "" = X
 
 
 def _raw_document(toml_path: Path) -> dict:
@@ -56,7 +57,8 @@ def _embed_file(source: Path, target: Path, options: EmbedOptions) -> None:
     else:
         from state_core.embed.transform import transform_h5ad
 
-        transform_h5ad(options.se_model_dir, str(source), str(target))
+        transform_h5ad(options.se_model_dir, str(source), str(target), layer=options.se_layer or None,
+                       progress=False)
 
 
 def embed_experiment(
