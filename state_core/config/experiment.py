@@ -91,6 +91,19 @@ def toml_key(dataset: str, cell_type: str) -> str:
 
 def load_experiment(path: str | Path) -> ExperimentConfig:
     """Read and structurally validate an experiment TOML (see the module docstring)."""
+    cfg, problems = read_experiment(path)
+    if problems:
+        raise ConfigError(cfg.source, problems)
+    return cfg
+
+
+def read_experiment(path: str | Path) -> tuple[ExperimentConfig, list[Problem]]:
+    """Read an experiment TOML; return the usable part of it and every structural problem.
+
+    Unreadable files and TOML syntax errors still raise, since nothing can be checked after them. The
+    returned config leaves out the entries that have problems, so the data checks can run on the rest and
+    report their problems together with these (`state_core.data.splits.run_split`).
+    """
     path = Path(path)
     source = str(path)
     try:
@@ -104,11 +117,19 @@ def load_experiment(path: str | Path) -> ExperimentConfig:
         raise ConfigError(
             source, Problem("(syntax)", f"invalid TOML: {err}", "fix the TOML syntax at that line")
         ) from err
-    return experiment_from_dict(data, source=source, base_dir=path.resolve().parent)
+    return parse_experiment(data, source=source, base_dir=path.resolve().parent)
 
 
 def experiment_from_dict(data: dict[str, Any], source: str, base_dir: Path) -> ExperimentConfig:
     """Validate parsed TOML data; relative dataset paths resolve against `base_dir`."""
+    cfg, problems = parse_experiment(data, source, base_dir)
+    if problems:
+        raise ConfigError(source, problems)
+    return cfg
+
+
+def parse_experiment(data: dict[str, Any], source: str, base_dir: Path) -> tuple[ExperimentConfig, list[Problem]]:
+    """The usable part of parsed TOML data and every structural problem (see `read_experiment`)."""
     problems: list[Problem] = []
     for name in data:
         if name not in TABLES:
@@ -144,9 +165,16 @@ def experiment_from_dict(data: dict[str, Any], source: str, base_dir: Path) -> E
         problems.append(
             Problem("training", "no dataset trains", 'mark at least one dataset as <name> = "train" in [training]')
         )
-    if problems:
-        raise ConfigError(source, problems)
-    return ExperimentConfig(source=source, datasets=datasets, training=training, zeroshot=zeroshot, fewshot=fewshot)
+    # Keep only entries that can be checked against data: their dataset has a path, no zeroshot/fewshot clash.
+    has_path = set(datasets)
+    usable = ExperimentConfig(
+        source=source,
+        datasets=datasets,
+        training=tuple(ds for ds in training if ds in has_path),
+        zeroshot={k: v for k, v in zeroshot.items() if k[0] in has_path},
+        fewshot={k: v for k, v in fewshot.items() if k[0] in has_path and k not in zeroshot},
+    )
+    return usable, problems
 
 
 def _table(data: dict[str, Any], name: str, problems: list[Problem]) -> dict[str, Any]:

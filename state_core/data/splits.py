@@ -33,9 +33,9 @@ from typing import Any
 import numpy as np
 
 from state_core.atomic import atomic_path
-from state_core.config.experiment import SPLITS, ExperimentConfig, ObsColumns, load_experiment
+from state_core.config.experiment import SPLITS, ExperimentConfig, ObsColumns, read_experiment
 from state_core.data.catalog import FileLabels, perturbed_split_masks, role_of, scan_experiment
-from state_core.errors import ArtifactError
+from state_core.errors import ArtifactError, ConfigError
 
 MANIFEST_FILE = "split_manifest.npz"
 SUMMARY_JSON = "split_summary.json"
@@ -259,7 +259,16 @@ def build_split_manifest(
 def run_split(
     toml_path: str | Path, out_dir: str | Path, columns: ObsColumns, seed: int = 0, cache_dir: str | Path | None = None
 ) -> SplitManifest:
-    """The split stage as the CLI and the pipeline component run it: TOML in, artifacts in `out_dir`."""
-    manifest = build_split_manifest(load_experiment(toml_path), columns, seed=seed, cache_dir=cache_dir)
+    """The split stage as the CLI and the pipeline component run it: TOML in, artifacts in `out_dir`.
+
+    Structural problems of the TOML and problems found in the data are reported together, in one error.
+    """
+    cfg, problems = read_experiment(toml_path)
+    try:
+        manifest = build_split_manifest(cfg, columns, seed=seed, cache_dir=cache_dir)
+    except ConfigError as err:
+        raise ConfigError(cfg.source, problems + err.problems) from None
+    if problems:
+        raise ConfigError(cfg.source, problems)
     manifest.save(out_dir)
     return manifest

@@ -182,3 +182,17 @@ def test_cli_reports_config_errors_without_traceback(
     err = capsys.readouterr().err
     assert "control label 'ctrl' not found" in err and "Traceback" not in err
     assert not (tmp_path / "x" / "split_manifest.npz").exists()
+
+
+def test_structural_and_data_problems_are_reported_together(data: Path) -> None:
+    from state_core.errors import ConfigError
+
+    toml = data / "exp.toml"
+    toml.write_text('[datasets]\nd1 = "d1"\n[training]\nd1 = "yes"\n[zeroshot]\n"d1.NOPE" = "test"\n'
+                    '[fewshot."d1.K562"]\nval = ["ZZZ"]\ntest = "C"\n')
+    with pytest.raises(ConfigError) as err:
+        run_split(toml, data / "out", COLUMNS)
+    keys = {p.key for p in err.value.problems}
+    assert {"training.d1", 'fewshot."d1.K562".test'} <= keys  # structure
+    assert {'zeroshot."d1.NOPE"', 'fewshot."d1.K562".val'} <= keys  # data
+    assert not (data / "out").exists()
