@@ -19,7 +19,7 @@ from lightning.pytorch.loggers import CSVLogger
 from state_core.config.experiment import ObsColumns
 from state_core.config.train_config import TrainConfig, load_config, save_config
 from state_core.data.splits import SplitManifest, run_split
-from state_core.errors import ArtifactError
+from state_core.errors import ArtifactError, ConfigError, Problem
 from state_core.train.data_setup import RunData, prepare_run_data
 from state_core.train.model_setup import build_run_model
 from state_core.train.module import OptimConfig, PerturbationTrainingModule
@@ -95,15 +95,21 @@ def _trainer(cfg: TrainConfig, run_dir: Path, has_val: bool) -> pl.Trainer:
                                          auto_insert_metric_name=False, monitor="val_loss", mode="min",
                                          save_top_k=1))
     loggers: list = [CSVLogger(save_dir=str(run_dir), name="", version="version_0")]
-    if cfg.use_tensorboard:
-        from lightning.pytorch.loggers import TensorBoardLogger
+    try:
+        if cfg.use_tensorboard:
+            from lightning.pytorch.loggers import TensorBoardLogger
 
-        loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="tensorboard"))
-    if cfg.use_wandb:
-        from lightning.pytorch.loggers import WandbLogger
+            loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="tensorboard"))
+        if cfg.use_wandb:
+            from lightning.pytorch.loggers import WandbLogger
 
-        loggers.append(WandbLogger(project=cfg.wandb.project, entity=cfg.wandb.entity, tags=list(cfg.wandb.tags),
-                                   name=cfg.name, save_dir=cfg.wandb.local_wandb_dir or str(run_dir)))
+            loggers.append(WandbLogger(project=cfg.wandb.project, entity=cfg.wandb.entity, tags=list(cfg.wandb.tags),
+                                       name=cfg.name, save_dir=cfg.wandb.local_wandb_dir or str(run_dir)))
+    except ModuleNotFoundError as err:
+        key = "use_tensorboard" if "tensorboard" in str(err).lower() else "use_wandb"
+        extra = "tensorboard" if key == "use_tensorboard" else "wandb"
+        raise ConfigError("state tx train config", Problem(key, f"is true but {err}",
+                                                           f"pip install 'state-core[{extra}]' or set {key}=false")) from None
     return pl.Trainer(
         accelerator=t.accelerator, devices=t.devices, strategy=t.strategy, precision=_precision(cfg),
         max_steps=t.max_steps, max_epochs=-1, val_check_interval=t.val_freq if has_val else None,
@@ -124,19 +130,16 @@ def train_st(cfg: TrainConfig) -> Path:
         manifest = _manifest(cfg, run_dir)
         data: RunData = prepare_run_data(cfg, manifest, vocab_path=run_dir / VOCAB_FILE)
         built = build_run_model(cfg, data)
+        optim = OptimConfig(lr=cfg.training.lr, weight_decay=cfg.training.weight_decay,
+                            lr_schedule=cfg.training.lr_schedule, warmup_steps=cfg.training.warmup_steps,
+                            max_steps=cfg.training.max_steps, gradient_clip_val=cfg.training.gradient_clip_val or None,
+                            fused=_precision(cfg) not in ("16-mixed", "16"))
+        module = PerturbationTrainingModule(built.model, loss=built.loss, optim=optim)
+        trainer = _trainer(cfg, run_dir, has_val=data.has_val)
     except Exception:
         if fresh and resume_from is None:
             shutil.rmtree(run_dir, ignore_errors=True)  # a bad TOML or config leaves no half-made run folder
         raise
-    module = PerturbationTrainingModule(
-        built.model,
-        loss=built.loss,
-        optim=OptimConfig(lr=cfg.training.lr, weight_decay=cfg.training.weight_decay,
-                          lr_schedule=cfg.training.lr_schedule, warmup_steps=cfg.training.warmup_steps,
-                          max_steps=cfg.training.max_steps, gradient_clip_val=cfg.training.gradient_clip_val or None,
-                          fused=_precision(cfg) not in ("16-mixed", "16")),
-    )
-    trainer = _trainer(cfg, run_dir, has_val=data.has_val)
     if built.requires_training:
         trainer.fit(module, datamodule=data.datamodule, ckpt_path=str(resume_from) if resume_from else None,
                     weights_only=True)
