@@ -81,6 +81,12 @@ def predict_test_split(run_dir: str | Path, *, checkpoint: str = "final", profil
     _write(pred, out / "adata_pred.h5ad")
     _write(real, out / "adata_real.h5ad")
     log.info("wrote %d test cells to %s", pred.n_obs, out)
+    if evaluate and not has_genes and key not in ("X", "X_hvg"):
+        # cell-eval metrics assume log-normalised expression; an embedding-space model (e.g. X_state with
+        # output_space=embedding) has none to compare, so say so instead of failing on negative values.
+        log.warning("predictions are %s embeddings, not expression: metrics skipped (train with "
+                    "output_space=gene or all to get a gene decoder whose output can be evaluated)", key)
+        evaluate = False
     if evaluate:
         summary = evaluate_by_cell_type(pred, real, vocab, profile, out)
         atomic_write_text(out / "metrics.json", json.dumps(summary, indent=2))

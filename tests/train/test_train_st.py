@@ -99,3 +99,15 @@ def test_bad_experiment_leaves_no_run_folder(tmp_path, train_cfg):
     with pytest.raises(ConfigError, match="missing_dir"):
         train_st(cfg)
     assert not (tmp_path / "runs" / "bad").exists()
+
+
+def test_embedding_space_model_predicts_without_expression_metrics(synth_experiment, tmp_path, train_cfg):
+    import anndata as ad
+
+    from state_core.train.predict import predict_test_split
+
+    run = train_st(train_cfg(synth_experiment, tmp_path, "emb", "training.max_steps=2", "data.kwargs.embed_key=X_state",
+                             "data.kwargs.output_space=embedding"))
+    out = predict_test_split(run, profile="minimal")
+    assert ad.read_h5ad(out / "adata_pred.h5ad").obsm["X_state"].shape[1] == 16
+    assert not (out / "metrics.json").exists()
