@@ -46,6 +46,13 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return Path(path)
 
 
+def write_h5ad_atomic(adata, path: str | Path) -> Path:  # noqa: ANN001 - an AnnData (anndata not imported here)
+    """`adata.write_h5ad` through a temp file, so a failure never leaves a half-written .h5ad."""
+    with atomic_path(path, suffix=".tmp.h5ad") as tmp:
+        adata.write_h5ad(tmp)
+    return Path(path)
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

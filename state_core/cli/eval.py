@@ -45,10 +45,10 @@ def _score(args: argparse.Namespace) -> int:
     from state_core.eval import score
 
     table = score(args.user_input, args.base_input)
-    out = Path(args.output)
-    tmp = out.with_name(f".{out.name}.tmp")
-    table.to_csv(tmp, index=False)
-    tmp.replace(out)
+    from state_core.atomic import atomic_path
+
+    with atomic_path(Path(args.output)) as tmp:
+        table.to_csv(tmp, index=False)
     print(table.to_string(index=False))
     return 0
 

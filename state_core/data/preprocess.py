@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from state_core.atomic import atomic_path
+from state_core.atomic import write_h5ad_atomic
 from state_core.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -44,13 +44,6 @@ def read_h5ad(path: str | Path) -> ad.AnnData:
         return ad.read_h5ad(path)
     except OSError as err:  # h5py raises OSError for truncated / non-HDF5 files
         raise DataError(f"{path}: cannot be read as h5ad ({err}); is it an AnnData HDF5 file?") from err
-
-
-def write_h5ad_atomic(adata: ad.AnnData, path: str | Path) -> Path:
-    """Write to a temp file next to `path`, then rename, so a failure never leaves a half-written file."""
-    with atomic_path(path, suffix=".tmp.h5ad") as tmp:
-        adata.write_h5ad(tmp)
-    return Path(path)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -281,7 +281,8 @@ def write_synthetic_experiment(
     Each file holds log-normalised `X`, raw counts in `layers["counts"]`, `obsm["X_hvg"]` and, unless
     `embed_key` is None, a small dense embedding `obsm[embed_key]`.
     """
-    from state_core.data.preprocess import preprocess_train_adata, write_h5ad_atomic
+    from state_core.atomic import write_h5ad_atomic
+    from state_core.data.preprocess import preprocess_train_adata
 
     if n_files < 1 or n_files > spec.n_cells:
         raise DataError(f"n_files={n_files} must be between 1 and n_cells={spec.n_cells}")

@@ -18,6 +18,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from state_core.atomic import atomic_path, atomic_write_text
 from state_core.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -43,9 +44,8 @@ class GeneTable:
 def save_gene_table(path: str | Path, table: GeneTable) -> None:
     path = Path(path)
     tensors = {name: table.vectors[i].contiguous().clone() for i, name in enumerate(table.names)}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"kind": "gene_embeddings"})
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"kind": "gene_embeddings"})
 
 
 def load_gene_table(path: str | Path, order: list[str] | None = None) -> GeneTable:
@@ -75,10 +75,7 @@ def load_gene_table(path: str | Path, order: list[str] | None = None) -> GeneTab
 
 
 def save_vocab(path: str | Path, names: list[str]) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"genes": names}))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps({"genes": names}))
 
 
 def load_vocab(path: str | Path) -> list[str]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from state_core.atomic import atomic_path
 from state_core.errors import DataError
 from state_core.eval.registry import Best, MetricValue, best_value
 
@@ -68,9 +69,8 @@ def write_csv_atomic(frame: pd.DataFrame, path: Path, null_mask: dict[str, np.nd
             if null is not None:
                 text = ["" if is_null else t for t, is_null in zip(text, null, strict=True)]
             out[col] = text
-    tmp = path.with_name(f".{path.name}.tmp")
-    out.to_csv(tmp, index=False)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        out.to_csv(tmp, index=False)
 
 
 def read_agg(source: str | Path | pd.DataFrame, role: str) -> pd.DataFrame:

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from state_core.atomic import write_h5ad_atomic
 from state_core.errors import DataError
 from state_core.eval.csv_io import write_table_csv
 from state_core.eval.de import compute_de
@@ -74,16 +75,9 @@ def build_baseline(
     )
     baseline = ad.AnnData(X=x, obs=obs, var=pd.DataFrame(index=data.var_names))
     if output_path is not None:
-        _write_atomic_h5ad(baseline, Path(output_path))
+        write_h5ad_atomic(baseline, output_path)
     if output_de_path is not None:
         base_groups = Groups.build(obs[pert_col].to_numpy().astype(str), control_pert)
         table = compute_de(x, base_groups, np.asarray(data.var_names), is_log1p=not allow_discrete)
         write_table_csv(table.to_frame(), Path(output_de_path))
     return baseline
-
-
-def _write_atomic_h5ad(adata: ad.AnnData, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.h5ad")
-    adata.write_h5ad(tmp)
-    tmp.replace(path)

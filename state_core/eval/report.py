@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from state_core.atomic import atomic_write_text
 from state_core.errors import ArtifactError
 
 # Metrics shown in the headline table when present, in this order.
@@ -174,9 +175,6 @@ def write_report(result_dir: str | Path, out_html: str | Path | None = None, out
     md_path = Path(out_md) if out_md is not None else folder / "report.md"
     written = {}
     for path, text in ((html_path, render_html(results, agg, real_de, pred_de)), (md_path, markdown_summary(results, agg))):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+        atomic_write_text(path, text)
         written[path.suffix.lstrip(".")] = path
     return written

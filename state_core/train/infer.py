@@ -20,6 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from state_core.atomic import write_h5ad_atomic
 from state_core.errors import DataError, UnknownLabelError
 
 log = logging.getLogger(__name__)
@@ -225,9 +226,6 @@ def infer_file(model_dir: str | Path, adata_path: str | Path, output: str | Path
         predictor = torch_predictor(run.model)
     adata = ad.read_h5ad(adata_path)
     adata = infer_adata(adata, run, options, predictor, source=str(adata_path))
-    tmp = out.with_name(f".{out.name}.tmp")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    adata.write_h5ad(tmp)
-    tmp.replace(out)
+    write_h5ad_atomic(adata, out)
     log.info("wrote %s (%d cells)", out, adata.n_obs)
     return out

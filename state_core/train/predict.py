@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from state_core.atomic import atomic_write_text
+from state_core.atomic import atomic_write_text, write_h5ad_atomic
 from state_core.data.splits import SplitManifest
 from state_core.errors import ArtifactError
 from state_core.train.data_setup import prepare_run_data
@@ -53,12 +53,6 @@ def _adata(x: np.ndarray, latent: np.ndarray, obs: pd.DataFrame, var_names, embe
     return adata
 
 
-def _write(adata: ad.AnnData, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    adata.write_h5ad(tmp)
-    tmp.replace(path)
-
-
 def predict_test_split(run_dir: str | Path, *, checkpoint: str = "final", profile: str = "full",
                        evaluate: bool = True, out_dir: str | Path | None = None) -> Path:
     """Predict the test split of `run_dir`; returns the folder with the AnnData files and metrics."""
@@ -78,8 +72,8 @@ def predict_test_split(run_dir: str | Path, *, checkpoint: str = "final", profil
     out = Path(out_dir) if out_dir else run_dir / f"eval_{name}"
     out.mkdir(parents=True, exist_ok=True)
     pred, real = _adata(pred_x, arrays["pred"], labels, names, key), _adata(real_x, arrays["real"], labels, names, key)
-    _write(pred, out / "adata_pred.h5ad")
-    _write(real, out / "adata_real.h5ad")
+    write_h5ad_atomic(pred, out / "adata_pred.h5ad")
+    write_h5ad_atomic(real, out / "adata_real.h5ad")
     log.info("wrote %d test cells to %s", pred.n_obs, out)
     if evaluate and not has_genes and key not in ("X", "X_hvg"):
         # cell-eval metrics assume log-normalised expression; an embedding-space model (e.g. X_state with
