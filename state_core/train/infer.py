@@ -156,14 +156,6 @@ def _labels(adata: ad.AnnData, column: str, path: str, what: str) -> np.ndarray:
     return adata.obs[column].astype(str).to_numpy()
 
 
-def _index(names: np.ndarray, vocab: list[str], kind: str, path: str) -> np.ndarray:
-    lookup = {name: i for i, name in enumerate(vocab)}
-    unknown = sorted({n for n in np.unique(names) if n not in lookup})
-    if unknown:
-        raise UnknownLabelError(kind, unknown, vocab, where=path)
-    return np.array([lookup[n] for n in names], dtype=np.int64)
-
-
 def infer_adata(adata: ad.AnnData, run, options: InferOptions, predictor: Predictor, source: str = "input") -> ad.AnnData:
     """Add predictions of a loaded run (`state_core.train.run_folder.LoadedRun`) to `adata`."""
     vocab, cfg = run.vocab, run.config.data.kwargs
@@ -183,7 +175,7 @@ def infer_adata(adata: ad.AnnData, run, options: InferOptions, predictor: Predic
         raise DataError(f"{source}: {embed_key or 'X'} has {features.shape[1]} features but the model expects {expected} "
                         f"(fix: use the same preprocessing as training, e.g. the HVGs in the run's vocab.json)")
     perts = _labels(adata, pert_col, source, "pert col")
-    pert_idx = _index(perts, list(vocab.perturbations), "perturbation", source)
+    pert_idx = vocab.index("perturbation", perts, where=source)
     cell_types = _labels(adata, ct_col, source, "celltype col") if ct_col in adata.obs else np.full(adata.n_obs, "unknown")
     ct_lookup = {name: i for i, name in enumerate(vocab.cell_types)}
     cell_type_idx = np.array([ct_lookup.get(c, -1) for c in cell_types], dtype=np.int64)
@@ -192,7 +184,7 @@ def infer_adata(adata: ad.AnnData, run, options: InferOptions, predictor: Predic
         raise UnknownLabelError("cell type", unknown, list(vocab.cell_types), where=source)
     uses_batches = bool(run.model_config.get("n_batches"))
     if uses_batches and batch_col:
-        batch_idx = _index(_labels(adata, batch_col, source, "batch col"), list(vocab.batches), "batch", source)
+        batch_idx = vocab.index("batch", _labels(adata, batch_col, source, "batch col"), where=source)
     else:
         batch_idx = np.zeros(adata.n_obs, dtype=np.int64)
     max_len = int(run.model_config.get("cell_set_len", 512))
