@@ -231,6 +231,7 @@ class StateTransitionModel(nn.Module):
         cell_type_idx: Tensor | None = None,  # accepted for a common signature with the baselines; unused
     ) -> STOutput:
         c = self.config
+        ctrl = zero_padding(ctrl, mask)
         x, basal_code = self.encode(ctrl, pert_idx, batch_idx)
         h = self.transformer(x, mask)  # [B, S, H]
         if not c.predict_residual:
@@ -247,6 +248,14 @@ class StateTransitionModel(nn.Module):
 
     def _output_activation(self, y: Tensor) -> Tensor:
         return apply_output_activation(y, self.config.output_activation)
+
+
+def zero_padding(x: Tensor, mask: Tensor | None) -> Tensor:
+    """Padding rows (mask False) set to exactly 0 before any layer: whatever a client put there (even NaN)
+    cannot reach real cells, since attention weight 0 times NaN is still NaN."""
+    if mask is None:
+        return x
+    return torch.where(mask[..., None], x, torch.zeros((), dtype=x.dtype, device=x.device))
 
 
 def apply_output_activation(y: Tensor, name: str) -> Tensor:
