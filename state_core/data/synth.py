@@ -59,8 +59,14 @@ class SynthSpec:
     knockdown_residual: tuple[float, float] = (0.05, 0.3)  # remaining fraction of the target's expression
     response_strength: tuple[float, float] = (0.5, 1.5)  # cell-type scaling of programme effects
     group_size_sd: float = 0.9  # log-normal sd of perturbation group weights (unevenness)
+    # Share of each perturbation's programme response that is specific to the cell type: 0 = every cell type
+    # moves the same programmes (scaled by its strength); 1 = each cell type moves programmes of its own choice.
+    cell_type_specificity: float = 0.0
     n_cell_types_without_controls: int = 0  # the last k cell types get no control cells (edge case)
     shuffle_rows: bool = True  # False keeps rows sorted by (cell type, batch, perturbation)
+    # None: cells are drawn from the same stream as the ground truth. An int draws a fresh sample of cells
+    # (labels and counts) from the SAME ground truth (same `seed`): new cells of the same biology.
+    cell_seed: int | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -72,6 +78,8 @@ class SynthSpec:
             problems.append("n_cell_types and n_batches must be >= 1")
         if not 0.0 < self.control_fraction < 1.0:
             problems.append(f"control_fraction={self.control_fraction} must be in (0, 1)")
+        if not 0.0 <= self.cell_type_specificity <= 1.0:
+            problems.append(f"cell_type_specificity={self.cell_type_specificity} must be in [0, 1]")
         if not 0 <= self.n_cell_types_without_controls < self.n_cell_types:
             problems.append("n_cell_types_without_controls must be in [0, n_cell_types)")
         if problems:
@@ -131,6 +139,9 @@ def _draw_ground_truth(spec: SynthSpec, rng: np.random.Generator) -> _GroundTrut
                 sign = rng.choice([-1.0, 1.0])
                 shift[programme_genes[k]] += sign * abs(rng.normal(spec.programme_effect, 0.3 * spec.programme_effect))
         log_response[p + 1] = strength[:, None] * shift[None, :]
+        if spec.cell_type_specificity > 0 and programme_genes:
+            log_response[p + 1] = ((1 - spec.cell_type_specificity) * log_response[p + 1]
+                                   + spec.cell_type_specificity * _specific_response(spec, programme_genes, p, strength))
         # The knockdown acts on the target itself, independently of the cell type's programme strength.
         log_response[p + 1, :, targets[p]] = np.log(rng.uniform(*spec.knockdown_residual))
     gene_names = spec.gene_names
@@ -142,6 +153,20 @@ def _draw_ground_truth(spec: SynthSpec, rng: np.random.Generator) -> _GroundTrut
         perturbations=[gene_names[t] for t in targets],
         programmes=programmes,
     )
+
+
+def _specific_response(spec: SynthSpec, programme_genes: list[np.ndarray], p: int, strength: np.ndarray) -> np.ndarray:
+    """[T, G] programme shifts that perturbation `p` causes in each cell type on its own.
+
+    Drawn from a separate stream (keyed by seed and p) so that specificity 0 leaves every other draw as it was.
+    """
+    rng = np.random.default_rng([spec.seed, 104729, p])
+    out = np.zeros((spec.n_cell_types, spec.n_genes))
+    for t in range(spec.n_cell_types):
+        for k in rng.choice(len(programme_genes), size=min(len(programme_genes), rng.integers(1, 3)), replace=False):
+            sign = rng.choice([-1.0, 1.0])
+            out[t, programme_genes[k]] += sign * abs(rng.normal(spec.programme_effect, 0.3 * spec.programme_effect))
+    return strength[:, None] * out
 
 
 def _draw_labels(spec: SynthSpec, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -204,6 +229,8 @@ def make_synthetic_adata(spec: SynthSpec) -> ad.AnnData:
     """
     rng = np.random.default_rng(spec.seed)
     truth = _draw_ground_truth(spec, rng)
+    if spec.cell_seed is not None:
+        rng = np.random.default_rng([spec.seed, spec.cell_seed])
     cts, bs, ps = _draw_labels(spec, rng)
     X = _sample_counts(spec, truth, cts, bs, ps, rng)
 
