@@ -54,20 +54,26 @@ class PerturbationTrainingModule(pl.LightningModule):
 
     def _losses(self, batch) -> dict[str, torch.Tensor]:
         out = self(batch)
+        # Losses in fp32 whatever the autocast: under bf16 the pairwise distances of the energy loss lose
+        # their small differences (logged losses were quantised to 1/64).
+        with torch.autocast(device_type=out.latent.device.type, enabled=False):
+            return self._loss_terms(out, batch)
+
+    def _loss_terms(self, out, batch) -> dict[str, torch.Tensor]:  # noqa: ANN001 - STOutput, CellSetBatch
         main = self.loss_fn(out.latent.float(), batch.target.float(), batch.mask, batch.mask)  # [B]
         losses = {"main": torch.nanmean(main)}
         total = losses["main"]
         genes = out.genes
         decoder = getattr(self.model, "gene_decoder", None)
         if genes is not None and self.loss_cfg.detach_decoder and decoder is not None:
-            genes = decoder(out.latent.detach())  # decoder learns without moving the transition model
+            genes = decoder(out.latent.detach().float())  # decoder learns without moving the transition model
         target_genes = getattr(batch, "target_genes", None)
         if genes is not None and target_genes is not None:
             losses["decoder"] = torch.nanmean(self.loss_fn(genes.float(), target_genes.float(), batch.mask, batch.mask))
             total = total + self.loss_cfg.decoder_weight * losses["decoder"]
         if self.loss_cfg.regularization > 0 and out.latent.shape[-1] == batch.ctrl.shape[-1]:
             real = batch.mask[..., None].to(out.latent.dtype)  # [B, S, 1]
-            l1 = ((out.latent - batch.ctrl).abs() * real).sum() / (real.sum() * out.latent.shape[-1]).clamp_min(1)
+            l1 = ((out.latent.float() - batch.ctrl.float()).abs() * real.float()).sum() / (real.sum() * out.latent.shape[-1]).clamp_min(1)
             losses["l1_regularization"] = l1
             total = total + self.loss_cfg.regularization * l1
         losses["total"] = total
