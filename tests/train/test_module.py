@@ -25,3 +25,27 @@ def test_gradients_are_clipped_to_the_global_norm():
     module.on_before_optimizer_step(None)
     total = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()]))
     assert total == pytest.approx(1.0, rel=1e-4)
+
+
+def test_losses_stay_fp32_under_bf16_autocast():
+    from state_core.data.cellsets import CellSetBatch
+    from state_core.models.baselines import build_model
+    from state_core.models.presets import DataDims, resolve_model_config
+
+    dims = DataDims(input_dim=16, output_dim=16, n_perturbations=3, output_space="gene", embed_key="X_hvg")
+    model = build_model("state_sm", resolve_model_config("state_sm", dims, {"hidden_dim": 32}).model)
+    module = PerturbationTrainingModule(model, LossConfig(mean_weight=1.0), OptimConfig())
+    g = torch.Generator().manual_seed(0)
+    b, s = 2, 8
+    batch = CellSetBatch(ctrl=torch.rand(b, s, 16, generator=g) * 3, target=torch.rand(b, s, 16, generator=g) * 3,
+                         pert_idx=torch.tensor([1, 2]), cell_type_idx=torch.zeros(b, dtype=torch.long),
+                         batch_idx=torch.zeros(b, s, dtype=torch.long), mask=torch.ones(b, s, dtype=torch.bool),
+                         cell_id=torch.zeros(b, s, dtype=torch.long))
+    full = module._losses(batch)["total"]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = module._losses(batch)["total"]
+    assert mixed.dtype == torch.float32
+    # only the model's forward is in bf16; the loss of its (bf16-rounded) output is exact fp32 arithmetic,
+    # so it is not quantised to bf16's 8 bits (1/128 relative steps)
+    assert mixed.item() != torch.tensor(mixed.item()).to(torch.bfloat16).float().item()
+    assert mixed.item() == pytest.approx(full.item(), rel=2e-2)
