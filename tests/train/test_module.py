@@ -34,7 +34,7 @@ def test_losses_stay_fp32_under_bf16_autocast():
 
     dims = DataDims(input_dim=16, output_dim=16, n_perturbations=3, output_space="gene", embed_key="X_hvg")
     model = build_model("state_sm", resolve_model_config("state_sm", dims, {"hidden_dim": 32}).model)
-    module = PerturbationTrainingModule(model, LossConfig(mean_weight=1.0), OptimConfig())
+    module = PerturbationTrainingModule(model, LossConfig(), OptimConfig())  # energy distance alone
     g = torch.Generator().manual_seed(0)
     b, s = 2, 8
     batch = CellSetBatch(ctrl=torch.rand(b, s, 16, generator=g) * 3, target=torch.rand(b, s, 16, generator=g) * 3,
