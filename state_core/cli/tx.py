@@ -19,7 +19,7 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.help:
         print("usage: state tx train [key=value ...]\n\nKeys and defaults (override any with key=value;"
-              " model=<state|state_sm|state_lg|pertsets|context_mean|perturb_mean|embed_sum>):\n")
+              " model=<state|state_sm|state_lg|pertsets|context_mean|perturb_mean|perturb_mean_celltype|embed_sum>):\n")
         print(describe())
         return 0
     from state_core.train.fit import train_st

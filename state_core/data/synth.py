@@ -59,9 +59,9 @@ class SynthSpec:
     knockdown_residual: tuple[float, float] = (0.05, 0.3)  # remaining fraction of the target's expression
     response_strength: tuple[float, float] = (0.5, 1.5)  # cell-type scaling of programme effects
     group_size_sd: float = 0.9  # log-normal sd of perturbation group weights (unevenness)
-    # Share of each perturbation's programme response that is specific to the cell type: 0 = every cell type
-    # moves the same programmes (scaled by its strength); 1 = each cell type moves programmes of its own choice.
-    cell_type_specificity: float = 0.0
+    # Log-normal sd of a gain per (cell type, programme): how strongly a cell type's programme responds,
+    # the same for every perturbation that moves it. 0 = every cell type responds alike (up to its strength).
+    programme_gain_sd: float = 0.0
     n_cell_types_without_controls: int = 0  # the last k cell types get no control cells (edge case)
     shuffle_rows: bool = True  # False keeps rows sorted by (cell type, batch, perturbation)
     # None: cells are drawn from the same stream as the ground truth. An int draws a fresh sample of cells
@@ -78,8 +78,8 @@ class SynthSpec:
             problems.append("n_cell_types and n_batches must be >= 1")
         if not 0.0 < self.control_fraction < 1.0:
             problems.append(f"control_fraction={self.control_fraction} must be in (0, 1)")
-        if not 0.0 <= self.cell_type_specificity <= 1.0:
-            problems.append(f"cell_type_specificity={self.cell_type_specificity} must be in [0, 1]")
+        if self.programme_gain_sd < 0:
+            problems.append(f"programme_gain_sd={self.programme_gain_sd} must be >= 0")
         if not 0 <= self.n_cell_types_without_controls < self.n_cell_types:
             problems.append("n_cell_types_without_controls must be in [0, n_cell_types)")
         if problems:
@@ -131,17 +131,18 @@ def _draw_ground_truth(spec: SynthSpec, rng: np.random.Generator) -> _GroundTrut
 
     log_response = np.zeros((n_p + 1, n_t, n_g))  # [P + 1, T, G]
     programme_genes = list(programmes.values())
+    # Drawn from a separate stream so that programme_gain_sd=0 leaves every other draw as it was.
+    gain_rng = np.random.default_rng([spec.seed, 104729])
+    gain = np.exp(gain_rng.normal(0.0, spec.programme_gain_sd, (n_t, len(programme_genes))))  # [T, K]
     for p in range(n_p):
-        shift = np.zeros(n_g)
+        shift = np.zeros((n_t, n_g))  # [T, G]
         if programme_genes:
             chosen = rng.choice(len(programme_genes), size=min(len(programme_genes), rng.integers(1, 3)), replace=False)
             for k in chosen:
                 sign = rng.choice([-1.0, 1.0])
-                shift[programme_genes[k]] += sign * abs(rng.normal(spec.programme_effect, 0.3 * spec.programme_effect))
-        log_response[p + 1] = strength[:, None] * shift[None, :]
-        if spec.cell_type_specificity > 0 and programme_genes:
-            log_response[p + 1] = ((1 - spec.cell_type_specificity) * log_response[p + 1]
-                                   + spec.cell_type_specificity * _specific_response(spec, programme_genes, p, strength))
+                effect = sign * abs(rng.normal(spec.programme_effect, 0.3 * spec.programme_effect))
+                shift[:, programme_genes[k]] += gain[:, k, None] * effect
+        log_response[p + 1] = strength[:, None] * shift
         # The knockdown acts on the target itself, independently of the cell type's programme strength.
         log_response[p + 1, :, targets[p]] = np.log(rng.uniform(*spec.knockdown_residual))
     gene_names = spec.gene_names
@@ -153,20 +154,6 @@ def _draw_ground_truth(spec: SynthSpec, rng: np.random.Generator) -> _GroundTrut
         perturbations=[gene_names[t] for t in targets],
         programmes=programmes,
     )
-
-
-def _specific_response(spec: SynthSpec, programme_genes: list[np.ndarray], p: int, strength: np.ndarray) -> np.ndarray:
-    """[T, G] programme shifts that perturbation `p` causes in each cell type on its own.
-
-    Drawn from a separate stream (keyed by seed and p) so that specificity 0 leaves every other draw as it was.
-    """
-    rng = np.random.default_rng([spec.seed, 104729, p])
-    out = np.zeros((spec.n_cell_types, spec.n_genes))
-    for t in range(spec.n_cell_types):
-        for k in rng.choice(len(programme_genes), size=min(len(programme_genes), rng.integers(1, 3)), replace=False):
-            sign = rng.choice([-1.0, 1.0])
-            out[t, programme_genes[k]] += sign * abs(rng.normal(spec.programme_effect, 0.3 * spec.programme_effect))
-    return strength[:, None] * out
 
 
 def _draw_labels(spec: SynthSpec, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -56,6 +56,14 @@ class ContextMean(nn.Module):
         return STOutput(latent, genes)
 
 
+def mean_shifts(pert_means: Tensor, pert_counts: Tensor, control_means: Tensor) -> Tensor:
+    """Each perturbation's mean shift [n_pert, D]: (pert mean - control mean) averaged over the cell types
+    where it was seen; zero where it never was. Inputs: [C, n_pert, D], [C, n_pert], [C, D]."""
+    seen = (pert_counts > 0).to(pert_means.dtype)  # [C, n_pert]
+    shifts = (pert_means - control_means[:, None, :]) * seen[..., None]  # [C, n_pert, D]
+    return shifts.sum(0) / seen.sum(0).clamp_min(1.0)[:, None]
+
+
 class PerturbMean(nn.Module):
     """Each control cell plus its perturbation's mean shift (pert mean - control mean, averaged over
     cell types). Shift and cells live in the same space (the model's input space); no gene output."""
@@ -76,16 +84,46 @@ class PerturbMean(nn.Module):
         offset[p] = mean over cell types where p was seen of (pert_means[c, p] - control_means[c]);
         unseen perturbations (and the control, by construction) get a zero shift.
         """
-        seen = (pert_counts > 0).to(pert_means.dtype)  # [C, n_pert]
-        shifts = (pert_means - control_means[:, None, :]) * seen[..., None]  # [C, n_pert, D]
-        offsets = shifts.sum(0) / seen.sum(0).clamp_min(1.0)[:, None]  # [n_pert, D]
-        self.offsets = _checked(offsets, self.offsets, "offsets")
+        self.offsets = _checked(mean_shifts(pert_means, pert_counts, control_means), self.offsets, "offsets")
         return self
 
     def forward(self, ctrl: Tensor, pert_idx: Tensor, batch_idx: Tensor | None = None, mask: Tensor | None = None,
                 cell_type_idx: Tensor | None = None) -> STOutput:
         shifted = ctrl + self.offsets[pert_idx][:, None, :]  # [B, S, D]
         return STOutput(apply_output_activation(shifted, self.output_activation), None)
+
+
+class PerturbMeanCellType(PerturbMean):
+    """perturb_mean with a per-cell-type response strength: ctrl + scale[c] * offset[p].
+
+    Where the split shows a cell type some perturbations in training (fewshot), `scale[c]` is the least-squares
+    factor between that cell type's observed shifts and the cross-cell-type offsets; cell types with no
+    training perturbations (zeroshot) keep 1, i.e. plain perturb_mean.
+    """
+
+    def __init__(self, config: STConfig):
+        super().__init__(config)
+        if not config.n_cell_types:
+            raise ConfigError("perturb_mean_celltype", Problem("n_cell_types", "is required by perturb_mean_celltype",
+                                                               "pass the number of cell types in the vocabulary"))
+        self.register_buffer("scales", torch.ones(config.n_cell_types))  # [C]
+
+    def fit(self, pert_means: Tensor, pert_counts: Tensor, control_means: Tensor) -> PerturbMeanCellType:
+        super().fit(pert_means, pert_counts, control_means)
+        seen = pert_counts > 0  # [C, n_pert]
+        shifts = pert_means - control_means[:, None, :]  # [C, n_pert, D]
+        offsets = self.offsets.to(shifts.dtype)[None]  # [1, n_pert, D]
+        num = ((shifts * offsets).sum(-1) * seen).sum(1)  # [C]
+        den = ((offsets * offsets).sum(-1) * seen).sum(1)  # [C]
+        self.scales = torch.where(den > 0, num / den.clamp_min(1e-12), torch.ones_like(den)).to(self.scales)
+        return self
+
+    def forward(self, ctrl: Tensor, pert_idx: Tensor, batch_idx: Tensor | None = None, mask: Tensor | None = None,
+                cell_type_idx: Tensor | None = None) -> STOutput:
+        if cell_type_idx is None:
+            raise ValueError("perturb_mean_celltype needs cell_type_idx [B]")
+        shift = self.scales[cell_type_idx][:, None] * self.offsets[pert_idx]  # [B, D]
+        return STOutput(apply_output_activation(ctrl + shift[:, None, :], self.output_activation), None)
 
 
 class EmbedSum(nn.Module):
@@ -132,6 +170,7 @@ MODEL_BUILDERS: dict[str, Callable[[STConfig], nn.Module]] = {
     "pertsets": StateTransitionModel,
     "context_mean": ContextMean,
     "perturb_mean": PerturbMean,
+    "perturb_mean_celltype": PerturbMeanCellType,
     "embed_sum": EmbedSum,
 }
 

@@ -44,6 +44,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("embed_sum", "llama", 512, 1, 8, 512, 512, use_basal_projection=True, n_encoder_layers=3, n_decoder_layers=3),
     Preset("context_mean", "llama", 8, 1, 1, 8, 512, use_basal_projection=False),
     Preset("perturb_mean", "llama", 8, 1, 1, 8, 512, use_basal_projection=False, gene_decoder=False),
+    Preset("perturb_mean_celltype", "llama", 8, 1, 1, 8, 512, use_basal_projection=False, gene_decoder=False),
 )}
 
 
@@ -72,12 +73,22 @@ class ResolvedModelConfig:
         return {"preset": self.preset, "model": self.model.to_dict(), "loss": self.loss.to_dict()}
 
 
+# Recipe defaults of new runs (measured in bench/quality.py; docs/training.md). `arc_compat=true` restores
+# arc-state's: MLP dropout 0.1, hidden-space residual, energy distance alone.
+DEFAULT_DROPOUT = 0.0
+# Baselines that add a mean shift to control cells: unclipped by default, as the field defines them (clipping
+# at 0 keeps zero cells from moving down, which alone cost 0.08 pearson_delta); output_activation=relu clips.
+SHIFT_BASELINES = ("perturb_mean", "perturb_mean_celltype")
+ARC_DROPOUT = 0.1
+DEFAULT_LOSS: dict[str, Any] = {}
+
 # model.kwargs keys that map straight onto STConfig fields
 _DIRECT_KEYS = ("hidden_dim", "cell_set_len", "n_encoder_layers", "n_decoder_layers", "use_basal_projection",
                 "predict_residual", "activation", "dropout", "decoder_hidden_dims", "decoder_dropout",
                 "residual_decoder", "output_activation")
 # keys handled specially below
-_SPECIAL_KEYS = ("batch_encoder", "gene_decoder_bool", "transformer_backbone_key", "transformer_backbone_kwargs")
+_SPECIAL_KEYS = ("batch_encoder", "gene_decoder_bool", "transformer_backbone_key", "transformer_backbone_kwargs",
+                 "residual_space", "arc_compat", "code_norm", "pert_shift")
 # backbone kwargs (HF names) -> STConfig field
 _BACKBONE_FIELDS = {
     "hidden_size": "hidden_dim", "n_embd": "hidden_dim",
@@ -115,12 +126,19 @@ def resolve_model_config(preset: str, dims: DataDims, overrides: Mapping[str, An
     values: dict[str, Any] = {
         "input_dim": dims.input_dim, "output_dim": dims.output_dim, "n_perturbations": dims.n_perturbations,
         "pert_feature_dim": dims.pert_feature_dim, "n_cell_types": dims.n_cell_types,
-        "output_space": dims.output_space, "output_activation": default_output_activation(dims.embed_key),
+        "output_space": dims.output_space,
+        "output_activation": "none" if preset in SHIFT_BASELINES else default_output_activation(dims.embed_key),
         **{f.name: getattr(row, f.name) for f in dataclasses.fields(Preset) if f.name in _STCONFIG_FIELDS},
     }
-    values["dropout"] = 0.1
+    arc_compat = bool(overrides.pop("arc_compat", False))
+    values["dropout"] = ARC_DROPOUT if arc_compat else DEFAULT_DROPOUT
+    residual_space = "hidden" if arc_compat else str(overrides.pop("residual_space", "auto"))
+    if arc_compat:
+        overrides.pop("residual_space", None)
     gene_decoder = row.gene_decoder
-    loss_values: dict[str, Any] = {}
+    loss_values: dict[str, Any] = {} if arc_compat else dict(DEFAULT_LOSS)
+    code_norm, pert_shift = overrides.pop("code_norm", None), overrides.pop("pert_shift", None)
+    width_overridden = "hidden_dim" in overrides and overrides["hidden_dim"] != row.hidden_dim
     for key, value in overrides.items():
         if key in _DIRECT_KEYS:
             values[key] = tuple(value) if key == "decoder_hidden_dims" else value
@@ -144,11 +162,33 @@ def resolve_model_config(preset: str, dims: DataDims, overrides: Mapping[str, An
             problems.append(Problem(f"{source}.{key}", "unknown model key",
                                     f"remove it; known keys: {', '.join(sorted(_known_keys()))}"))
     values["gene_dim"] = dims.gene_dim if gene_decoder else None
+    if width_overridden and not arc_compat:
+        _scale_with_width(values, row, overrides)
+    if residual_space == "auto":
+        residual_space = "input" if dims.input_dim == dims.output_dim else "hidden"
+    elif residual_space not in ("input", "hidden"):
+        problems.append(Problem(f"{source}.residual_space", f"{residual_space!r} is not allowed",
+                                "use auto, input or hidden"))
+    values["residual_space"] = residual_space
+    values["code_norm"] = bool(code_norm if code_norm is not None else not arc_compat)
+    values["pert_shift"] = bool(pert_shift if pert_shift is not None else not arc_compat and residual_space == "input")
     if problems:
         raise ConfigError(source, problems)
     loss = LossConfig.from_dict(loss_values, source)
     model = STConfig.from_dict(values, source)
     return ResolvedModelConfig(preset, model, loss)
+
+
+def _scale_with_width(values: dict[str, Any], row: Preset, overrides: Mapping[str, Any]) -> None:
+    """A preset's width was overridden: sizes defined relative to it follow (FFN width, head size),
+    unless the user set them too. arc-state kept its YAML literals, which e.g. left state_sm at 8 heads of
+    84 and an FFN of 2688 on a 336-wide stream."""
+    hidden = int(values["hidden_dim"])
+    backbone = dict(overrides.get("transformer_backbone_kwargs") or {})
+    if not {"intermediate_size", "n_inner"} & set(backbone):
+        values["ffn_dim"] = max(1, round(row.ffn_dim * hidden / row.hidden_dim))
+    if "head_dim" not in backbone and values.get("backbone") == "llama":
+        values["head_dim"] = max(1, round(hidden / int(values["n_heads"])))
 
 
 def _apply_backbone_kwargs(values: dict[str, Any], kwargs: dict[str, Any], where: str) -> list[Problem]:

@@ -16,22 +16,30 @@ import torch
 from torch import Tensor, nn
 
 from state_core.errors import ConfigError, Problem
-from state_core.models.set_transformer import BACKBONE_KINDS, SetTransformer
+from state_core.models.set_transformer import BACKBONE_KINDS, RMSNorm, SetTransformer
 
 OUTPUT_SPACES = ("gene", "all", "embedding")
 OUTPUT_ACTIVATIONS = ("none", "relu", "softplus")
 ACTIVATIONS = ("relu", "leakyrelu", "elu", "selu", "gelu")
+RESIDUAL_SPACES = ("input", "hidden")
 
 
 @dataclass(frozen=True)
 class STConfig:
     """Everything needed to build an ST model (and the baselines that share its dimensions).
 
-    Residual rule (`predict_residual`):
-      - output_space "gene"/"embedding": latent = project_out(h + basal_code), as in arc-state;
-      - output_space "all": latent = basal + project_out(h) (needs input_dim == output_dim). arc-state
-        instead applied a D -> D/8 -> D bottleneck after the add with no skip; `legacy_all_bottleneck`
-        reproduces that, only so imported arc-state checkpoints predict what they did.
+    Residual rule (`predict_residual`, then `residual_space`):
+      - "input": latent = ctrl + project_out(h), for inputs in the output space (input_dim == output_dim).
+        Each control cell is moved by a predicted change, so per-cell variation survives to the output, and
+        the last layer starts at zero so an untrained model is the identity. New runs use it whenever the
+        spaces match: with "hidden", a gene-space model must rebuild every cell through an H-wide bottleneck,
+        and under a distribution loss it learned to make its spread from dropout noise, collapsing to about
+        one output per set in eval mode (pearson_delta ~0).
+      - "hidden": latent = project_out(h + basal_code), arc-state's rule for gene/embedding spaces;
+      - None: the rule of model files written before `residual_space` existed ("hidden" for gene/embedding,
+        "input" for all), so imported arc-state checkpoints and older runs predict what they did.
+    arc-state applied a D -> D/8 -> D bottleneck after the add with no skip for output_space "all";
+    `legacy_all_bottleneck` reproduces that, only for imported checkpoints.
     The output nonlinearity is explicit (`output_activation`), never inferred from the embedding key.
     """
 
@@ -55,6 +63,14 @@ class STConfig:
     dropout: float = 0.1
     use_basal_projection: bool = True
     predict_residual: bool = True
+    residual_space: str | None = None  # input | hidden | None (legacy rule, see above)
+    # Normalise the perturbation and basal codes (RMSNorm each) before they are added: with raw codes the
+    # basal code of log-expression input was ~15x the norm of the perturbation code at initialisation.
+    code_norm: bool = False
+    # A learned per-perturbation shift in the output space, added to every cell ("input" residual only); new
+    # runs start it at the training split's mean shift of each perturbation (what perturb_mean predicts), so
+    # the transformer learns the cell-type- and cell-specific remainder instead of the whole effect from zero.
+    pert_shift: bool = False
     legacy_all_bottleneck: bool = False
     output_space: str = "all"
     output_activation: str = "none"
@@ -63,6 +79,15 @@ class STConfig:
     decoder_dropout: float = 0.1
     residual_decoder: bool = False
     cell_set_len: int = 256
+
+    @property
+    def residual(self) -> str:
+        """The residual rule in force: "none", "input" or "hidden"."""
+        if not self.predict_residual:
+            return "none"
+        if self.residual_space is not None:
+            return self.residual_space
+        return "input" if self.output_space == "all" else "hidden"
 
     @property
     def pert_dim(self) -> int:
@@ -86,10 +111,16 @@ class STConfig:
         if self.head_dim is None and self.n_heads >= 1 and self.hidden_dim % self.n_heads:
             out.append(Problem("hidden_dim", f"{self.hidden_dim} is not divisible by n_heads={self.n_heads}",
                                "pick a hidden_dim that is a multiple of the number of heads"))
-        if self.predict_residual and self.output_space == "all" and self.input_dim != self.output_dim:
-            out.append(Problem("output_space", f"'all' with predict_residual adds the input to the output, but "
+        if self.residual_space not in (None, *RESIDUAL_SPACES):
+            out.append(Problem("residual_space", f"{self.residual_space!r} is not allowed",
+                               f"use one of {', '.join(RESIDUAL_SPACES)}"))
+        elif self.pert_shift and self.residual != "input":
+            out.append(Problem("pert_shift", "needs residual_space=input (the shift is added to the input cells)",
+                               "set pert_shift=false or residual_space=input"))
+        elif self.residual == "input" and self.input_dim != self.output_dim:
+            out.append(Problem("residual_space", f"'input' adds the input cells to the output, but "
                                f"input_dim={self.input_dim} != output_dim={self.output_dim}",
-                               "set predict_residual=false or use output_space 'gene'/'embedding'"))
+                               "use residual_space=hidden, predict_residual=false or matching input/output spaces"))
         for key in ("pert_feature_dim", "n_batches", "n_cell_types", "gene_dim"):
             value = getattr(self, key)
             if value is not None and value < 1:
@@ -190,13 +221,20 @@ class StateTransitionModel(nn.Module):
             if c.use_basal_projection else nn.Linear(c.input_dim, c.hidden_dim)
         )
         self.batch_encoder = nn.Embedding(c.n_batches, c.hidden_dim) if c.n_batches else None
+        self.pert_norm = RMSNorm(c.hidden_dim) if c.code_norm else None
+        self.basal_norm = RMSNorm(c.hidden_dim) if c.code_norm else None
+        self.pert_shift = nn.Parameter(torch.zeros(c.n_perturbations, c.output_dim)) if c.pert_shift else None
         self.transformer = SetTransformer(c.backbone, c.hidden_dim, c.n_layers, c.n_heads, c.ffn_dim,
                                           c.backbone_dropout, c.norm_eps, c.head_dim)
         self.project_out = build_mlp(c.hidden_dim, c.output_dim, c.hidden_dim, c.n_decoder_layers, c.dropout, c.activation)
         self.final_down_then_up = (
             nn.Sequential(nn.Linear(c.output_dim, c.output_dim // 8), nn.GELU(), nn.Linear(c.output_dim // 8, c.output_dim))
-            if c.legacy_all_bottleneck and c.output_space == "all" and c.predict_residual else None
+            if c.legacy_all_bottleneck and c.output_space == "all" and c.residual == "input" else None
         )
+        if c.residual == "input" and c.residual_space is not None:
+            # start at the identity map (predict the control cells); training learns the change
+            nn.init.zeros_(self.project_out[-1].weight)
+            nn.init.zeros_(self.project_out[-1].bias)
         self.gene_decoder = (
             LatentToGeneDecoder(c.output_dim, c.gene_dim, c.decoder_hidden_dims, c.decoder_dropout, c.residual_decoder)
             if c.gene_dim else None
@@ -211,10 +249,22 @@ class StateTransitionModel(nn.Module):
                 "provide one vector per perturbation of width pert_feature_dim"))
         self.pert_features = features.detach().to(self.pert_features)
 
+    def init_pert_shift(self, shifts: Tensor) -> None:
+        """Start the learned shift table at `shifts` [n_perturbations, D_out] (e.g. training mean shifts)."""
+        if self.pert_shift is None:
+            raise ConfigError("pert_shift", Problem("pert_shift", "this model has no shift table", "set pert_shift=true"))
+        if tuple(shifts.shape) != tuple(self.pert_shift.shape):
+            raise ConfigError("pert_shift", Problem("shape", f"got {tuple(shifts.shape)}, expected "
+                                                    f"{tuple(self.pert_shift.shape)}", "one shift per perturbation"))
+        with torch.no_grad():
+            self.pert_shift.copy_(shifts.to(self.pert_shift))
+
     def encode(self, ctrl: Tensor, pert_idx: Tensor, batch_idx: Tensor | None) -> tuple[Tensor, Tensor]:
         """Token inputs x [B,S,H] and the encoded basal c [B,S,H]."""
         pert = self.pert_encoder(self.pert_features[pert_idx])  # [B, H]; same for every cell of a set
         basal = self.basal_encoder(ctrl)  # [B, S, H]
+        if self.pert_norm is not None:
+            pert, basal = self.pert_norm(pert), self.basal_norm(basal)
         x = basal + pert[:, None, :]  # [B, S, H]
         if self.batch_encoder is not None:
             if batch_idx is None:
@@ -234,14 +284,16 @@ class StateTransitionModel(nn.Module):
         ctrl = zero_padding(ctrl, mask)
         x, basal_code = self.encode(ctrl, pert_idx, batch_idx)
         h = self.transformer(x, mask)  # [B, S, H]
-        if not c.predict_residual:
+        if c.residual == "none":
             latent = self.project_out(h)
-        elif c.output_space != "all":
+        elif c.residual == "hidden":
             latent = self.project_out(h + basal_code)
         elif self.final_down_then_up is not None:
             latent = self.final_down_then_up(self.project_out(h) + ctrl)
         else:
             latent = ctrl + self.project_out(h)  # [B, S, D_out]
+            if self.pert_shift is not None:
+                latent = latent + self.pert_shift[pert_idx][:, None, :]
         latent = self._output_activation(latent)
         genes = self.gene_decoder(latent) if self.gene_decoder is not None else None  # [B, S, G]
         return STOutput(latent, genes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,11 +11,21 @@ from torch import nn
 
 from state_core.config.train_config import TrainConfig
 from state_core.data.vocab import gene_target_key
-from state_core.models.baselines import build_model
+from state_core.models.baselines import build_model, mean_shifts
 from state_core.models.losses import LossConfig
 from state_core.models.presets import DataDims, resolve_model_config
 from state_core.train.baseline_stats import context_means, train_group_means
 from state_core.train.data_setup import RunData
+
+log = logging.getLogger(__name__)
+
+
+def describe_sizes(c) -> str:  # noqa: ANN001 - STConfig
+    """One line with the sizes a run actually builds (after preset, width scaling and overrides)."""
+    heads = f"{c.n_heads}x{c.head_dim or c.hidden_dim // max(c.n_heads, 1)}"
+    return (f"{c.backbone} hidden {c.hidden_dim}, {c.n_layers} layers, heads {heads}, ffn {c.ffn_dim}, "
+            f"S={c.cell_set_len}, residual {c.residual}, dropout {c.dropout}, code_norm {c.code_norm}, "
+            f"pert_shift {c.pert_shift}")
 
 
 @dataclass
@@ -43,19 +54,27 @@ def data_dims(data: RunData) -> DataDims:
 
 def _fit_baseline(model: nn.Module, kind: str, data: RunData) -> None:
     vocab = data.vocab
-    stats = train_group_means(data.manifest, vocab, vocab.embed_key)
     ctrl = vocab.control_index
     if kind == "context_mean":
+        stats = train_group_means(data.manifest, vocab, vocab.embed_key)
         gene_key = gene_target_key(vocab.embed_key, vocab.output_space)
         gene = None
         if getattr(model, "has_genes", False) and gene_key is not None:
             gene = torch.from_numpy(context_means(train_group_means(data.manifest, vocab, gene_key), ctrl))
         model.fit(torch.from_numpy(context_means(stats, ctrl)), gene)
-    elif kind == "perturb_mean":
-        means = stats.means().astype("float32")  # [C, P, D]
-        counts = torch.from_numpy(stats.counts.copy())
-        counts[:, ctrl] = 0  # the control's shift is zero by definition
-        model.fit(torch.from_numpy(means), counts, torch.from_numpy(means[:, ctrl]))
+    elif kind in ("perturb_mean", "perturb_mean_celltype"):
+        model.fit(*_shift_statistics(data))
+
+
+def _shift_statistics(data: RunData) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per (cell type, perturbation) training means [C, P, D], cell counts [C, P] (control zeroed: its
+    shift is zero by definition) and control means [C, D], in the model's input space."""
+    vocab = data.vocab
+    stats = train_group_means(data.manifest, vocab, vocab.embed_key)
+    means = stats.means().astype("float32")
+    counts = torch.from_numpy(stats.counts.copy())
+    counts[:, vocab.control_index] = 0
+    return torch.from_numpy(means), counts, torch.from_numpy(means[:, vocab.control_index])
 
 
 def build_run_model(cfg: TrainConfig, data: RunData) -> RunModel:
@@ -67,5 +86,8 @@ def build_run_model(cfg: TrainConfig, data: RunData) -> RunModel:
     requires_training = bool(getattr(model, "requires_training", True))
     if not requires_training:
         _fit_baseline(model, kind, data)
+    elif getattr(model, "pert_shift", None) is not None:
+        model.init_pert_shift(mean_shifts(*_shift_statistics(data)))  # a resumed run loads its own table after this
+    log.info("model %s: %s", kind, describe_sizes(resolved.model))
     return RunModel(model=model, kind=kind, config=resolved.to_dict(), loss=resolved.loss,
                     requires_training=requires_training)

@@ -189,10 +189,10 @@ def test_cell_seed_draws_new_cells_of_the_same_biology(synth_spec, synth_adata):
     assert same > 0.95 and same > different + 0.2
 
 
-def test_cell_type_specificity_changes_responses_per_cell_type(synth_spec):
+def test_programme_gains_change_responses_per_cell_type(synth_spec):
     base = make_synthetic_adata(synth_spec)
-    specific = make_synthetic_adata(replace(synth_spec, cell_type_specificity=1.0))
-    assert base.obs.equals(specific.obs)  # labels untouched; only the programme responses differ
-    assert (base.X != specific.X).nnz > 0
+    gained = make_synthetic_adata(replace(synth_spec, programme_gain_sd=0.8))
+    assert base.obs.equals(gained.obs)  # labels untouched; only the programme responses differ
+    assert (base.X != gained.X).nnz > 0
     with pytest.raises(DataError):
-        SynthSpec(cell_type_specificity=1.5)
+        SynthSpec(programme_gain_sd=-1.0)

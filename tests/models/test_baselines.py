@@ -64,3 +64,29 @@ def test_perturb_mean_respects_the_output_activation():
     model.fit(torch.tensor([[[0.0, 0, 0], [-5.0, 1.0, 0.0]]]), torch.tensor([[0, 10]]), torch.zeros(1, 3))
     out = model(torch.ones(1, 2, 3), torch.tensor([1]))
     assert torch.equal(out.latent, torch.tensor([[[0.0, 2.0, 1.0], [0.0, 2.0, 1.0]]]))
+
+
+def test_shift_baselines_are_unclipped_by_default():
+    from state_core.models.presets import DataDims, resolve_model_config
+
+    dims = DataDims(input_dim=4, output_dim=4, n_perturbations=3, n_cell_types=2, output_space="gene", embed_key="X_hvg")
+    for name in ("perturb_mean", "perturb_mean_celltype"):
+        assert resolve_model_config(name, dims).model.output_activation == "none"
+        assert resolve_model_config(name, dims, {"output_activation": "relu"}).model.output_activation == "relu"
+    assert resolve_model_config("state_sm", dims).model.output_activation == "relu"
+
+
+def test_perturb_mean_celltype_scales_the_shift_by_the_cell_type_strength() -> None:
+    control_means = torch.zeros(2, 3)  # [C, D]
+    pert_means = torch.zeros(2, 3, 3)  # [C, n_pert, D]
+    pert_means[0, 1] = torch.tensor([1.0, -1.0, 0.0])
+    pert_means[1, 1] = torch.tensor([3.0, -3.0, 0.0])  # type 1 responds 3x as strongly as type 0
+    pert_means[1, 2] = torch.tensor([0.0, 2.0, 2.0])  # perturbation 2 seen in type 1 only
+    counts = torch.tensor([[5, 5, 0], [5, 5, 5]])
+    model = build_model("perturb_mean_celltype", CONFIG).fit(pert_means, counts, control_means)
+    plain = build_model("perturb_mean", CONFIG).fit(pert_means, counts, control_means)
+    # offsets: p1 = (2, -2, 0), p2 = (0, 2, 2); type 0 saw p1 at half the offset -> scale 0.5
+    torch.testing.assert_close(model.scales[0], torch.tensor(0.5))
+    ctrl = torch.zeros(1, 2, 3)
+    out = model(ctrl, torch.tensor([2]), cell_type_idx=torch.tensor([0])).latent  # held-out p2 in type 0
+    torch.testing.assert_close(out[0, 0], 0.5 * plain.offsets[2])

@@ -91,3 +91,40 @@ def test_onnx_export_runs_at_another_shape(tmp_path) -> None:
     expected = model(ctrl, pert, batch, mask)
     np.testing.assert_allclose(latent, expected.latent.detach().numpy(), atol=1e-5)
     np.testing.assert_allclose(genes, expected.genes.detach().numpy(), atol=1e-5)
+
+
+def test_input_residual_starts_at_the_identity_plus_the_shift_table() -> None:
+    model = tiny_model(output_space="gene", residual_space="input", code_norm=True, pert_shift=True)
+    ctrl = torch.randn(2, 5, 6)
+    torch.testing.assert_close(model(ctrl, torch.tensor([0, 3])).latent, ctrl)  # untrained = control cells
+    shifts = torch.arange(24, dtype=torch.float32).reshape(4, 6)
+    model.init_pert_shift(shifts)
+    out = model(ctrl, torch.tensor([0, 3])).latent
+    torch.testing.assert_close(out - ctrl, shifts[[0, 3]][:, None, :].expand(2, 5, 6))
+    with pytest.raises(ConfigError, match="shape"):
+        model.init_pert_shift(torch.zeros(3, 6))
+
+
+def test_hidden_residual_is_arc_states_rule() -> None:
+    model = tiny_model(output_space="gene", residual_space="hidden")
+    ctrl, pert = torch.randn(1, 4, 6), torch.tensor([1])
+    x, basal = model.encode(ctrl, pert, None)
+    torch.testing.assert_close(model(ctrl, pert).latent, model.project_out(model.transformer(x) + basal))
+    # files written before residual_space existed keep the rule they were trained with
+    assert tiny_config(output_space="gene").residual == "hidden" and tiny_config(output_space="all").residual == "input"
+
+
+def test_code_norm_balances_the_two_codes() -> None:
+    model = tiny_model(code_norm=True)
+    x, basal = model.encode(100 * torch.rand(1, 8, 6), torch.tensor([2]), None)
+    pert = x - basal
+    assert basal.norm(dim=-1).mean() / pert.norm(dim=-1).mean() < 2.0
+
+
+def test_residual_rules_are_validated() -> None:
+    with pytest.raises(ConfigError, match="residual_space"):
+        tiny_config(residual_space="input", output_dim=5).validate()
+    with pytest.raises(ConfigError, match="pert_shift"):
+        tiny_config(residual_space="hidden", pert_shift=True).validate()
+    with pytest.raises(ConfigError, match="residual_space"):
+        tiny_config(residual_space="sideways").validate()
