@@ -148,8 +148,13 @@ def train_and_score(data: Path, split: str, model: str, st_steps: int, extra: li
                                   f"training.ckpt_every_n_steps={st_steps}", *extra]
     else:
         overrides += [f"model={model}", "training.max_steps=1"]
-    cpu = run(STATE + ["tx", "train", *overrides], log)
     run_dir = data / "runs" / name
+    done = run_dir / "bench_train.json"  # a finished run of the same overrides is reused (rerunning the bench)
+    if done.exists() and json.loads(done.read_text())["overrides"] == overrides:
+        cpu = json.loads(done.read_text())["cpu_s"]
+    else:
+        cpu = run(STATE + ["tx", "train", *overrides], log)
+        done.write_text(json.dumps({"overrides": overrides, "cpu_s": cpu}))
     work = run_dir / "bench"
     work.mkdir(exist_ok=True)
     return Scored(model, score_test(run_dir, log), score_fresh(run_dir, data / f"fresh_{split}.h5ad", work, log), cpu)

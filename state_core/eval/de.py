@@ -140,12 +140,12 @@ def benjamini_hochberg(p_values: np.ndarray) -> np.ndarray:
 def _count_space_mean(block: np.ndarray, is_log1p: bool, dtype: np.dtype) -> np.ndarray:
     """expm1(mean over cells of log1p values), rounded to `dtype` before expm1 as pdex does."""
     mean = block.mean(axis=0, dtype=np.float64) if is_log1p else np.log1p(block.astype(np.float64)).mean(axis=0)
-    return np.expm1(mean.astype(dtype))
+    return np.maximum(np.expm1(mean.astype(dtype)), 0)  # floor: unclipped predictions can average below 0
 
 
 def _arithmetic_count_mean(block: np.ndarray, is_log1p: bool) -> np.ndarray:
     values = block.astype(np.float64)
-    return (np.expm1(values) if is_log1p else values).mean(axis=0)
+    return np.maximum((np.expm1(values) if is_log1p else values).mean(axis=0), 0)
 
 
 def _cpm(mean_counts: np.ndarray) -> np.ndarray:

@@ -143,7 +143,7 @@ def _evaluate_one(
 ) -> EvalResult:
     check_pair(real, pred, pert_col=opts.pert_col, control_pert=opts.control_pert, embed_key=opts.embed_key)
     real = prepared(real, "real", opts.allow_discrete)
-    pred = prepared(pred, "pred", opts.allow_discrete)
+    pred = prepared(pred, "pred", opts.allow_discrete, allow_negative=True)
     real_groups = Groups.build(label_array(real, opts.pert_col, "real"), opts.control_pert)
     pred_groups = Groups.build(label_array(pred, opts.pert_col, "pred"), opts.control_pert)
     genes = np.asarray(real.var_names).astype(str)

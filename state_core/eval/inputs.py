@@ -186,8 +186,13 @@ def _has_decimals(values: np.ndarray, chunk: int = 1 << 20) -> bool:
     return False
 
 
-def is_log1p(adata: CellData, role: str, allow_discrete: bool = False) -> bool:
-    """True when `X` already holds log1p values; False for integer counts. Bad scales raise."""
+def is_log1p(adata: CellData, role: str, allow_discrete: bool = False, allow_negative: bool = False) -> bool:
+    """True when `X` already holds log1p values; False for integer counts. Bad scales raise.
+
+    `allow_negative` (predictions only): a model that adds a shift to log-expression without clipping, such as
+    perturb_mean, can predict values below 0; they are scored as they are (count-space means are floored at
+    0 for fold changes) instead of being refused.
+    """
     values = _matrix_values(adata.x)
     if values.size == 0:
         return True
@@ -196,7 +201,9 @@ def is_log1p(adata: CellData, role: str, allow_discrete: bool = False) -> bool:
     lo, hi = float(values.min()), float(values.max())
     if sp.issparse(adata.x) and adata.x.nnz < np.prod(adata.x.shape):
         lo, hi = min(lo, 0.0), max(hi, 0.0)
-    if lo < 0:
+    if lo < 0 and allow_negative:
+        log.warning("%s X has negative values (min %.3g): scored as predicted log1p values", role, lo)
+    elif lo < 0:
         raise DataError(
             f"{role} X has negative values (min {lo:.3g})\n    fix: pass counts or log1p-normalised values"
         )
@@ -208,7 +215,7 @@ def is_log1p(adata: CellData, role: str, allow_discrete: bool = False) -> bool:
     return True
 
 
-def prepared(adata: CellData, role: str, allow_discrete: bool = False) -> CellData:
+def prepared(adata: CellData, role: str, allow_discrete: bool = False, allow_negative: bool = False) -> CellData:
     """`adata` ready for evaluation, copied only where needed: float32 for float16, CSR, log1p scale."""
     x = adata.x
     if x is None:
@@ -220,7 +227,7 @@ def prepared(adata: CellData, role: str, allow_discrete: bool = False) -> CellDa
     if x.dtype == np.float16:
         x = x.astype(np.float32)  # numba (cell-eval) cannot use float16 either
     out = adata.with_x(x)
-    if is_log1p(out, role, allow_discrete) or allow_discrete:
+    if is_log1p(out, role, allow_discrete, allow_negative) or allow_discrete:
         return out
     log.info("%s X holds integer counts: normalising to the median library size and applying log1p", role)
     return out.with_x(normalise_log1p(x))

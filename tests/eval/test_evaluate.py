@@ -127,3 +127,18 @@ def test_float16_input_and_embedding_key(tiny_pair, tiny_spec):
     assert res["discrimination_score_l1"].min() == 1.0  # l1 always uses X
     assert res["discrimination_score_l2"].between(1 / 5 - 1e-12, 1).all()  # random embedding: any rank
     assert "clustering_agreement" not in res.columns
+
+
+def test_unclipped_predictions_below_zero_are_scored_but_real_data_is_not(tiny_pair, tiny_spec, tmp_path):
+    # perturb_mean adds a shift to log-expression without clipping: its predictions may dip below 0
+    real, pred = tiny_pair
+    shifted = pred.copy()
+    x = np.asarray(shifted.X.todense() if hasattr(shifted.X, "todense") else shifted.X, dtype=np.float32)
+    shifted.X = x - 0.05
+    res = evaluate(shifted, real, pert_col=tiny_spec.pert_col, control_pert=tiny_spec.control_pert).results
+    plain = evaluate(pred, real, pert_col=tiny_spec.pert_col, control_pert=tiny_spec.control_pert).results
+    # the same shift on controls and perturbed cells leaves every delta as it was
+    np.testing.assert_allclose(res["pearson_delta"], plain["pearson_delta"], atol=1e-6)
+    assert "de_direction_match" in res
+    with pytest.raises(DataError, match="real X has negative values"):
+        evaluate(pred, shifted, pert_col=tiny_spec.pert_col, control_pert=tiny_spec.control_pert)
