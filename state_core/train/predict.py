@@ -21,7 +21,7 @@ from state_core.atomic import atomic_write_text, write_h5ad_atomic
 from state_core.data.splits import SplitManifest
 from state_core.errors import ArtifactError
 from state_core.train.data_setup import prepare_run_data
-from state_core.train.run_folder import SPLIT_DIR, VOCAB_FILE, load_run
+from state_core.train.run_folder import SPLIT_DIR, load_run
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def predict_test_split(run_dir: str | Path, *, checkpoint: str = "final", profil
     run = load_run(run_dir, checkpoint=checkpoint)
     run_dir = Path(run_dir)
     manifest = SplitManifest.load(run_dir / SPLIT_DIR)
-    data = prepare_run_data(run.config, manifest, vocab_path=run_dir / VOCAB_FILE)
+    data = prepare_run_data(run.config, manifest, run.vocab)
     arrays = _collect(run.model, data.datamodule.test_dataloader())
     labels = data.datamodule.row_labels(arrays["cell_id"])  # DataFrame: pert_col, cell_type_key, batch_col
     vocab = run.vocab
