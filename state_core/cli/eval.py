@@ -15,9 +15,25 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-t", "--num-threads", type=int, default=1, help="BLAS threads [1]; -1 = all")
 
 
+def require_finite(path: str, key: str = "X") -> None:
+    """NaN/Inf in a matrix is an error naming the file, key and count (metrics would silently be NaN)."""
+    from state_core.data.features import nonfinite_message
+    from state_core.errors import DataError
+
+    if Path(path).suffix in (".h5ad", ".h5") and Path(path).is_file():
+        try:
+            message = nonfinite_message(path, key)
+        except DataError:
+            return  # unreadable or other layout: the evaluation's own reader reports it
+        if message:
+            raise DataError(message)
+
+
 def _run(args: argparse.Namespace) -> int:
     from state_core.eval import evaluate, write_report
 
+    require_finite(args.adata_pred)
+    require_finite(args.adata_real)
     result = evaluate(
         args.adata_pred,
         args.adata_real,
@@ -56,6 +72,7 @@ def _score(args: argparse.Namespace) -> int:
 def _baseline(args: argparse.Namespace) -> int:
     from state_core.eval import build_baseline
 
+    require_finite(args.adata)
     build_baseline(
         args.adata,
         pert_col=args.pert_col,

@@ -15,7 +15,7 @@ def _flag(parser: argparse.ArgumentParser, name: str, **kw) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from state_core.config.train_config import describe, parse_overrides
+    from state_core.config.train_config import describe, read_overrides
 
     if args.help:
         print("usage: state tx train [key=value ...]\n\nKeys and defaults (override any with key=value;"
@@ -24,8 +24,8 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     from state_core.train.fit import train_st
 
-    cfg = parse_overrides(args.overrides)
-    run_dir = train_st(cfg)
+    cfg, problems = read_overrides(args.overrides)
+    run_dir = train_st(cfg, problems)  # bad overrides are reported together with the config and data checks
     print(f"run folder: {run_dir}")
     return 0
 
@@ -53,8 +53,10 @@ def _infer(args: argparse.Namespace) -> int:
 
 
 def _preprocess_train(args: argparse.Namespace) -> int:
+    from state_core.cli.eval import require_finite
     from state_core.data.preprocess import preprocess_train
 
+    require_finite(args.adata)  # NaN counts would otherwise pass as "already normalised" data
     out = preprocess_train(args.adata, args.output, args.num_hvgs, already_normalized=args.already_normalized)
     print(f"wrote {out}")
     return 0

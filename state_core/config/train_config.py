@@ -136,7 +136,17 @@ def _valid_keys(node: Any, prefix: str = "") -> list[str]:
 
 
 def parse_overrides(overrides: list[str], base: TrainConfig | None = None) -> TrainConfig:
-    """Apply `key=value` overrides to `base` (defaults if None). All bad keys are reported together."""
+    """Apply `key=value` overrides to `base` (defaults if None). All bad keys and values are reported together."""
+    cfg, problems = read_overrides(overrides, base)
+    problems += value_problems(cfg)
+    if problems:
+        raise ConfigError("state tx train config", problems)
+    return cfg
+
+
+def read_overrides(overrides: list[str], base: TrainConfig | None = None) -> tuple[TrainConfig, list[Problem]]:
+    """The config built from the valid overrides, and a problem for each invalid one (values not checked:
+    `state tx train` checks them together with the data, see `state_core.train.preflight`)."""
     schema = OmegaConf.structured(base or TrainConfig())
     valid = _valid_keys(schema)
     problems: list[Problem] = []
@@ -159,21 +169,12 @@ def parse_overrides(overrides: list[str], base: TrainConfig | None = None) -> Tr
         except OmegaConfBaseException as err:
             key = item.partition("=")[0]
             problems.append(Problem(key, f"invalid value: {str(err).splitlines()[0]}", "check the type of this key in `state tx train --help`"))
-    if problems:
-        raise ConfigError("state tx train overrides", problems)
     cfg: TrainConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
-    _check_values(cfg)
-    return cfg
+    return cfg, problems
 
 
 PRECISIONS = ("auto", "32", "32-true", "64", "64-true", "16", "16-mixed", "16-true", "bf16", "bf16-mixed", "bf16-true")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
-
-
-def _check_values(cfg: TrainConfig) -> None:
-    problems = value_problems(cfg)
-    if problems:
-        raise ConfigError("state tx train config", problems)
 
 
 def value_problems(cfg: TrainConfig) -> list[Problem]:

@@ -115,9 +115,10 @@ def _resumed_step(checkpoint: Path) -> int:
     return int(torch.load(checkpoint, map_location="cpu", weights_only=True).get("global_step", 0))
 
 
-def train_st(cfg: TrainConfig) -> Path:
-    """Train the configured model (ST preset or baseline); returns the run folder."""
-    plan = preflight(cfg)  # every problem at once, before anything is written
+def train_st(cfg: TrainConfig, known_problems: list[Problem] | None = None) -> Path:
+    """Train the configured model (ST preset or baseline); returns the run folder. `known_problems` (bad
+    overrides from `read_overrides`) are reported together with everything validation finds."""
+    plan = preflight(cfg, known_problems)  # every problem at once, before anything is written
     if cfg.training.num_threads:
         torch.set_num_threads(cfg.training.num_threads)
     pl.seed_everything(cfg.training.train_seed, workers=True, verbose=False)

@@ -132,11 +132,29 @@ def _model_problems(cfg: TrainConfig, data: RunData) -> list[Problem]:
     from state_core.models.presets import resolve_model_config
     from state_core.train.model_setup import data_dims
 
-    try:
-        resolve_model_config(cfg.model.name, data_dims(data), dict(cfg.model.kwargs), source="model.kwargs")
-    except ConfigError as err:
-        return [_with_suggestion(p) for p in err.problems]
-    return []
+    kwargs = dict(cfg.model.kwargs)
+    found: list[Problem] = []
+    # the preset check stops at unknown keys; check the rest again without them so every problem shows at once
+    for _ in range(2):
+        try:
+            resolve_model_config(cfg.model.name, data_dims(data), kwargs, source="model.kwargs")
+            break
+        except ConfigError as err:
+            found += [_with_suggestion(_under_kwargs(p)) for p in err.problems]
+            unknown = {p.key.rpartition(".")[2] for p in err.problems if p.message == "unknown model key"}
+            if not unknown:
+                break
+            kwargs = {k: v for k, v in kwargs.items() if k not in unknown}
+        except (TypeError, ValueError) as err:
+            found.append(Problem("model.kwargs", f"a value has the wrong type ({err})", "see docs/training.md for the types"))
+            break
+    return found
+
+
+def _under_kwargs(problem: Problem) -> Problem:
+    if problem.key.startswith("model"):
+        return problem
+    return Problem(f"model.kwargs.{problem.key}", problem.message, problem.hint)
 
 
 def _with_suggestion(problem: Problem) -> Problem:
@@ -151,16 +169,17 @@ def _with_suggestion(problem: Problem) -> Problem:
         close.insert(0, "hidden_dim")
     if not close:
         return problem
-    return Problem(problem.key, problem.message, f"did you mean {', '.join(close)}? ({problem.hint})")
+    return Problem(problem.key, problem.message, f"did you mean {', '.join(close)}?")
 
 
-def preflight(cfg: TrainConfig) -> TrainPlan:
-    """Check everything `train_st` needs; raise one ConfigError listing every problem. Writes nothing."""
-    problems = value_problems(cfg) + _output_problems(cfg)
-    if problems and any(p.key in ("output_dir", "name") for p in problems):
-        raise ConfigError(SOURCE, problems)
-    resume_from, resume_problems = _resume_point(cfg)
-    problems += resume_problems
+def preflight(cfg: TrainConfig, known: list[Problem] | None = None) -> TrainPlan:
+    """Check everything `train_st` needs; raise one ConfigError listing every problem (`known` ones, e.g. bad
+    overrides, first). Writes nothing."""
+    problems = list(known or []) + value_problems(cfg) + _output_problems(cfg)
+    resume_from = None
+    if not any(p.key in ("output_dir", "name") for p in problems):
+        resume_from, resume_problems = _resume_point(cfg)
+        problems += resume_problems
     manifest, split_problems = _manifest(cfg)
     problems += split_problems
     data: RunData | None = None
