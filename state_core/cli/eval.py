@@ -15,25 +15,14 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-t", "--num-threads", type=int, default=1, help="BLAS threads [1]; -1 = all")
 
 
-def require_finite(path: str, key: str = "X") -> None:
-    """NaN/Inf in a matrix is an error naming the file, key and count (metrics would silently be NaN)."""
-    from state_core.data.features import nonfinite_message
-    from state_core.errors import DataError
-
-    if Path(path).suffix in (".h5ad", ".h5") and Path(path).is_file():
-        try:
-            message = nonfinite_message(path, key)
-        except DataError:
-            return  # unreadable or other layout: the evaluation's own reader reports it
-        if message:
-            raise DataError(message)
-
-
 def _run(args: argparse.Namespace) -> int:
     from state_core.eval import evaluate, write_report
 
-    require_finite(args.adata_pred)
-    require_finite(args.adata_real)
+    from state_core.cli.checks import require_finite, require_label
+
+    for path in (args.adata_pred, args.adata_real):
+        require_finite(path)
+        require_label(path, args.pert_col, args.control_pert, "--control-pert")
     result = evaluate(
         args.adata_pred,
         args.adata_real,
@@ -58,8 +47,11 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
+    from state_core.cli.checks import require_text_file
     from state_core.eval import score
 
+    require_text_file(args.user_input, "--user-input")
+    require_text_file(args.base_input, "--base-input")
     table = score(args.user_input, args.base_input)
     from state_core.atomic import atomic_path
 
@@ -70,9 +62,11 @@ def _score(args: argparse.Namespace) -> int:
 
 
 def _baseline(args: argparse.Namespace) -> int:
+    from state_core.cli.checks import require_finite, require_label
     from state_core.eval import build_baseline
 
     require_finite(args.adata)
+    require_label(args.adata, args.pert_col, args.control_pert, "--control-pert")
     build_baseline(
         args.adata,
         pert_col=args.pert_col,

@@ -53,7 +53,7 @@ def _infer(args: argparse.Namespace) -> int:
 
 
 def _preprocess_train(args: argparse.Namespace) -> int:
-    from state_core.cli.eval import require_finite
+    from state_core.cli.checks import require_finite
     from state_core.data.preprocess import preprocess_train
 
     require_finite(args.adata)  # NaN counts would otherwise pass as "already normalised" data
@@ -90,7 +90,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("predict", help="predict the TOML test split of a run and evaluate it")
     _flag(p, "output_dir", required=True, help="run folder (<output_dir>/<name> of tx train)")
     _flag(p, "checkpoint", default="final", help="final (default), last, best, or a .ckpt name/path")
-    _flag(p, "profile", default="full", help="evaluation profile: full, minimal, de, anndata, vcc, pds")
+    _flag(p, "profile", default="full", choices=["full", "minimal", "de", "anndata", "vcc", "pds"],
+          help="evaluation profile: full, minimal, de, anndata, vcc, pds")
     _flag(p, "predict_only", action="store_true", help="write the AnnData files, skip metrics")
     _flag(p, "eval_dir", default=None, help="where to write (default <run>/eval_<checkpoint>)")
     p.set_defaults(func=_predict)

@@ -56,6 +56,8 @@ def _adata(x: np.ndarray, latent: np.ndarray, obs: pd.DataFrame, var_names, embe
 def predict_test_split(run_dir: str | Path, *, checkpoint: str = "final", profile: str = "full",
                        evaluate: bool = True, out_dir: str | Path | None = None) -> Path:
     """Predict the test split of `run_dir`; returns the folder with the AnnData files and metrics."""
+    if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise ArtifactError(f"--eval_dir {out_dir} is a file; give a folder (it is created if missing)")
     run = load_run(run_dir, checkpoint=checkpoint)
     run_dir = Path(run_dir)
     manifest = SplitManifest.load(run_dir / SPLIT_DIR)

@@ -128,16 +128,22 @@ def _finite_problems(manifest: SplitManifest, vocab: Vocab) -> list[Problem]:
     return problems
 
 
-def _model_problems(cfg: TrainConfig, data: RunData) -> list[Problem]:
-    from state_core.models.presets import resolve_model_config
+def _model_problems(cfg: TrainConfig, data: RunData | None) -> list[Problem]:
+    """Problems of `model.kwargs` against the data's dims; with no usable data (its problems are reported
+    already) against stand-in dims, so unknown keys and bad values still show in the same pass."""
+    from state_core.models.presets import DataDims, resolve_model_config
     from state_core.train.model_setup import data_dims
 
+    kw = cfg.data.kwargs
+    dims = data_dims(data) if data is not None else DataDims(
+        input_dim=8, output_dim=8, n_perturbations=2, n_batches=1, n_cell_types=1, output_space=kw.output_space,
+        embed_key=None if kw.embed_key in (None, "X") else kw.embed_key)
     kwargs = dict(cfg.model.kwargs)
     found: list[Problem] = []
     # the preset check stops at unknown keys; check the rest again without them so every problem shows at once
     for _ in range(2):
         try:
-            resolve_model_config(cfg.model.name, data_dims(data), kwargs, source="model.kwargs")
+            resolve_model_config(cfg.model.name, dims, kwargs, source="model.kwargs")
             break
         except ConfigError as err:
             found += [_with_suggestion(_under_kwargs(p)) for p in err.problems]
@@ -208,7 +214,8 @@ def preflight(cfg: TrainConfig, known: list[Problem] | None = None) -> TrainPlan
                 problems += _model_problems(cfg, data)
             except StateError as err:
                 problems += _problems_of(err, "data.kwargs")
+    if data is None:
+        problems += _model_problems(cfg, None)
     if problems:
         raise ConfigError(SOURCE, problems)
-    assert data is not None
     return TrainPlan(run_dir=cfg.run_dir, data=data, resume_from=resume_from)
