@@ -105,6 +105,20 @@ def corpus(tmp_path_factory, synth_experiment):
         "bad_config": run_copy("bad_config", lambda r: (r / "config.yaml").write_bytes(raw)),
         "no_split": run_copy("no_split", lambda r: shutil.rmtree(r / "split")),
     }
+    def point_split_at(target: Path):  # the run's data file deleted or replaced after training
+        def edit(r: Path) -> None:
+            import dataclasses
+
+            from state_core.data.splits import SplitManifest
+
+            manifest = SplitManifest.load(r / "split")
+            files = tuple(dataclasses.replace(f, path=str(target)) for f in manifest.files)
+            shutil.rmtree(r / "split")
+            dataclasses.replace(manifest, files=files).save(r / "split")
+        return edit
+
+    runs["data_deleted"] = run_copy("data_deleted", point_split_at(root / "gone.h5ad"))
+    runs["data_replaced"] = run_copy("data_replaced", point_split_at(bad / "zero_cells.h5ad"))
     # a checkpoint of another model size: model.json says hidden_dim 32, the weights are 16 wide
     other = train_st(parse_overrides([f"data.kwargs.toml_config_path={exp.fewshot_toml}", f"output_dir={root / 'runs'}",
                                       "name=st16", *TINY, "model.kwargs.hidden_dim=16", "training.max_steps=1"]))

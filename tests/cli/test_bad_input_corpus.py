@@ -137,6 +137,8 @@ CASES = [
     C("predict-no-split", PREDICT + " {runs}/no_split", "split"),
     C("predict-other-size", PREDICT + " {runs}/other_size", "does not match model.json"),
     C("predict-other-size-ckpt", PREDICT + " {runs}/other_size_ckpt --checkpoint last", "does not match model.json"),
+    C("predict-data-deleted", PREDICT + " {runs}/data_deleted", "gone.h5ad", "missing"),
+    C("predict-data-replaced", PREDICT + " {runs}/data_replaced", "zero_cells.h5ad", "replaced"),
     C("predict-profile-bogus", PREDICT + " {run} --profile bogus --eval_dir {out}/ev", "bogus"),
     C("predict-eval-dir-is-file", PREDICT + " {run} --eval_dir {bad}/cells.csv", "cells.csv"),
     C("predict-missing-flag", "tx predict", "--output_dir"),
