@@ -22,6 +22,8 @@ def _run(args: argparse.Namespace) -> int:
 
     for path in (args.adata_pred, args.adata_real):
         require_finite(path)
+        if args.embed_key:
+            require_finite(path, args.embed_key)
         require_label(path, args.pert_col, args.control_pert, "--control-pert")
     result = evaluate(
         args.adata_pred,

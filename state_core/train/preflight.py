@@ -124,7 +124,7 @@ def _finite_problems(manifest: SplitManifest, vocab: Vocab) -> list[Problem]:
             message = nonfinite_message(entry.path, key, rows)
             if message:
                 head, _, fix = message.partition("; fix: ")
-                problems.append(Problem(f"data.kwargs.embed_key={key}" if key == vocab.embed_key else key, head, fix))
+                problems.append(Problem("data.kwargs.embed_key" if key == vocab.embed_key else f"targets ({key})", head, fix))
     return problems
 
 

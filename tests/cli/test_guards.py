@@ -85,3 +85,8 @@ def test_a_real_state_process_prints_one_error_and_exits_2(argv, corpus, tmp_pat
     assert "Traceback" not in proc.stderr
     assert proc.stderr.count("error:") == 1
     assert not (tmp_path / "out").exists() and sorted(os.listdir(tmp_path)) == []
+
+
+def test_serve_start_on_an_empty_gcs_repository_fails_at_once(gcs_bucket):
+    result = run_cli(["serve", "start", "--repository", f"gs://{gcs_bucket}/models"])
+    assert result.code == 2 and "holds no <model>/config.pbtxt" in result.stderr
