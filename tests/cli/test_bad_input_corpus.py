@@ -183,7 +183,6 @@ CASES = [
     C("infer-no-model-json", "tx infer --model_dir {runs}/no_model_json --adata {h5} --output {out}/p.h5ad", "model.json"),
     C("infer-bad-vocab", "tx infer --model_dir {runs}/bad_vocab --adata {h5} --output {out}/p.h5ad", "vocab.json"),
     C("infer-bad-config", "tx infer --model_dir {runs}/bad_config --adata {h5} --output {out}/p.h5ad", "config.yaml"),
-    C("infer-triton-unreachable", INFER + " --adata {h5} --triton 127.0.0.1:{closed_port}", "127.0.0.1:{closed_port}"),
     C("infer-seed-text", INFER + " --adata {h5} --seed abc", "--seed"),
     C("infer-missing-adata-flag", "tx infer --model_dir {run}", "--adata"),
     # --- tx preprocess_train / preprocess_infer / import_arc --------------------------------------
