@@ -1,7 +1,7 @@
 """Exceptions that are part of the interface: one type per kind of user mistake.
 
 Every error carries what was wrong (file, key or value) and what to do about it. The CLI prints
-`str(err)` without a traceback and exits with status 2.
+`str(err)` without a traceback and exits with status 2 (or the error's `exit_code`).
 """
 
 from __future__ import annotations
@@ -63,3 +63,16 @@ class ArtifactError(StateError):
 
 class ServingError(StateError):
     """The inference server is unreachable, not ready, or rejected a request."""
+
+
+class TrainingInterrupted(StateError):
+    """Training stopped on SIGTERM/SIGINT after writing a resumable checkpoint; exit status 128 + signal."""
+
+    def __init__(self, signum: int, checkpoint: str):
+        self.exit_code = 128 + int(signum)
+        super().__init__(f"training stopped by signal {signum}; resumable checkpoint {checkpoint}\n"
+                         f"    fix: run the same `state tx train` command again to resume")
+
+
+class TrainingDiverged(StateError):
+    """The training loss became NaN or infinite."""

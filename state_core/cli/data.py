@@ -6,6 +6,14 @@ import argparse
 from pathlib import Path
 
 
+def require_output_folder(path: Path, flag: str = "--out") -> None:
+    """`--out` is a folder (created if missing); an existing file there is one clear error, before any work."""
+    from state_core.errors import ConfigError, Problem
+
+    if path.exists() and not path.is_dir():
+        raise ConfigError("command line", Problem(flag, f"{path} is a file, not a folder", "give a folder path"))
+
+
 def register(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="data_command")
     _add_split(sub)
@@ -48,6 +56,7 @@ def _run_split(args: argparse.Namespace) -> int:
     from state_core.config.experiment import ObsColumns
     from state_core.data.splits import SUMMARY_MD, run_split
 
+    require_output_folder(args.out)
     batch_col = None if args.batch_col.lower() in ("", "none") else args.batch_col
     columns = ObsColumns(args.pert_col, args.cell_type_key, batch_col, args.control_pert)
     run_split(args.toml, args.out, columns, seed=args.seed, cache_dir=args.cache_dir)
@@ -78,6 +87,7 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
 def _run_synth(args: argparse.Namespace) -> int:
     from state_core.data.synth import SynthSpec, write_synthetic_experiment
 
+    require_output_folder(args.out)
     spec = SynthSpec(n_cells=args.n_cells, n_genes=args.n_genes, n_cell_types=args.n_cell_types,
                      n_perturbations=args.n_perturbations, n_batches=args.n_batches, seed=args.seed,
                      sparse=not args.dense)

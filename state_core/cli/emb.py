@@ -7,8 +7,10 @@ import argparse
 
 def _fit(args: argparse.Namespace) -> int:
     from state_core.embed.config import load_fit_config
+    from state_core.cli.checks import require_text_file
     from state_core.embed.fit import fit_se
 
+    require_text_file(args.conf, "--conf")
     model_dir = fit_se(load_fit_config(args.conf, args.overrides))
     print(f"SE model folder: {model_dir}")
     return 0

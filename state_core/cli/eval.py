@@ -18,6 +18,13 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     from state_core.eval import evaluate, write_report
 
+    from state_core.cli.checks import require_finite, require_label
+
+    for path in (args.adata_pred, args.adata_real):
+        require_finite(path)
+        if args.embed_key:
+            require_finite(path, args.embed_key)
+        require_label(path, args.pert_col, args.control_pert, "--control-pert")
     result = evaluate(
         args.adata_pred,
         args.adata_real,
@@ -42,8 +49,11 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
+    from state_core.cli.checks import require_text_file
     from state_core.eval import score
 
+    require_text_file(args.user_input, "--user-input")
+    require_text_file(args.base_input, "--base-input")
     table = score(args.user_input, args.base_input)
     from state_core.atomic import atomic_path
 
@@ -54,8 +64,11 @@ def _score(args: argparse.Namespace) -> int:
 
 
 def _baseline(args: argparse.Namespace) -> int:
+    from state_core.cli.checks import require_finite, require_label
     from state_core.eval import build_baseline
 
+    require_finite(args.adata)
+    require_label(args.adata, args.pert_col, args.control_pert, "--control-pert")
     build_baseline(
         args.adata,
         pert_col=args.pert_col,

@@ -4,6 +4,7 @@ version into a model repository), `rollback` (serve an older kept version)."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def _onnx(args: argparse.Namespace) -> int:
@@ -16,9 +17,44 @@ def _onnx(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_exported(exported: str | Path) -> None:
+    """Load `model.onnx` of an export folder and check it against its `metadata.json` before publishing."""
+    import onnx
+
+    from state_core.errors import ArtifactError
+    from state_core.export.metadata import METADATA_FILE, ModelMetadata
+    from state_core.export.run_export import ONNX_FILE
+    from state_core.export.spec import signature_of_onnx
+
+    folder = Path(exported)
+    if not folder.is_dir():
+        raise ArtifactError(f"--exported {folder}: not a folder; pass the --out folder of `state export onnx`")
+    try:
+        metadata = ModelMetadata.load(folder / METADATA_FILE)
+    except (KeyError, TypeError, ValueError, AttributeError, UnicodeDecodeError) as err:
+        raise ArtifactError(f"{folder / METADATA_FILE}: not a metadata file of `state export onnx` ({err!r}); "
+                            f"re-export the run") from None
+    path = folder / ONNX_FILE
+    if not path.is_file():
+        raise ArtifactError(f"{path} does not exist; re-export the run with `state export onnx`")
+    signature = signature_of_onnx(path)
+    try:
+        onnx.checker.check_model(str(path))
+    except Exception as err:  # noqa: BLE001 - the checker raises ValidationError and protobuf errors
+        raise ArtifactError(f"{path}: not a valid ONNX model ({str(err).splitlines()[0][:200]}); re-export the run") from None
+    expected = metadata.signature
+    def names(specs) -> list[tuple[str, str]]:  # noqa: ANN001
+        return [(t.name, t.dtype) for t in specs]
+    if names(signature.inputs) != names(expected.inputs) or names(signature.outputs) != names(expected.outputs):
+        raise ArtifactError(f"{path} does not match {folder / METADATA_FILE}: the graph has inputs "
+                            f"{names(signature.inputs)} and outputs {names(signature.outputs)}, the metadata expects "
+                            f"{names(expected.inputs)} and {names(expected.outputs)}; re-export the run")
+
+
 def _triton(args: argparse.Namespace) -> int:
     from state_core.serve.repository import publish_model
 
+    check_exported(args.exported)  # a broken or foreign model.onnx must never become a served version
     published = publish_model(args.repository, args.model_name, args.exported, backend=args.backend,
                               keep_last=args.keep_last, max_batch_size=args.max_batch_size)
     print(f"published {published.model_name} version {published.version} to {published.repository} "

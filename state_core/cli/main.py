@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         result = func(args)
     except StateError as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        return int(getattr(err, "exit_code", 2))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

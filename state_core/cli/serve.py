@@ -11,8 +11,11 @@ TRITON_WHEEL = "nvidia-pytriton==0.7.0"
 
 
 def _start(args: argparse.Namespace) -> int:
+    from state_core.errors import ServingError
     from state_core.serve.local_server import start_server
 
+    if args.pid_file and (Path(args.pid_file).is_dir() or not Path(args.pid_file).parent.is_dir()):
+        raise ServingError(f"--pid-file {args.pid_file}: not a file in an existing folder")
     server = start_server(args.repository, args.work_dir, host=args.host, grpc_port=args.grpc_port,
                           http_port=args.http_port, poll_repository_s=args.poll_secs)
     if args.pid_file:
@@ -22,14 +25,29 @@ def _start(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_pid_file(path: Path) -> int:
+    from state_core.errors import ServingError
+
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ServingError(f"--pid-file {path}: cannot be read ({getattr(err, 'strerror', None) or err}); pass the file "
+                           f"written by `state serve start --pid-file`, or --pid") from None
+    if not text.isdigit():
+        raise ServingError(f"--pid-file {path}: holds {text[:40]!r}, not a process id; pass the file written by "
+                           f"`state serve start --pid-file`, or --pid")
+    return int(text)
+
+
 def _stop(args: argparse.Namespace) -> int:
     from state_core.errors import ServingError
-    from state_core.serve.local_server import stop_server
+    from state_core.serve.local_server import stop_started_server
 
     if args.pid is None and args.pid_file is None:
         raise ServingError("give --pid or --pid-file of the server to stop")
-    pid = args.pid if args.pid is not None else int(Path(args.pid_file).read_text().strip())
-    print(f"stopped {pid}" if stop_server(pid) else f"no process {pid}")
+    pid = args.pid if args.pid is not None else _read_pid_file(Path(args.pid_file))
+    # only a tritonserver is signalled: a stale pid file may name an unrelated process by now
+    print(f"stopped {pid}" if stop_started_server(pid) else f"no process {pid}")
     return 0
 
 

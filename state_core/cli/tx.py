@@ -15,7 +15,7 @@ def _flag(parser: argparse.ArgumentParser, name: str, **kw) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from state_core.config.train_config import describe, parse_overrides
+    from state_core.config.train_config import describe, read_overrides
 
     if args.help:
         print("usage: state tx train [key=value ...]\n\nKeys and defaults (override any with key=value;"
@@ -24,8 +24,8 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     from state_core.train.fit import train_st
 
-    cfg = parse_overrides(args.overrides)
-    run_dir = train_st(cfg)
+    cfg, problems = read_overrides(args.overrides)
+    run_dir = train_st(cfg, problems)  # bad overrides are reported together with the config and data checks
     print(f"run folder: {run_dir}")
     return 0
 
@@ -53,8 +53,10 @@ def _infer(args: argparse.Namespace) -> int:
 
 
 def _preprocess_train(args: argparse.Namespace) -> int:
+    from state_core.cli.checks import require_finite
     from state_core.data.preprocess import preprocess_train
 
+    require_finite(args.adata)  # NaN counts would otherwise pass as "already normalised" data
     out = preprocess_train(args.adata, args.output, args.num_hvgs, already_normalized=args.already_normalized)
     print(f"wrote {out}")
     return 0
@@ -88,7 +90,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("predict", help="predict the TOML test split of a run and evaluate it")
     _flag(p, "output_dir", required=True, help="run folder (<output_dir>/<name> of tx train)")
     _flag(p, "checkpoint", default="final", help="final (default), last, best, or a .ckpt name/path")
-    _flag(p, "profile", default="full", help="evaluation profile: full, minimal, de, anndata, vcc, pds")
+    _flag(p, "profile", default="full", choices=["full", "minimal", "de", "anndata", "vcc", "pds"],
+          help="evaluation profile: full, minimal, de, anndata, vcc, pds")
     _flag(p, "predict_only", action="store_true", help="write the AnnData files, skip metrics")
     _flag(p, "eval_dir", default=None, help="where to write (default <run>/eval_<checkpoint>)")
     p.set_defaults(func=_predict)

@@ -13,6 +13,7 @@ Every other key is checked here: an unknown key is an error that names it and su
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -77,6 +78,9 @@ class TrainingConfig:
     precision: str = "auto"  # auto = bf16-mixed on GPUs and bf16-capable CPUs, else 32-true
     progress_bar: bool = True
     limit_val_batches: int = 50
+    log_every_n_steps: int = 50  # steps between rows of version_0/metrics.csv
+    num_threads: int = 0  # torch CPU threads; 0 = torch's default (one per core)
+    keep_last_checkpoints: int = 2  # periodic step=N.ckpt files kept (last.ckpt and the best one come on top)
 
 
 @dataclass
@@ -132,7 +136,17 @@ def _valid_keys(node: Any, prefix: str = "") -> list[str]:
 
 
 def parse_overrides(overrides: list[str], base: TrainConfig | None = None) -> TrainConfig:
-    """Apply `key=value` overrides to `base` (defaults if None). All bad keys are reported together."""
+    """Apply `key=value` overrides to `base` (defaults if None). All bad keys and values are reported together."""
+    cfg, problems = read_overrides(overrides, base)
+    problems += value_problems(cfg)
+    if problems:
+        raise ConfigError("state tx train config", problems)
+    return cfg
+
+
+def read_overrides(overrides: list[str], base: TrainConfig | None = None) -> tuple[TrainConfig, list[Problem]]:
+    """The config built from the valid overrides, and a problem for each invalid one (values not checked:
+    `state tx train` checks them together with the data, see `state_core.train.preflight`)."""
     schema = OmegaConf.structured(base or TrainConfig())
     valid = _valid_keys(schema)
     problems: list[Problem] = []
@@ -155,14 +169,16 @@ def parse_overrides(overrides: list[str], base: TrainConfig | None = None) -> Tr
         except OmegaConfBaseException as err:
             key = item.partition("=")[0]
             problems.append(Problem(key, f"invalid value: {str(err).splitlines()[0]}", "check the type of this key in `state tx train --help`"))
-    if problems:
-        raise ConfigError("state tx train overrides", problems)
     cfg: TrainConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
-    _check_values(cfg)
-    return cfg
+    return cfg, problems
 
 
-def _check_values(cfg: TrainConfig) -> None:
+PRECISIONS = ("auto", "32", "32-true", "64", "64-true", "16", "16-mixed", "16-true", "bf16", "bf16-mixed", "bf16-true")
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+
+
+def value_problems(cfg: TrainConfig) -> list[Problem]:
+    """Every problem of the values themselves (no file access); see `state_core.train.preflight` for the rest."""
     problems: list[Problem] = []
     kw = cfg.data.kwargs
     if not kw.toml_config_path and not kw.split_dir:
@@ -171,18 +187,52 @@ def _check_values(cfg: TrainConfig) -> None:
         problems.append(Problem("data.kwargs.output_space", f"{kw.output_space!r} is not one of {OUTPUT_SPACES}", "use gene, all or embedding"))
     if kw.basal_mapping_strategy not in MAPPING_STRATEGIES:
         problems.append(Problem("data.kwargs.basal_mapping_strategy", f"{kw.basal_mapping_strategy!r} is not one of {MAPPING_STRATEGIES}", "use random or batch"))
+    if kw.num_workers < 0:
+        problems.append(Problem("data.kwargs.num_workers", f"{kw.num_workers} is negative", "use 0 or a positive integer"))
+    if not math.isfinite(kw.memory_budget_gb) or kw.memory_budget_gb <= 0:
+        problems.append(Problem("data.kwargs.memory_budget_gb", f"{kw.memory_budget_gb} is not a positive number", "e.g. data.kwargs.memory_budget_gb=8"))
     t = cfg.training
-    for key in ("batch_size", "max_steps", "val_freq", "ckpt_every_n_steps"):
+    for key in ("batch_size", "max_steps", "val_freq", "ckpt_every_n_steps", "log_every_n_steps"):
         if getattr(t, key) <= 0:
-            problems.append(Problem(f"training.{key}", "must be positive", f"set training.{key}=<positive integer>"))
-    if t.lr <= 0:
-        problems.append(Problem("training.lr", "must be positive", "e.g. training.lr=1e-4"))
+            problems.append(Problem(f"training.{key}", f"{getattr(t, key)} is not positive", f"set training.{key}=<positive integer>"))
+    for key in ("warmup_steps", "limit_val_batches", "num_threads", "keep_last_checkpoints"):
+        if getattr(t, key) < 0:
+            problems.append(Problem(f"training.{key}", f"{getattr(t, key)} is negative", f"set training.{key}=0 or more"))
+    # `not x > 0` is also true for NaN, which `x <= 0` lets through
+    if not (math.isfinite(t.lr) and t.lr > 0):
+        problems.append(Problem("training.lr", f"{t.lr} is not a positive finite number", "e.g. training.lr=1e-4"))
+    for key in ("weight_decay", "gradient_clip_val"):
+        value = getattr(t, key)
+        if not (math.isfinite(value) and value >= 0):
+            problems.append(Problem(f"training.{key}", f"{value} is not a finite number >= 0", f"e.g. training.{key}=0 (0 = off)" if key == "gradient_clip_val" else f"e.g. training.{key}=0.01"))
     if t.lr_schedule not in ("constant", "cosine"):
         problems.append(Problem("training.lr_schedule", f"{t.lr_schedule!r} is unknown", "use constant or cosine"))
-    if not cfg.name or "/" in cfg.name:
+    if str(t.precision) not in PRECISIONS:
+        problems.append(Problem("training.precision", f"{t.precision!r} is unknown", f"use one of {', '.join(PRECISIONS)}"))
+    problems += _device_problems(t)
+    if not cfg.name or "/" in cfg.name or cfg.name in (".", ".."):
         problems.append(Problem("name", f"{cfg.name!r} is not a valid run name", "use a plain folder name"))
-    if problems:
-        raise ConfigError("state tx train config", problems)
+    return problems
+
+
+def _device_problems(t: TrainingConfig) -> list[Problem]:
+    problems: list[Problem] = []
+    if t.accelerator not in ACCELERATORS:
+        problems.append(Problem("training.accelerator", f"{t.accelerator!r} is unknown", f"use one of {', '.join(ACCELERATORS)}"))
+    elif t.accelerator in ("gpu", "cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            problems.append(Problem("training.accelerator", f"{t.accelerator!r} but this machine has no usable CUDA GPU",
+                                    "use training.accelerator=auto (or cpu)"))
+    devices = t.devices
+    ok = (devices == "auto" or (isinstance(devices, int) and not isinstance(devices, bool) and (devices > 0 or devices == -1))
+          or (isinstance(devices, str) and devices.lstrip("-").isdigit() and (int(devices) > 0 or devices == "-1"))
+          or (isinstance(devices, list) and devices and all(isinstance(d, int) and d >= 0 for d in devices)))
+    if not ok:
+        problems.append(Problem("training.devices", f"{devices!r} is not a device count or list",
+                                "use auto, a positive count such as 1, -1 for all, or a list of ids such as [0,1]"))
+    return problems
 
 
 def to_yaml(cfg: TrainConfig) -> str:
@@ -196,9 +246,13 @@ def save_config(cfg: TrainConfig, path: Path) -> None:
 def load_config(path: Path) -> TrainConfig:
     """Read a resolved `config.yaml` of a run folder (safe YAML; unknown keys rejected)."""
     try:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as err:
-        raise ConfigError(str(path), Problem("config.yaml", f"cannot read: {err}", "point to a run folder written by `state tx train`")) from None
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise ConfigError(str(path), Problem("config.yaml", f"cannot read: {str(err).splitlines()[0]}",
+                                             "point to a run folder written by `state tx train`")) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(str(path), Problem("config.yaml", f"holds a {type(raw).__name__}, not a mapping of keys",
+                                             "point to a run folder written by `state tx train`"))
     schema = OmegaConf.structured(TrainConfig())
     try:
         merged = OmegaConf.merge(schema, OmegaConf.create(raw))

@@ -223,3 +223,35 @@ class FeatureSource:
 def open_features(path: str | Path, key: str) -> FeatureSource:
     """Open matrix `key` ("X" or an obsm key such as "X_hvg") of the h5ad file at `path` for row reads."""
     return FeatureSource(path, key)
+
+
+# Checking for NaN/Inf: every row of small matrices, an evenly spread sample of rows of big ones.
+_FINITE_CHECK_VALUES = 1 << 23
+
+
+def describe_key(key: str) -> str:
+    return "X" if key == "X" else f"obsm[{key.removeprefix('obsm/')!r}]"
+
+
+def nonfinite_message(path: str | Path, key: str, rows: np.ndarray | None = None,
+                      max_values: int = _FINITE_CHECK_VALUES) -> str | None:
+    """None if `key` of the file holds only finite values in `rows` (all rows if None), else what is wrong.
+
+    Reads at most about `max_values` values: beyond that an evenly spaced sample of rows is checked, so a
+    large file costs a bounded read while a contaminated one is still very likely caught.
+    """
+    with open_features(path, key) as source:
+        rows = np.arange(source.shape[0]) if rows is None else np.asarray(rows, dtype=np.int64)
+        budget = max(1, max_values // max(1, source.shape[1]))
+        checked = rows if rows.size <= budget else rows[np.linspace(0, rows.size - 1, budget).astype(np.int64)]
+        bad_values = bad_cells = 0
+        for start in range(0, checked.size, 4096):
+            block = ~np.isfinite(source.read_rows(checked[start:start + 4096]))  # [n, D]
+            bad_values += int(block.sum())
+            bad_cells += int(block.any(axis=1).sum())
+    if not bad_values:
+        return None
+    scope = f"{checked.size} cells checked" + (f" (a sample of {rows.size})" if checked.size < rows.size else "")
+    return (f"{path}: {describe_key(key)} has {bad_values} NaN/Inf value{'s' if bad_values != 1 else ''} in {bad_cells} "
+            f"cell{'s' if bad_cells != 1 else ''} ({scope}); fix: drop or repair those cells (keep rows where "
+            f"np.isfinite(...).all(axis=1)), or re-run preprocessing")

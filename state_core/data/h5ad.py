@@ -172,3 +172,30 @@ def obs_columns(path: str | Path) -> list[str]:
     """Names of the obs columns (the index excluded), in the file's column order."""
     with open_h5(path) as file:
         return _columns(_dataframe(file, "obs"))
+
+
+def read_h5ad_file(path: str | Path, what: str = "input"):  # noqa: ANN201 - anndata.AnnData (imported lazily)
+    """`anndata.read_h5ad` with one clear DataError for a missing, unreadable, truncated, foreign or empty file."""
+    import anndata as ad
+
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: {what} file not found; check the path")
+    if not path.is_file():
+        raise DataError(f"{path}: {what} is a folder, not an .h5ad file")
+    try:
+        with open(path, "rb") as handle:
+            signature = handle.read(8)
+    except OSError as err:
+        raise DataError(f"{path}: cannot read the {what} file ({err.strerror or err}); fix its permissions") from None
+    if signature != b"\x89HDF\r\n\x1a\n":
+        kind = "an empty file" if not signature else "not an HDF5 file"
+        raise DataError(f"{path}: {kind}, so not an .h5ad; write it with `adata.write_h5ad(path)`")
+    try:
+        adata = ad.read_h5ad(path)
+    except Exception as err:  # noqa: BLE001 - h5py/anndata raise many types for damaged files
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise DataError(f"{path}: damaged or truncated .h5ad ({first[:200]}); re-write it with `adata.write_h5ad(path)`") from None
+    if adata.n_obs == 0:
+        raise DataError(f"{path}: has 0 cells; give a file with cells")
+    return adata

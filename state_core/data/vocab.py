@@ -107,9 +107,12 @@ class Vocab:
             body = json.loads(source.read_text(encoding="utf-8"))
         except FileNotFoundError as err:
             raise DataError(f"{source}: vocabulary file not found; it is written as vocab.json in the run folder") from err
-        except json.JSONDecodeError as err:
-            raise DataError(f"{source}: not valid JSON ({err}); re-create it by re-running training") from err
-        if body.get("format") != VOCAB_FORMAT:
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise DataError(f"{source}: not valid JSON ({err}); re-create it by re-running training") from None
+        except OSError as err:
+            raise DataError(f"{source}: cannot read the vocabulary ({err.strerror or err})") from None
+        if not isinstance(body, dict) or body.get("format") != VOCAB_FORMAT:
+            body = body if isinstance(body, dict) else {}
             raise DataError(f"{source}: not a state_core vocabulary (format={body.get('format')!r})")
         if body.get("version") != VOCAB_VERSION:
             raise DataError(

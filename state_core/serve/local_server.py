@@ -29,6 +29,8 @@ from state_core.errors import ServingError
 from state_core.serve.local_view import build_local_view, needs_local_view
 from state_core.storage import is_gcs
 
+CONFIG_NAME = "config.pbtxt"
+
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = "pip install --no-deps nvidia-pytriton==0.7.0  (or `make serve-deps`)"
@@ -119,6 +121,43 @@ def server_environment(install: TritonInstall, repository: str) -> dict[str, str
     return env
 
 
+def check_repository(repository: str) -> None:
+    """Fail fast (instead of after the ready timeout) on a repository Triton could not serve anything from."""
+    if is_gcs(repository):
+        from state_core.storage.gcs import gcs_client
+        from state_core.storage.uris import split_gcs_uri
+
+        bucket, prefix = split_gcs_uri(repository.rstrip("/") + "/")
+        try:
+            names = [b.name for b in gcs_client().list_blobs(bucket, prefix=prefix, max_results=1000)]
+        except Exception as err:  # noqa: BLE001 - google-cloud-storage raises transport and API errors
+            raise ServingError(f"model repository {repository} cannot be listed ({type(err).__name__}: "
+                               f"{str(err).splitlines()[0][:200] if str(err) else ''}); check the bucket name and "
+                               f"credentials") from None
+        if not any(n.endswith("/" + CONFIG_NAME) for n in names):
+            raise ServingError(f"model repository {repository} holds no <model>/{CONFIG_NAME}; publish a model first "
+                               f"(`state export triton`)")
+        return
+    path = Path(repository)
+    if path.exists() and not path.is_dir():
+        raise ServingError(f"model repository {path} is a file, not a folder; pass the --repository folder of "
+                           f"`state export triton`")
+    if not path.is_dir():
+        raise ServingError(f"model repository {path.resolve()} does not exist; publish a model first (`state export triton`)")
+    if not any(path.glob(f"*/{CONFIG_NAME}")):
+        raise ServingError(f"model repository {path} holds no <model>/{CONFIG_NAME}; publish a model first "
+                           f"(`state export triton`)")
+
+
+def check_port_free(host: str, port: int, flag: str) -> None:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            raise ServingError(f"port {host}:{port} is already in use; pass another {flag} (e.g. {flag} "
+                               f"{free_port(host)}) or stop what listens there") from None
+
+
 def start_server(repository: str | Path, work_dir: str | Path | None = None, *, host: str = "127.0.0.1", grpc_port: int | None = None,
                  http_port: int | None = None, ready_timeout_s: float = 90.0, poll_repository_s: int = 0) -> LocalTriton:
     """Start tritonserver on `repository` (local folder or gs://) and wait until every model is ready.
@@ -128,6 +167,10 @@ def start_server(repository: str | Path, work_dir: str | Path | None = None, *, 
     `work_dir` (default: a new temp folder) holds the backend links, the view and the server log.
     """
     _require_loopback(host)
+    check_repository(str(repository))
+    for port, flag in ((grpc_port, "--grpc-port"), (http_port, "--http-port")):
+        if port:
+            check_port_free(host, port, flag)
     install = find_triton_install()
     work_dir = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="state-serve-"))
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -197,6 +240,35 @@ def wait_until_ready(server: LocalTriton, timeout_s: float, process: subprocess.
         client.close()
     raise ServingError(f"tritonserver on {server.grpc_url} not ready after {timeout_s:.0f} s; log {server.log_path}:\n"
                        f"{_log_tail(server.log_path)}")
+
+
+def server_command(pid: int) -> list[str] | None:
+    """The command line of process `pid` (None when it does not exist or cannot be read)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def stop_started_server(pid: int) -> bool:
+    """Stop `pid` only if it is a tritonserver serving a model repository (what `start_server` runs);
+    False if no such process exists. Anything else is refused without a signal."""
+    if pid <= 1:
+        raise ServingError(f"pid {pid} is not a server process; give the pid printed by `state serve start`")
+    command = server_command(pid)
+    if command is None:
+        if _alive(pid):
+            raise ServingError(f"process {pid} cannot be inspected, so it is not signalled; stop it yourself if it is "
+                               f"the server")
+        return False
+    is_triton = bool(command) and Path(command[0]).name == "tritonserver" and any(
+        a.startswith("--model-repository=") for a in command)
+    if not is_triton:
+        shown = " ".join(command)[:120] or "(no command line)"
+        raise ServingError(f"process {pid} is not a tritonserver started by `state serve start` ({shown}); "
+                           f"it was not signalled")
+    return stop_server(pid)
 
 
 def stop_server(pid: int, timeout_s: float = 20.0) -> bool:

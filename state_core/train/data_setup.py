@@ -76,20 +76,20 @@ class RunData:
     has_val: bool
 
 
-def _vocab(cfg: TrainConfig, manifest: SplitManifest, vocab_path: Path) -> Vocab:
-    if vocab_path.exists():
-        return Vocab.load(vocab_path)  # a resumed or finished run keeps its label order
+def build_run_vocab(cfg: TrainConfig, manifest: SplitManifest) -> Vocab:
+    """The vocabulary of a new run, in memory (the caller saves it once the run folder exists)."""
     kw = cfg.data.kwargs
-    vocab = build_vocab(manifest, pert_col=kw.pert_col, cell_type_key=kw.cell_type_key, batch_col=kw.batch_col,
-                        control_pert=kw.control_pert, embed_key=kw.embed_key or "X", output_space=kw.output_space,
-                        perturbation_features_file=kw.perturbation_features_file)
-    vocab.save(vocab_path)
-    return vocab
+    return build_vocab(manifest, pert_col=kw.pert_col, cell_type_key=kw.cell_type_key, batch_col=kw.batch_col,
+                       control_pert=kw.control_pert, embed_key=kw.embed_key or "X", output_space=kw.output_space,
+                       perturbation_features_file=kw.perturbation_features_file)
 
 
-def prepare_run_data(cfg: TrainConfig, manifest: SplitManifest, vocab_path: Path) -> RunData:
+def prepare_run_data(cfg: TrainConfig, manifest: SplitManifest, vocab: Vocab | Path) -> RunData:
+    """Data module and dims for `vocab` (or the vocab.json at that path: a resumed or finished run keeps its
+    label order)."""
     kw = cfg.data.kwargs
-    vocab = _vocab(cfg, manifest, Path(vocab_path))
+    if not isinstance(vocab, Vocab):
+        vocab = Vocab.load(vocab)
     features = (load_perturbation_features(kw.perturbation_features_file, vocab.perturbations, vocab.control_pert)
                 if kw.perturbation_features_file else None)
     dm = TrainingDataModule(
@@ -109,4 +109,7 @@ def _cell_set_len(cfg: TrainConfig) -> int:
     from state_core.models.presets import PRESETS
 
     preset = PRESETS.get(cfg.model.name)
-    return int(cfg.model.kwargs.get("cell_set_len", preset.cell_set_len if preset else 512))
+    default = preset.cell_set_len if preset else 512
+    value = cfg.model.kwargs.get("cell_set_len", default)
+    # a bad value is reported by the model.kwargs check (state_core.train.preflight), naming the key
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else default

@@ -1,8 +1,10 @@
-"""`train_st(config) -> run_dir`: split, vocabularies, data module, model, Lightning fit, run folder.
+"""`train_st(config) -> run_dir`: validate, then split, vocabularies, data module, model, Lightning fit.
 
-CPU or GPU is chosen automatically; on GPU the default precision is bf16 autocast. `training.devices` and
-`training.strategy` go to the Lightning Trainer as given. A killed run resumes from
-`checkpoints/last.ckpt` when started again with the same `output_dir`/`name`.
+Nothing is written until `state_core.train.preflight` has checked the whole config against the data. CPU
+or GPU is chosen automatically; on GPU the default precision is bf16 autocast. `training.devices` and
+`training.strategy` go to the Lightning Trainer as given. A stopped run (SIGTERM/SIGINT: resumable
+checkpoint, exit 143/130) or a killed one resumes from `checkpoints/last.ckpt` when started again with the
+same `output_dir`/`name`; its metrics history is kept.
 """
 
 from __future__ import annotations
@@ -14,35 +16,18 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
 
-from state_core.config.experiment import ObsColumns
-from state_core.config.train_config import TrainConfig, load_config, save_config
-from state_core.data.splits import SplitManifest, run_split
-from state_core.errors import ArtifactError, ConfigError, Problem
-from state_core.train.data_setup import RunData, prepare_run_data
+from state_core.config.train_config import TrainConfig, save_config
+from state_core.errors import ConfigError, Problem, TrainingInterrupted
+from state_core.train.lifecycle import FiniteLossGuard, GracefulStop, HistoryCSVLogger, trim_metrics
 from state_core.train.model_setup import build_run_model
 from state_core.train.module import OptimConfig, PerturbationTrainingModule
-from state_core.train.run_folder import (CHECKPOINT_DIR, CONFIG_FILE, SPLIT_DIR, VOCAB_FILE, save_model)
+from state_core.train.preflight import TrainPlan, preflight
+from state_core.train.run_folder import (CHECKPOINT_DIR, CONFIG_FILE, SPLIT_DIR, VOCAB_FILE, save_model,
+                                         save_model_description)
 
 log = logging.getLogger(__name__)
-
-
-def _columns(cfg: TrainConfig) -> ObsColumns:
-    kw = cfg.data.kwargs
-    return ObsColumns(pert_col=kw.pert_col, cell_type_key=kw.cell_type_key, batch_col=kw.batch_col,
-                      control_pert=kw.control_pert)
-
-
-def _manifest(cfg: TrainConfig, run_dir: Path) -> SplitManifest:
-    kw = cfg.data.kwargs
-    if (run_dir / SPLIT_DIR / "split_manifest.npz").exists():
-        return SplitManifest.load(run_dir / SPLIT_DIR)  # resume: the split is part of the run
-    if kw.split_dir:
-        manifest = SplitManifest.load(Path(kw.split_dir))
-        manifest.save(run_dir / SPLIT_DIR)
-        return manifest
-    return run_split(kw.toml_config_path, run_dir / SPLIT_DIR, _columns(cfg), kw.split_seed)
+METRICS_DIR = "version_0"
 
 
 def cpu_has_fast_bf16() -> bool:
@@ -67,34 +52,25 @@ def _precision(cfg: TrainConfig) -> str:
     return resolve_precision(cfg.training.precision, cfg.training.accelerator)
 
 
-def _prepare_folder(cfg: TrainConfig) -> tuple[Path, Path | None]:
-    """Create the run folder; returns it and the checkpoint to resume from (if any)."""
-    run_dir = cfg.run_dir
-    last = run_dir / CHECKPOINT_DIR / "last.ckpt"
-    if run_dir.exists() and cfg.overwrite:
+def _make_folder(cfg: TrainConfig, plan: TrainPlan) -> None:
+    """Create (or reset) the run folder of a validated config; a resumed run keeps its split and vocab."""
+    run_dir = plan.run_dir
+    if plan.resume_from is not None:
+        log.info("resuming %s from %s", run_dir, plan.resume_from)
+        save_config(cfg, run_dir / CONFIG_FILE)
+        return
+    if run_dir.exists():
+        # overwrite=true, or leftovers of a run stopped before its first checkpoint: start clean, so a
+        # changed TOML always gets a fresh split
         shutil.rmtree(run_dir)
-    elif last.exists():
-        saved = load_config(run_dir / CONFIG_FILE)
-        if saved.model != cfg.model or saved.data != cfg.data:
-            raise ArtifactError(f"{run_dir} holds a run with a different model/data config; resume needs the same "
-                                f"config (fix: pass overwrite=true to start over, or a new name=...)")
-        log.info("resuming %s from %s", run_dir, last)
-        return run_dir, last
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir, None
+    run_dir.mkdir(parents=True)
+    save_config(cfg, run_dir / CONFIG_FILE)
+    plan.data.manifest.save(run_dir / SPLIT_DIR)
+    plan.data.vocab.save(run_dir / VOCAB_FILE)
 
 
-def _trainer(cfg: TrainConfig, run_dir: Path, has_val: bool) -> pl.Trainer:
-    t = cfg.training
-    ckpt_dir = run_dir / CHECKPOINT_DIR
-    periodic = ModelCheckpoint(dirpath=ckpt_dir, filename="step={step}", auto_insert_metric_name=False,
-                               every_n_train_steps=t.ckpt_every_n_steps, save_top_k=-1, save_last=True)
-    callbacks: list[pl.Callback] = [periodic]
-    if has_val:
-        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="step={step}-val_loss={val_loss:.4f}",
-                                         auto_insert_metric_name=False, monitor="val_loss", mode="min",
-                                         save_top_k=1))
-    loggers: list = [CSVLogger(save_dir=str(run_dir), name="", version="version_0")]
+def _loggers(cfg: TrainConfig, run_dir: Path) -> list:
+    loggers: list = [HistoryCSVLogger(save_dir=str(run_dir), name="", version=METRICS_DIR)]
     try:
         if cfg.use_tensorboard:
             from lightning.pytorch.loggers import TensorBoardLogger
@@ -110,43 +86,72 @@ def _trainer(cfg: TrainConfig, run_dir: Path, has_val: bool) -> pl.Trainer:
         extra = "tensorboard" if key == "use_tensorboard" else "wandb"
         raise ConfigError("state tx train config", Problem(key, f"is true but {err}",
                                                            f"pip install 'state-core[{extra}]' or set {key}=false")) from None
+    return loggers
+
+
+def _trainer(cfg: TrainConfig, run_dir: Path, has_val: bool, stopper: GracefulStop) -> pl.Trainer:
+    t = cfg.training
+    ckpt_dir = run_dir / CHECKPOINT_DIR
+    # the newest `keep_last_checkpoints` step=N.ckpt files ("step" is always a monitor candidate), plus last.ckpt
+    periodic = ModelCheckpoint(dirpath=ckpt_dir, filename="step={step}", auto_insert_metric_name=False,
+                               every_n_train_steps=t.ckpt_every_n_steps, monitor="step", mode="max",
+                               save_top_k=t.keep_last_checkpoints, save_last=True)
+    callbacks: list[pl.Callback] = [periodic, FiniteLossGuard(), stopper]
+    if has_val:
+        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="step={step}-val_loss={val_loss:.4f}",
+                                         auto_insert_metric_name=False, monitor="val_loss", mode="min",
+                                         save_top_k=1))
     return pl.Trainer(
         accelerator=t.accelerator, devices=t.devices, strategy=t.strategy, precision=_precision(cfg),
         max_steps=t.max_steps, max_epochs=-1, val_check_interval=t.val_freq if has_val else None,
         check_val_every_n_epoch=None, limit_val_batches=t.limit_val_batches if has_val else 0,
-        num_sanity_val_steps=0, callbacks=callbacks,
-        logger=loggers, enable_progress_bar=t.progress_bar, log_every_n_steps=min(50, t.max_steps),
+        num_sanity_val_steps=0, callbacks=callbacks, logger=_loggers(cfg, run_dir),
+        enable_progress_bar=t.progress_bar, log_every_n_steps=min(t.log_every_n_steps, t.max_steps),
         default_root_dir=str(run_dir), enable_model_summary=False, use_distributed_sampler=False,
     )
 
 
-def train_st(cfg: TrainConfig) -> Path:
-    """Train the configured model (ST preset or baseline); returns the run folder."""
+def _resumed_step(checkpoint: Path) -> int:
+    return int(torch.load(checkpoint, map_location="cpu", weights_only=True).get("global_step", 0))
+
+
+def train_st(cfg: TrainConfig, known_problems: list[Problem] | None = None) -> Path:
+    """Train the configured model (ST preset or baseline); returns the run folder. `known_problems` (bad
+    overrides from `read_overrides`) are reported together with everything validation finds."""
+    plan = preflight(cfg, known_problems)  # every problem at once, before anything is written
+    if cfg.training.num_threads:
+        torch.set_num_threads(cfg.training.num_threads)
     pl.seed_everything(cfg.training.train_seed, workers=True, verbose=False)
-    fresh = not cfg.run_dir.exists() or cfg.overwrite
-    run_dir, resume_from = _prepare_folder(cfg)
-    try:
-        save_config(cfg, run_dir / CONFIG_FILE)
-        manifest = _manifest(cfg, run_dir)
-        data: RunData = prepare_run_data(cfg, manifest, vocab_path=run_dir / VOCAB_FILE)
-        built = build_run_model(cfg, data)
-        optim = OptimConfig(lr=cfg.training.lr, weight_decay=cfg.training.weight_decay,
-                            lr_schedule=cfg.training.lr_schedule, warmup_steps=cfg.training.warmup_steps,
-                            max_steps=cfg.training.max_steps, gradient_clip_val=cfg.training.gradient_clip_val or None,
-                            fused=_precision(cfg) not in ("16-mixed", "16"))
-        module = PerturbationTrainingModule(built.model, loss=built.loss, optim=optim)
-        trainer = _trainer(cfg, run_dir, has_val=data.has_val)
-    except Exception:
-        if fresh and resume_from is None:
-            shutil.rmtree(run_dir, ignore_errors=True)  # a bad TOML or config leaves no half-made run folder
-        raise
-    if built.requires_training:
-        trainer.fit(module, datamodule=data.datamodule, ckpt_path=str(resume_from) if resume_from else None,
-                    weights_only=True)
-    elif data.has_val:
-        trainer.validate(module, datamodule=data.datamodule, verbose=False)
+    data = plan.data
+    built = build_run_model(cfg, data)
+    _make_folder(cfg, plan)
+    run_dir = plan.run_dir
+    save_model_description(run_dir, built.kind, built.config)  # any checkpoint is loadable from now on
+    optim = OptimConfig(lr=cfg.training.lr, weight_decay=cfg.training.weight_decay,
+                        lr_schedule=cfg.training.lr_schedule, warmup_steps=cfg.training.warmup_steps,
+                        max_steps=cfg.training.max_steps, gradient_clip_val=cfg.training.gradient_clip_val or None,
+                        fused=_precision(cfg) not in ("16-mixed", "16"))
+    module = PerturbationTrainingModule(built.model, loss=built.loss, optim=optim)
+    stopper = GracefulStop(run_dir / CHECKPOINT_DIR / "last.ckpt")
+    if plan.resume_from is not None:
+        trim_metrics(run_dir / METRICS_DIR / "metrics.csv", _resumed_step(plan.resume_from))
+    trainer = _trainer(cfg, run_dir, has_val=data.has_val, stopper=stopper)
+    with stopper.handling_signals():
+        try:
+            if built.requires_training:
+                trainer.fit(module, datamodule=data.datamodule,
+                            ckpt_path=str(plan.resume_from) if plan.resume_from else None, weights_only=True)
+            elif data.has_val:
+                trainer.validate(module, datamodule=data.datamodule, verbose=False)
+        except BaseException as err:  # noqa: BLE001 - Lightning's SIGTERMException derives from BaseException
+            if stopper.signum is None or type(err).__name__ != "SIGTERMException":
+                raise
+    if stopper.signum is not None and built.requires_training and trainer.global_step < cfg.training.max_steps:
+        if not stopper.saved:
+            trainer.save_checkpoint(stopper.checkpoint)
+        raise TrainingInterrupted(stopper.signum, str(stopper.checkpoint))
     if trainer.is_global_zero:
-        trainer.save_checkpoint(run_dir / CHECKPOINT_DIR / "final.ckpt", weights_only=False)
+        trainer.save_checkpoint(run_dir / CHECKPOINT_DIR / "final.ckpt", weights_only=True)
         save_model(run_dir, built.model, built.kind, built.config)
     log.info("run folder: %s", run_dir)
     return run_dir

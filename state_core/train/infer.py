@@ -11,6 +11,7 @@ Predictions go to `obsm[pred_key]` (default `<embed_key>_pred`), never over `X`.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,8 @@ import scipy.sparse as sp
 import torch
 
 from state_core.atomic import write_h5ad_atomic
-from state_core.errors import DataError, UnknownLabelError
+from state_core.data.h5ad import read_h5ad_file
+from state_core.errors import ConfigError, DataError, Problem, UnknownLabelError
 
 log = logging.getLogger(__name__)
 
@@ -146,14 +148,26 @@ def _features(adata: ad.AnnData, embed_key: str | None, path: str) -> np.ndarray
                             f"run `state tx preprocess_train` or pass --embed_key")
         x = adata.obsm[embed_key]
     x = x.toarray() if sp.issparse(x) else np.asarray(x)
-    return x.astype(np.float32, copy=False)
+    if not np.issubdtype(x.dtype, np.number):
+        raise DataError(f"{path}: {embed_key or 'X'} holds {x.dtype} values, not numbers")
+    x = x.astype(np.float32, copy=False)
+    bad = ~np.isfinite(x)
+    if bad.any():
+        where = "X" if embed_key in (None, "X") else f"obsm[{embed_key!r}]"
+        raise DataError(f"{path}: {where} has {int(bad.sum())} NaN/Inf values in {int(bad.any(axis=1).sum())} of "
+                        f"{x.shape[0]} cells; predictions for them would be NaN (fix: drop or repair those cells)")
+    return x
 
 
 def _labels(adata: ad.AnnData, column: str, path: str, what: str) -> np.ndarray:
     if column not in adata.obs:
         raise DataError(f"{path}: obs column {column!r} ({what}) is missing; columns are {list(adata.obs.columns)} "
                         f"(fix: pass the right --{what.replace(' ', '_')} flag)")
-    return adata.obs[column].astype(str).to_numpy()
+    values = adata.obs[column]
+    if values.isna().any():
+        raise DataError(f"{path}: obs column {column!r} ({what}) has {int(values.isna().sum())} missing values "
+                        f"(fix: fill them or drop those cells)")
+    return values.astype(str).to_numpy()
 
 
 def infer_adata(adata: ad.AnnData, run, options: InferOptions, predictor: Predictor, source: str = "input") -> ad.AnnData:
@@ -164,11 +178,15 @@ def infer_adata(adata: ad.AnnData, run, options: InferOptions, predictor: Predic
     batch_col = options.batch_col or cfg.batch_col
     control = options.control_pert or vocab.control_pert
     embed_key = options.embed_key if options.embed_key is not None else cfg.embed_key
+    # every cell needs its cell type: without it basal cells would be drawn across all cell types
+    cell_types = _labels(adata, ct_col, source, "celltype col")
     if options.celltypes:
-        keep = adata.obs[ct_col].astype(str).isin(options.celltypes).to_numpy() if ct_col in adata.obs else None
-        if keep is None or not keep.any():
-            raise DataError(f"{source}: none of the cell types {options.celltypes} found in obs[{ct_col!r}]")
+        keep = np.isin(cell_types, options.celltypes)
+        if not keep.any():
+            raise DataError(f"{source}: none of the cell types {options.celltypes} found in obs[{ct_col!r}] "
+                            f"(it has {sorted(set(cell_types))[:20]})")
         adata = adata[keep].copy()
+        cell_types = cell_types[keep]
     features = _features(adata, embed_key, source)
     expected = run.model_config.get("input_dim")
     if expected is not None and features.shape[1] != expected:
@@ -176,7 +194,6 @@ def infer_adata(adata: ad.AnnData, run, options: InferOptions, predictor: Predic
                         f"(fix: use the same preprocessing as training, e.g. the HVGs in the run's vocab.json)")
     perts = _labels(adata, pert_col, source, "pert col")
     pert_idx = vocab.index("perturbation", perts, where=source)
-    cell_types = _labels(adata, ct_col, source, "celltype col") if ct_col in adata.obs else np.full(adata.n_obs, "unknown")
     ct_lookup = {name: i for i, name in enumerate(vocab.cell_types)}
     cell_type_idx = np.array([ct_lookup.get(c, -1) for c in cell_types], dtype=np.int64)
     if run.model_kind == "context_mean" and (cell_type_idx < 0).any():
@@ -188,6 +205,9 @@ def infer_adata(adata: ad.AnnData, run, options: InferOptions, predictor: Predic
     else:
         batch_idx = np.zeros(adata.n_obs, dtype=np.int64)
     max_len = int(run.model_config.get("cell_set_len", 512))
+    if options.basal == "sample" and not (perts == control).any():
+        raise DataError(f"{source}: no cell has the control label {control!r} in obs[{pert_col!r}], so no basal cells "
+                        f"can be sampled (fix: pass --control_pert, include control cells, or use --basal self)")
     plan = plan_sets(perts, cell_types, perts == control, max_len, options.seed, options.basal)
     latent, genes = run_plan(plan, features, pert_idx, batch_idx, np.maximum(cell_type_idx, 0), predictor,
                              options.batch_size, max_len)
@@ -200,15 +220,37 @@ def infer_adata(adata: ad.AnnData, run, options: InferOptions, predictor: Predic
     return adata
 
 
+def check_options(options: InferOptions) -> None:
+    problems = []
+    if options.batch_size < 1:
+        problems.append(Problem("--batch_size", f"{options.batch_size} is not positive", "use e.g. --batch_size 16"))
+    if options.basal not in ("sample", "self"):
+        problems.append(Problem("--basal", f"{options.basal!r} is unknown", "use sample or self"))
+    if problems:
+        raise ConfigError("state tx infer", problems)
+
+
+def check_output_file(out: Path, flag: str) -> None:
+    """The output must be a file in a writable folder: checked before any work is done."""
+    if out.is_dir():
+        raise ConfigError("state tx infer", Problem(flag, f"{out} is a folder", "give a file path ending in .h5ad"))
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise ConfigError("state tx infer", Problem(flag, f"folder {parent} does not exist", "create it first"))
+    if not os.access(parent, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise ConfigError("state tx infer", Problem(flag, f"{out} is not writable", "choose a folder you can write to"))
+
+
 def infer_file(model_dir: str | Path, adata_path: str | Path, output: str | Path | None, *, checkpoint: str = "final",
                options: InferOptions = InferOptions(), triton_url: str | None = None, model_name: str = "state_st") -> Path:
     """Read `adata_path`, predict with the run in `model_dir` (locally or via Triton), write `output`."""
     from state_core.train.run_folder import load_run
 
     adata_path = Path(adata_path)
-    if not adata_path.exists():
-        raise DataError(f"{adata_path}: input file not found")
+    check_options(options)
     out = Path(output) if output else adata_path.with_name(adata_path.stem + "_simulated.h5ad")
+    check_output_file(out, "--output")
+    adata = read_h5ad_file(adata_path)
     run = load_run(model_dir, checkpoint=checkpoint)
     if triton_url:
         from state_core.serve.client import triton_predictor
@@ -216,7 +258,6 @@ def infer_file(model_dir: str | Path, adata_path: str | Path, output: str | Path
         predictor = triton_predictor(triton_url, model_name=model_name)
     else:
         predictor = torch_predictor(run.model)
-    adata = ad.read_h5ad(adata_path)
     adata = infer_adata(adata, run, options, predictor, source=str(adata_path))
     write_h5ad_atomic(adata, out)
     log.info("wrote %s (%d cells)", out, adata.n_obs)

@@ -19,9 +19,10 @@ import torch
 
 from state_core.atomic import atomic_write_text, write_h5ad_atomic
 from state_core.data.splits import SplitManifest
-from state_core.errors import ArtifactError
+from state_core.errors import ArtifactError, DataError
+from state_core.storage import is_gcs
 from state_core.train.data_setup import prepare_run_data
-from state_core.train.run_folder import SPLIT_DIR, VOCAB_FILE, load_run
+from state_core.train.run_folder import SPLIT_DIR, load_run
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +54,37 @@ def _adata(x: np.ndarray, latent: np.ndarray, obs: pd.DataFrame, var_names, embe
     return adata
 
 
+def check_test_data(manifest: SplitManifest, embed_key: str) -> None:
+    """The run's data files must still exist, hold at least the rows the split names and be finite there
+    (a file replaced or deleted since training is one clear error, not an index error or NaN metrics)."""
+    from state_core.data.features import nonfinite_message
+    from state_core.data.h5ad import n_obs
+
+    for entry in manifest.files:
+        if is_gcs(str(entry.path)):
+            continue  # read through the download cache; checked by the loader
+        if not Path(entry.path).is_file():
+            raise DataError(f"{entry.path}: data file of this run is missing (it was moved or deleted after "
+                            f"training); restore it or retrain")
+        rows = entry.test
+        if rows.size and n_obs(entry.path) <= int(rows.max()):
+            raise DataError(f"{entry.path}: has {n_obs(entry.path)} cells but the run's split uses row {int(rows.max())}; "
+                            f"the file was replaced after training (restore it or retrain)")
+        message = nonfinite_message(entry.path, embed_key, rows) if rows.size else None
+        if message:
+            raise DataError(message)
+
+
 def predict_test_split(run_dir: str | Path, *, checkpoint: str = "final", profile: str = "full",
                        evaluate: bool = True, out_dir: str | Path | None = None) -> Path:
     """Predict the test split of `run_dir`; returns the folder with the AnnData files and metrics."""
+    if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise ArtifactError(f"--eval_dir {out_dir} is a file; give a folder (it is created if missing)")
     run = load_run(run_dir, checkpoint=checkpoint)
     run_dir = Path(run_dir)
     manifest = SplitManifest.load(run_dir / SPLIT_DIR)
-    data = prepare_run_data(run.config, manifest, vocab_path=run_dir / VOCAB_FILE)
+    check_test_data(manifest, run.vocab.embed_key)
+    data = prepare_run_data(run.config, manifest, run.vocab)
     arrays = _collect(run.model, data.datamodule.test_dataloader())
     labels = data.datamodule.row_labels(arrays["cell_id"])  # DataFrame: pert_col, cell_type_key, batch_col
     vocab = run.vocab

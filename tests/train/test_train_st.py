@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from state_core.errors import ArtifactError
+from state_core.errors import ArtifactError, ConfigError
 from state_core.train.fit import train_st
 from state_core.train.run_folder import load_run
 
@@ -53,7 +53,7 @@ def test_resume_after_a_kill_gives_the_same_weights(synth_experiment, tmp_path, 
 
 def test_resume_with_another_model_config_is_refused(synth_experiment, tmp_path, trained, train_cfg):
     shutil.copytree(trained, tmp_path / "st")
-    with pytest.raises(ArtifactError, match="different model/data config"):
+    with pytest.raises(ConfigError, match="different model/data config"):
         train_st(train_cfg(synth_experiment, tmp_path, "st", "training.max_steps=8", "model.kwargs.hidden_dim=16"))
 
 
