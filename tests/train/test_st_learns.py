@@ -39,8 +39,11 @@ def _quality(eval_dir, control: str) -> tuple[float, float]:
 
 @pytest.fixture(scope="module")
 def strong_effects(tmp_path_factory):
-    spec = SynthSpec(n_cells=3000, n_genes=100, n_cell_types=2, n_perturbations=8, n_batches=1, seed=3,
-                     n_programmes=3, programme_fraction=0.15, programme_effect=1.5)
+    # well-expressed genes, low noise and even groups: the held-out shifts are measurable, so the bar can be high
+    # (perturb_mean scores 0.86 here; arc_compat reaches 0.79 but collapses to a spread of 0.09)
+    spec = SynthSpec(n_cells=4000, n_genes=100, n_cell_types=2, n_perturbations=8, n_batches=1, seed=3,
+                     n_programmes=3, programme_fraction=0.3, programme_effect=1.5, mean_dispersion=20.0,
+                     mean_log_expression=1.0, group_size_sd=0.3)
     return write_synthetic_experiment(tmp_path_factory.mktemp("learnable"), spec, num_hvgs=100, embed_key=None)
 
 
@@ -50,5 +53,5 @@ def test_default_recipe_learns_the_shift_and_keeps_the_spread(strong_effects, tm
                            "training.ckpt_every_n_steps=300"])
     run_dir = train_st(cfg)
     pearson_delta, spread = _quality(predict_test_split(run_dir, evaluate=False), strong_effects.spec.control_pert)
-    assert pearson_delta > 0.8, f"ST did not learn the perturbation effect: pearson_delta={pearson_delta:.3f}"
+    assert pearson_delta > 0.85, f"ST did not learn the perturbation effect: pearson_delta={pearson_delta:.3f}"
     assert 0.5 < spread < 2.0, f"predicted spread is {spread:.2f}x the real one (collapse if near 0)"
