@@ -18,9 +18,28 @@ def test_publish_keeps_the_last_n_versions_and_serves_the_newest(exported, tmp_p
     for _ in range(4):
         published = publish_model(repo, "state_st", exported.folder, keep_last=2)
     assert published.version == 4 and published.removed_versions == (2,)
-    assert sorted(p.name for p in (repo / "state_st").iterdir()) == ["3", "4", "config.pbtxt"]
-    assert sorted(p.name for p in (repo / "state_st" / "4").iterdir()) == ["metadata.json", "model.onnx", "model.py"]
-    assert served_versions(RepositoryStore(str(repo)), "state_st") == [4]
+    for model in ("state_st", "state_st_guard", "state_st_onnx"):
+        assert sorted(p.name for p in (repo / model).iterdir()) == ["3", "4", "config.pbtxt"]
+    assert sorted(p.name for p in (repo / "state_st_onnx" / "4").iterdir()) == ["metadata.json", "model.onnx", "model.py"]
+    assert sorted(p.name for p in (repo / "state_st_guard" / "4").iterdir()) == ["metadata.json", "model.py"]
+    assert sorted(p.name for p in (repo / "state_st" / "4").iterdir()) == ["metadata.json"]
+    store = RepositoryStore(str(repo))
+    assert served_versions(store, "state_st") == [4]
+    # the steps keep the version served before loaded, so the old ensemble works until the new one is read
+    assert served_versions(store, "state_st_onnx") == served_versions(store, "state_st_guard") == [3, 4]
+
+
+def test_the_ensemble_runs_the_guard_then_the_graph_at_the_published_version(exported, tmp_path):
+    publish_model(tmp_path, "state_st", exported.folder)
+    publish_model(tmp_path, "state_st", exported.folder)
+    config = text_format.Parse((tmp_path / "state_st" / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+    assert config.platform == "ensemble"
+    steps = config.ensemble_scheduling.step
+    assert [(s.model_name, s.model_version) for s in steps] == [("state_st_guard", 2), ("state_st_onnx", 2)]
+    guard_out = set(steps[0].output_map.values())
+    assert set(steps[1].input_map.values()) == guard_out  # the graph sees only checked tensors
+    graph = text_format.Parse((tmp_path / "state_st_onnx" / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+    assert graph.platform == "onnxruntime_onnx"
 
 
 def test_the_version_served_before_a_publish_survives_until_the_next_one(exported, tmp_path):
@@ -36,8 +55,8 @@ def test_the_version_served_before_a_publish_survives_until_the_next_one(exporte
 
 def test_config_matches_the_onnx_graph_it_serves(exported, tmp_path):
     publish_model(tmp_path, "state_st", exported.folder)
-    config = text_format.Parse((tmp_path / "state_st" / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
-    graph = signature_of_onnx(tmp_path / "state_st" / "1" / "model.onnx")
+    config = text_format.Parse((tmp_path / "state_st_onnx" / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+    graph = signature_of_onnx(tmp_path / "state_st_onnx" / "1" / "model.onnx")
     assert [t.name for t in config.input] == [t.name for t in graph.inputs]
     assert [t.name for t in config.output] == [t.name for t in graph.outputs]
     for served, spec in zip(config.input, graph.inputs, strict=True):
@@ -50,7 +69,9 @@ def test_rollback_serves_an_older_kept_version(exported, tmp_path):
     for _ in range(2):
         publish_model(tmp_path, "state_st", exported.folder)
     rollback_to(tmp_path, "state_st", 1)
-    assert served_versions(RepositoryStore(str(tmp_path)), "state_st") == [1]
+    store = RepositoryStore(str(tmp_path))
+    assert served_versions(store, "state_st") == [1]
+    assert served_versions(store, "state_st_onnx") == [1, 2]
     with pytest.raises(ServingError, match="version 7"):
         rollback_to(tmp_path, "state_st", 7)
 
@@ -62,7 +83,8 @@ def test_publish_of_an_incomplete_export_leaves_the_repository_unchanged(exporte
     (broken / "metadata.json").write_bytes((exported.folder / "metadata.json").read_bytes())
     with pytest.raises(ArtifactError, match="model.onnx"):
         publish_model(tmp_path / "repo", "state_st", broken)
-    assert sorted(p.name for p in (tmp_path / "repo" / "state_st").iterdir()) == ["1", "config.pbtxt"]
+    for model in ("state_st", "state_st_guard", "state_st_onnx"):
+        assert sorted(p.name for p in (tmp_path / "repo" / model).iterdir()) == ["1", "config.pbtxt"]
 
 
 def test_bad_model_name_is_refused(exported, tmp_path):
