@@ -42,6 +42,13 @@ class ServedLayout:
 
     name: str
     names_input: bool = False
+    guarded: bool = True  # False: a graph without the ST contract (SE encoder) is served alone as `name`
+
+    @classmethod
+    def for_signature(cls, name: str, signature: ModelSignature, names_input: bool = False) -> ServedLayout:
+        """Guarded when the graph takes ST requests (the guard's checks are about cell sets)."""
+        st_inputs = {"ctrl_cell_emb", "pert_idx"} <= {t.name for t in signature.inputs}
+        return cls(name, names_input and st_inputs, guarded=st_inputs)
 
     @property
     def guard(self) -> str:
@@ -49,11 +56,16 @@ class ServedLayout:
 
     @property
     def graph(self) -> str:
-        return self.name + GRAPH_SUFFIX
+        return self.name + GRAPH_SUFFIX if self.guarded else self.name
 
     @property
-    def models(self) -> tuple[str, str, str]:
-        return (self.name, self.guard, self.graph)
+    def models(self) -> tuple[str, ...]:
+        return (self.name, self.guard, self.graph) if self.guarded else (self.name,)
+
+    @property
+    def publish_order(self) -> tuple[str, ...]:
+        """Steps first, the ensemble (what clients call) last: its config is the commit point."""
+        return (self.guard, self.graph, self.name) if self.guarded else (self.name,)
 
 
 def graph_config(layout: ServedLayout, signature: ModelSignature, backend: str, **overrides) -> TritonModelConfig:
@@ -108,6 +120,8 @@ def render_layout(layout: ServedLayout, signature: ModelSignature, graph: Triton
                   loaded_versions: tuple[int, ...]) -> dict[str, str]:
     """config.pbtxt text per model folder. The steps keep `loaded_versions` (the new one and the one
     served before) loaded, so the old ensemble keeps working until the new ensemble config is read."""
+    if not layout.guarded:
+        return {layout.name: render_config(graph)}
     return {
         layout.guard: render_guard_config(layout, signature, max_batch_size=graph.max_batch_size,
                                           served_versions=loaded_versions),

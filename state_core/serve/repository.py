@@ -94,9 +94,11 @@ def _copy_exported(exported_dir: Path, folder: Path, names: tuple[str, ...]) -> 
 
 def _stage(layout: ServedLayout, exported_dir: Path, work: Path) -> dict[str, Path]:
     """Version folders of the three models, staged in `work` (graph, guard, ensemble: the publish order)."""
-    staged = {model: work / model for model in (layout.graph, layout.guard, layout.name)}
+    staged = {model: work / model for model in layout.publish_order}
     _copy_exported(exported_dir, staged[layout.graph], (ONNX_FILE, METADATA_FILE))
     (staged[layout.graph] / PYTHON_MODEL_FILE).write_text(python_backend_source())
+    if not layout.guarded:
+        return staged
     _copy_exported(exported_dir, staged[layout.guard], (METADATA_FILE,))
     (staged[layout.guard] / PYTHON_MODEL_FILE).write_text(python_backend_source("guard_model.py"))
     _copy_exported(exported_dir, staged[layout.name], (METADATA_FILE,))
@@ -104,7 +106,7 @@ def _stage(layout: ServedLayout, exported_dir: Path, work: Path) -> dict[str, Pa
 
 
 def _write_configs(store: RepositoryStore, layout: ServedLayout, texts: dict[str, str]) -> None:
-    for model in (layout.guard, layout.graph, layout.name):  # the ensemble last: the commit point
+    for model in layout.publish_order:  # the ensemble last: the commit point
         store.write_text(texts[model], model, CONFIG_FILE)
 
 
@@ -121,10 +123,10 @@ def publish_model(repository: str | Path, model_name: str, exported_dir: str | P
     exported_dir = Path(exported_dir)
     metadata = ModelMetadata.load(exported_dir / METADATA_FILE)
     store = RepositoryStore(str(repository))
-    layout = ServedLayout(model_name, names_input)
+    layout = ServedLayout.for_signature(model_name, metadata.signature, names_input)
     version = max((v for model in layout.models for v in store.versions(model)), default=0) + 1
     previously_served = served_versions(store.read_text(model_name, CONFIG_FILE))
-    loaded = tuple(sorted({version, *previously_served}))
+    loaded = tuple(sorted({version, *previously_served})) if layout.guarded else (version,)
     config = build_config(layout, metadata, backend, loaded, **config_overrides)
     with tempfile.TemporaryDirectory(prefix="state-publish-") as work:
         for model, staged in _stage(layout, exported_dir, Path(work)).items():
@@ -153,12 +155,13 @@ def rollback_to(repository: str | Path, model_name: str, version: int, *, backen
     if text is None:
         raise ArtifactError(f"{store.uri(model_name, version, METADATA_FILE)} is missing")
     metadata = ModelMetadata.from_json(json.loads(text), source=store.uri(model_name, version, METADATA_FILE))
-    layout = ServedLayout(model_name, names_input)
+    layout = ServedLayout.for_signature(model_name, metadata.signature, names_input)
     missing = [m for m in layout.models[1:] if version not in store.versions(m)]
     if missing:
         raise ServingError(f"{store.uri(model_name)}: version {version} has no {', '.join(missing)} folder "
                            "(published before the guarded layout); republish it with `state export triton`")
-    loaded = tuple(sorted({version, *served_versions(store.read_text(model_name, CONFIG_FILE))}))
+    current = served_versions(store.read_text(model_name, CONFIG_FILE))
+    loaded = tuple(sorted({version, *current})) if layout.guarded else (version,)
     config = build_config(layout, metadata, backend, loaded, **config_overrides)
     _write_configs(store, layout, render_layout(layout, metadata.signature, config, version, loaded))
     return config

@@ -100,3 +100,31 @@ def test_publish_to_gcs_keeps_last_n(exported, gcs_bucket):
     assert store.versions("state_st") == [2, 3] and published.removed_versions == (1,)
     assert served_versions(store, "state_st") == [3]
     assert store.read_text("state_st", 3, "metadata.json") is not None
+
+
+def test_the_local_view_serves_the_same_ensemble_and_keeps_the_graphs_settings(exported, tmp_path):
+    from state_core.serve.local_view import build_local_view
+
+    publish_model(tmp_path / "repo", "state_st", exported.folder, max_batch_size=16,
+                  parameters={"intra_op_threads": "2"}, warmup_set_lengths=(6,))
+    view = build_local_view(tmp_path / "repo", tmp_path / "view")
+
+    def parse(model: str, root) -> model_config_pb2.ModelConfig:
+        return text_format.Parse((root / model / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+
+    local, published = parse("state_st_onnx", view), parse("state_st_onnx", tmp_path / "repo")
+    assert local.backend == "python" and published.platform == "onnxruntime_onnx"
+    assert local.parameters["intra_op_threads"].string_value == "2"
+    assert local.max_batch_size == 16 and len(local.model_warmup) == len(published.model_warmup) == 2
+    for model in ("state_st", "state_st_guard"):  # ensemble and guard run as published
+        assert parse(model, view) == parse(model, tmp_path / "repo")
+
+
+def test_a_graph_without_the_st_inputs_is_served_alone(tmp_path):
+    from state_core.export.spec import ModelSignature, TensorSpec
+    from state_core.serve.ensemble import ServedLayout
+
+    signature = ModelSignature(inputs=(TensorSpec("gene_ids", "INT64", ("batch", "seq")),),
+                               outputs=(TensorSpec("x_state", "FP32", ("batch", 4)),))
+    layout = ServedLayout.for_signature("state_embedding", signature)
+    assert not layout.guarded and layout.models == ("state_embedding",) and layout.graph == "state_embedding"
