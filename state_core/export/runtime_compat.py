@@ -15,6 +15,9 @@ framework support matrix and ONNX Runtime's compatibility table; update both row
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,3 +55,17 @@ def check_serving_runtime(path: str | Path, runtime: ServingRuntime = SERVING_RU
             f"IR {runtime.max_ir_version}; fix: export with opset <= {runtime.max_opset} and an onnx/torch that writes "
             f"IR <= {runtime.max_ir_version}, or move the serving image and state_core.export.runtime_compat together")
     return opset, ir_version
+
+
+def serving_runtime_venv(runtime: ServingRuntime = SERVING_RUNTIME) -> Path:
+    """bin/ of a venv of this interpreter with exactly the serving image's ONNX Runtime and numpy 1.x (as the
+    NGC image's python backend has), created once under ~/.cache/state-core/venvs; for checks, not serving."""
+    root = Path(os.environ.get("STATE_CORE_CACHE", Path.home() / ".cache" / "state-core")) / "venvs"
+    venv = root / f"onnxruntime-{runtime.onnxruntime}"
+    python = venv / "bin" / "python"
+    if not (venv / ".installed").exists():
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", f"onnxruntime=={runtime.onnxruntime}", "numpy<2"],
+                       check=True, timeout=900)
+        (venv / ".installed").write_text(runtime.onnxruntime)
+    return python.parent

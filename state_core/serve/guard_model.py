@@ -13,7 +13,8 @@ our client: no string handling) and `pert_name` (BYTES, friendlier for other cli
 
 Self-contained: the stub imports it with only numpy and `triton_python_backend_utils` at hand. Numeric
 tensors cross the stub boundary by DLPack (its numpy-1 bridge corrupts them under numpy 2; see
-python_backend_model.py). BYTES tensors have no DLPack form and `as_numpy()` crashes that stub under
+python_backend_model.py); under numpy 1 (the NGC image) the stub's own `as_numpy()` is used, since
+DLPack capsules crash there. BYTES tensors have no DLPack form and `as_numpy()` crashes that stub under
 numpy 2, so `pert_name` is read only where the stub's numpy is 1.x (the NGC image); elsewhere a request
 with `pert_name` gets a clear INVALID_ARG asking for `pert_idx`.
 """
@@ -135,7 +136,7 @@ class TritonPythonModel:
             if tensor is None:
                 continue
             if name != "pert_name":
-                arrays[name] = np.from_dlpack(tensor)
+                arrays[name] = np.from_dlpack(tensor) if not self.reads_bytes else tensor.as_numpy()
             elif self.reads_bytes:
                 arrays[name] = tensor.as_numpy()
             else:
@@ -152,7 +153,8 @@ class TritonPythonModel:
                 error = self.pb.TritonError(str(err), self.pb.TritonError.INVALID_ARG)
                 responses.append(self.pb.InferenceResponse(error=error))
                 continue
-            tensors = [self.pb.Tensor.from_dlpack(name, graph[name[len(CHECKED_PREFIX):]]) for name in self.outputs]
+            make = self.pb.Tensor if self.reads_bytes else self.pb.Tensor.from_dlpack  # numpy 1: the stub's own bridge
+            tensors = [make(name, graph[name[len(CHECKED_PREFIX):]]) for name in self.outputs]
             responses.append(self.pb.InferenceResponse(output_tensors=tensors))
         return responses
 

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -18,7 +15,13 @@ from tiny_st import TinyST
 from state_core.errors import ArtifactError
 from state_core.export import GraphInputs, export_onnx
 from state_core.export.parity import random_feeds
-from state_core.export.runtime_compat import EXPORT_OPSET, SERVING_RUNTIME, check_serving_runtime, graph_versions
+from state_core.export.runtime_compat import (
+    EXPORT_OPSET,
+    SERVING_RUNTIME,
+    check_serving_runtime,
+    graph_versions,
+    serving_runtime_venv,
+)
 
 
 @pytest.fixture(scope="module")
@@ -43,18 +46,6 @@ def test_a_graph_newer_than_the_serving_runtime_is_refused(tmp_path):
         check_serving_runtime(path)
 
 
-def _serving_runtime_venv() -> Path:
-    """A venv with exactly the serving image's ONNX Runtime (created once, cached between runs)."""
-    root = Path(os.environ.get("STATE_CORE_CACHE", Path.home() / ".cache" / "state-core")) / "venvs"
-    venv = root / f"onnxruntime-{SERVING_RUNTIME.onnxruntime}"
-    python = venv / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", f"onnxruntime=={SERVING_RUNTIME.onnxruntime}",
-                        "numpy<2"], check=True, timeout=600)
-    return python
-
-
 RUN_IN_OLD_RUNTIME = """
 import json, sys, numpy as np, onnxruntime as ort
 feeds = dict(np.load(sys.argv[2]))
@@ -66,7 +57,7 @@ print(json.dumps({"version": ort.__version__}))
 
 @pytest.mark.slow
 def test_the_serving_images_onnxruntime_loads_and_runs_the_export(tiny_export, tmp_path):
-    python = _serving_runtime_venv()
+    python = serving_runtime_venv() / "python"
     feeds = random_feeds(tiny_export.signature, 3, 7, 6, 4, None, seed=3)
     np.savez(tmp_path / "feeds.npz", **feeds)
     done = subprocess.run([str(python), "-c", RUN_IN_OLD_RUNTIME, str(tiny_export.path), str(tmp_path / "feeds.npz"),
