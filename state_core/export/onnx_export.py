@@ -23,6 +23,7 @@ from torch import nn
 from state_core.atomic import atomic_path
 from state_core.errors import ArtifactError
 from state_core.export.parity import DEFAULT_PARITY_SHAPES, ParityReport, check_parity
+from state_core.export.runtime_compat import EXPORT_OPSET, check_serving_runtime
 from state_core.export.spec import ModelSignature, signature_of_onnx
 
 log = logging.getLogger(__name__)
@@ -120,17 +121,21 @@ def export_gated(module: nn.Module, args: tuple, dynamic_shapes: tuple, out_path
                  output_names: list[str], input_names: list[str] | None = None, opset: int | None = None,
                  what: str = "ONNX") -> T:
     """Dynamo-export `module` to a temp file, run `gate(tmp)` (the parity check, which raises ArtifactError on
-    failure) and move the file to `out_path` only if it passes; returns what the gate returned."""
+    failure) and move the file to `out_path` only if it passes; returns what the gate returned.
+
+    The opset defaults to `EXPORT_OPSET`, and a file the serving image's ONNX Runtime could not load
+    (newer opset or IR version, see `runtime_compat`) is refused like a failed parity gate."""
     try:
         with atomic_path(out_path, suffix=".tmp") as tmp:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the exporter warns about things that do not concern the user
                 program = torch.onnx.export(module, args, dynamo=True, dynamic_shapes=dynamic_shapes,
                                             input_names=input_names, output_names=output_names,
-                                            opset_version=opset, verbose=False)
+                                            opset_version=opset or EXPORT_OPSET, verbose=False)
             if program is None:
                 raise ArtifactError("torch.onnx.export returned no program")
             program.save(str(tmp))
+            check_serving_runtime(tmp)
             return gate(tmp)
     except ArtifactError:
         raise

@@ -49,11 +49,14 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, checkpoint: str = "f
     )
     out_dir = Path(out_dir)
     onnx_export = export_onnx(run.model, out_dir / ONNX_FILE, inputs, parity_shapes=parity_shapes, tolerance=tolerance)
+    extra = {"run_dir": str(Path(run_dir).resolve()), "checkpoint": checkpoint}
+    if run.model_config.get("cell_set_len"):  # the set length served configs warm the graph up at
+        extra["cell_set_len"] = str(int(run.model_config["cell_set_len"]))
     metadata = ModelMetadata(
         model_kind=run.model_kind, run_id=run.run_id, signature=onnx_export.signature,
         perturbations=tuple(vocab.perturbations), batches=batches if uses_batches else (),
         gene_names=tuple(vocab.gene_names), feature_names=tuple(vocab.feature_names),
-        control_pert=vocab.control_pert, extra={"run_dir": str(Path(run_dir).resolve()), "checkpoint": checkpoint},
+        control_pert=vocab.control_pert, extra=extra,
     )
     metadata.save(out_dir / METADATA_FILE)
     log.info("exported run %s to %s", run_dir, out_dir)

@@ -18,7 +18,8 @@ from state_core.errors import ArtifactError
 Dim = int | str
 
 # Triton's data type names (without the TYPE_ prefix) <-> numpy and ONNX element types.
-NUMPY_OF_DTYPE: dict[str, type] = {"FP32": np.float32, "FP16": np.float16, "INT64": np.int64, "INT32": np.int32, "BOOL": np.bool_}
+NUMPY_OF_DTYPE: dict[str, type] = {"FP32": np.float32, "FP16": np.float16, "INT64": np.int64, "INT32": np.int32,
+                                   "BOOL": np.bool_, "BYTES": np.object_}  # BYTES: strings (Triton TYPE_STRING)
 _DTYPE_OF_ONNX: dict[int, str] = {
     onnx.TensorProto.FLOAT: "FP32",
     onnx.TensorProto.FLOAT16: "FP16",

@@ -2,6 +2,8 @@
 
 Requests follow the served config: the leading batch dim is Triton's, `pert_idx` is sent as [B, 1]
 (the config reshapes it to the graph's [B]), and only the optional inputs the model declares are sent.
+Perturbations go as indices (`predict_named` maps names through metadata.json): no string tensors to
+build and check per request; the served ensemble also takes names (`pert_name`, BYTES) for other clients.
 Sets are cut into chunks of at most the model's `max_batch_size` and sent from a small thread pool,
 one gRPC client per thread. Transient failures (server unavailable, deadline, queue full) are retried
 with backoff; a rejected request (bad dtype, shape, index) is not, and raises `ServingError` with the
@@ -45,6 +47,7 @@ class ServedInput:
     name: str
     dtype: str  # Triton dtype, e.g. FP32
     rank: int  # dims without the batch dim
+    optional: bool = False  # e.g. pert_name: the client sends pert_idx instead
 
 
 def _is_transient(err: InferenceServerException) -> bool:
@@ -93,7 +96,8 @@ class TritonSTClient:
             config = self._client().get_model_config(self.model_name, self.version, as_json=True)["config"]
         except InferenceServerException as err:
             raise ServingError(f"Triton at {self.url}: cannot read the config of {self.model_name!r}: {err.message()}") from None
-        self._inputs = [ServedInput(i["name"], i["data_type"].removeprefix("TYPE_"), len(i["dims"])) for i in config["input"]]
+        self._inputs = [ServedInput(i["name"], i["data_type"].removeprefix("TYPE_"), len(i["dims"]), bool(i.get("optional")))
+                        for i in config["input"]]
         self._outputs = [o["name"] for o in config["output"]]
         self._max_batch = int(config.get("max_batch_size", 0))
 
@@ -144,6 +148,8 @@ class TritonSTClient:
     def _infer_with_retries(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         inputs = []
         for spec in self._inputs or []:
+            if spec.optional and spec.name not in arrays:
+                continue
             array = arrays[spec.name]
             tensor = grpcclient.InferInput(spec.name, list(array.shape), spec.dtype)
             tensor.set_data_from_numpy(array)

@@ -110,11 +110,12 @@ def _require_loopback(host: str) -> None:
                            "serve production traffic from the Triton container instead")
 
 
-def server_environment(install: TritonInstall, repository: str) -> dict[str, str]:
+def server_environment(install: TritonInstall, repository: str, python_bin: Path | None = None) -> dict[str, str]:
+    """`python_bin`: the bin folder of the environment the python-backend stubs use (default: this one)."""
     env = dict(os.environ)
     libdir = sysconfig.get_config_var("LIBDIR") or ""
     env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (str(install.libs), libdir, env.get("LD_LIBRARY_PATH", "")) if p)
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env["PATH"] = os.pathsep.join([str(python_bin or Path(sys.executable).parent), env.get("PATH", "")])
     emulator = env.get("STORAGE_EMULATOR_HOST")
     if is_gcs(repository) and emulator:
         env["CLOUD_STORAGE_EMULATOR_ENDPOINT"] = emulator  # Triton's name for the same setting
@@ -159,12 +160,15 @@ def check_port_free(host: str, port: int, flag: str) -> None:
 
 
 def start_server(repository: str | Path, work_dir: str | Path | None = None, *, host: str = "127.0.0.1", grpc_port: int | None = None,
-                 http_port: int | None = None, ready_timeout_s: float = 90.0, poll_repository_s: int = 0) -> LocalTriton:
+                 http_port: int | None = None, ready_timeout_s: float = 90.0, poll_repository_s: int = 0,
+                 python_bin: Path | None = None) -> LocalTriton:
     """Start tritonserver on `repository` (local folder or gs://) and wait until every model is ready.
 
     `poll_repository_s > 0` makes the server pick up newly published versions by itself. A local
     repository published for production (onnxruntime) is served through a python-backend view.
     `work_dir` (default: a new temp folder) holds the backend links, the view and the server log.
+    `python_bin` runs the python-backend models in another venv of this same interpreter (e.g. the
+    serving image's ONNX Runtime and numpy 1.x; see tests/serve/test_serving_runtime.py).
     """
     _require_loopback(host)
     check_repository(str(repository))
@@ -196,7 +200,7 @@ def start_server(repository: str | Path, work_dir: str | Path | None = None, *, 
     log_path = work_dir / f"tritonserver-{grpc_port}.log"
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   env=server_environment(install, repository), start_new_session=True)
+                                   env=server_environment(install, repository, python_bin), start_new_session=True)
     server = LocalTriton(process.pid, host, grpc_port, http_port, repository, log_path)
     try:
         wait_until_ready(server, ready_timeout_s, process)

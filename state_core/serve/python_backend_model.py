@@ -3,7 +3,9 @@
 Used where the native onnxruntime backend is absent (the tritonserver in the nvidia-pytriton wheel).
 It must stay self-contained: Triton's stub imports it with only numpy, onnxruntime and
 `triton_python_backend_utils` at hand. Tensors cross the stub boundary through DLPack, because the
-stub's `as_numpy()` / `Tensor(name, array)` read numpy-1 dtype structs and corrupt data under numpy 2. Requests with the same non-batch shapes are concatenated and
+stub's `as_numpy()` / `Tensor(name, array)` read numpy-1 dtype structs and corrupt data under numpy 2;
+under numpy 1 (the NGC image's Python) it is the other way round: DLPack capsules crash the stub, and
+the stub's own bridge is right. `to_numpy` / `to_tensor` pick by the numpy version. Requests with the same non-batch shapes are concatenated and
 run once; a bad request gets its own error and never fails the others.
 """
 
@@ -32,6 +34,19 @@ def _ignore_renamed_capsule(previous_hook):
     return hook
 
 
+NUMPY_2 = int(np.__version__.split(".")[0]) >= 2
+
+
+def to_numpy(tensor):
+    """Triton tensor -> numpy: DLPack under numpy 2 (the stub's bridge reads numpy-1 structs); the stub's own
+    `as_numpy()` under numpy 1, where it is right (the NGC image's Python)."""
+    return np.from_dlpack(tensor) if NUMPY_2 else tensor.as_numpy()
+
+
+def to_tensor(name, array):
+    return pb_utils.Tensor.from_dlpack(name, array) if NUMPY_2 else pb_utils.Tensor(name, array)
+
+
 class TritonPythonModel:
     def initialize(self, args):
         sys.unraisablehook = _ignore_renamed_capsule(sys.unraisablehook)
@@ -56,7 +71,7 @@ class TritonPythonModel:
             tensor = pb_utils.get_input_tensor_by_name(request, name)
             if tensor is None:
                 raise ValueError(f"input {name!r} is missing")
-            array = np.from_dlpack(tensor)
+            array = to_numpy(tensor)
             if array.ndim != rank:
                 array = array.reshape(array.shape[0], *([-1] * (rank - 1))) if rank > 1 else array.reshape(-1)
             limit = self.index_limits.get(name)
@@ -106,7 +121,7 @@ class TritonPythonModel:
         start = 0
         for pos, arrays in members:
             stop = start + arrays[self.inputs[0][0]].shape[0]
-            tensors = [pb_utils.Tensor.from_dlpack(name, np.ascontiguousarray(out[start:stop]))
+            tensors = [to_tensor(name, np.ascontiguousarray(out[start:stop]))
                        for name, out in zip(self.outputs, results)]
             responses[pos] = pb_utils.InferenceResponse(output_tensors=tensors)
             start = stop

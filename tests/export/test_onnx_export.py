@@ -92,3 +92,19 @@ def test_model_needing_inputs_outside_the_contract_is_refused(tmp_path):
     with pytest.raises(ArtifactError, match="cannot be exported"):
         export_onnx(build_model("context_mean", config), tmp_path / "cm.onnx", GraphInputs(6, 4))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_exported_graph_keeps_padding_inert_even_for_nan(st_export):
+    # StateTransitionModel zeroes padding rows before any layer; the ONNX graph must keep that step.
+    _, _, result = st_export
+    feeds = random_feeds(result.signature, 3, 9, 8, 5, 3, seed=5)
+    session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    clean = session.run(None, feeds)
+    poisoned = feeds["ctrl_cell_emb"].copy()
+    poisoned[~feeds["set_mask"]] = np.nan  # every padding row NaN
+    assert (~feeds["set_mask"]).any()
+    dirty = session.run(None, {**feeds, "ctrl_cell_emb": poisoned})
+    real = feeds["set_mask"]
+    for before, after in zip(clean, dirty, strict=True):
+        assert np.isfinite(after[real]).all()
+        assert np.abs(after[real] - before[real]).max() <= 1e-6

@@ -92,7 +92,7 @@ def _raw_request(server, **overrides):
 @pytest.mark.parametrize("overrides, message", [
     ({"ctrl_cell_emb": np.zeros((2, 3, INPUT_DIM))}, "data-type"),  # float64 instead of float32
     ({"ctrl_cell_emb": np.zeros((2, 3, INPUT_DIM + 1), np.float32)}, "shape"),  # wrong feature count
-    ({"pert_idx": np.array([[1], [99]])}, "pert_idx 99 is out of range"),  # unknown perturbation index
+    ({"pert_idx": np.array([[1], [99]])}, "pert_idx: set 1 has 99, out of range"),  # unknown perturbation index
     ({"ctrl_cell_emb": np.zeros((17, 3, INPUT_DIM), np.float32), "pert_idx": np.zeros((17, 1), np.int64),
       "batch_idx": np.zeros((17, 3), np.int64), "set_mask": np.ones((17, 3), bool)}, "batch-size must be <= 16"),
     ({"set_mask": np.ones((2, 4), bool)}, "set_mask"),  # set dim disagrees with ctrl_cell_emb
@@ -102,6 +102,82 @@ def test_malformed_requests_get_a_clear_error_and_the_server_keeps_serving(serve
         _raw_request(server, **overrides)
     ctrl, pert, batch, mask = sets(1, 3)
     assert client.predict(ctrl, pert, batch, mask)["pred_latent"].shape == (1, 3, INPUT_DIM)
+
+
+def _valid(n_sets: int = 2, set_len: int = 3, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {"ctrl_cell_emb": rng.standard_normal((n_sets, set_len, INPUT_DIM)).astype(np.float32),
+            "pert_idx": rng.integers(0, len(PERTURBATIONS), (n_sets, 1)),
+            "batch_idx": rng.integers(0, len(BATCHES), (n_sets, set_len)),
+            "set_mask": np.arange(set_len)[None, :].repeat(n_sets, 0) < set_len - 1}  # last cell is padding
+
+
+def _nan_at(set_i: int, cell: int) -> np.ndarray:
+    ctrl = _valid()["ctrl_cell_emb"].copy()
+    ctrl[set_i, cell, 0] = np.nan
+    return ctrl
+
+
+MALFORMED = {  # name: (overrides of a valid 2-set request, expected message)
+    "nan in a real cell": ({"ctrl_cell_emb": _nan_at(1, 0)}, "set 1 has a non-finite value"),
+    "nan in padding": ({"ctrl_cell_emb": _nan_at(0, 2)}, "set 0 has a non-finite value .* a padding cell"),
+    "empty set": ({"ctrl_cell_emb": np.zeros((2, 0, INPUT_DIM), np.float32), "batch_idx": np.zeros((2, 0), np.int64),
+                   "set_mask": np.zeros((2, 0), bool)}, "set length 0"),
+    "all-masked set": ({"set_mask": np.array([[True, True, False], [False] * 3])}, "set 1 has no real cell"),
+    "negative index": ({"pert_idx": np.array([[-1], [0]])}, "pert_idx: set 0 has -1, out of range"),
+    "out-of-range index": ({"pert_idx": np.array([[0], [len(PERTURBATIONS)]])}, "pert_idx: set 1 has 5, out of range"),
+}
+
+
+def _send(server, arrays: dict[str, np.ndarray]):
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    dtypes = {np.dtype(np.float32): "FP32", np.dtype(np.int64): "INT64", np.dtype(bool): "BOOL"}
+    inputs = []
+    for name, array in arrays.items():
+        tensor = grpcclient.InferInput(name, list(array.shape), dtypes[array.dtype])
+        tensor.set_data_from_numpy(array)
+        inputs.append(tensor)
+    try:
+        return client.infer(MODEL, inputs, client_timeout=30).as_numpy("pred_latent")
+    finally:
+        client.close()
+
+
+def _counts(server, model: str) -> tuple[int, int, int, int]:
+    """(successes, failures, inferences, executions) in Triton's statistics of `model`."""
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    try:
+        stats = client.get_inference_statistics(model, as_json=True)["model_stats"][0]
+    finally:
+        client.close()
+    infer = stats["inference_stats"]
+    return (int(infer.get("success", {}).get("count", 0)), int(infer.get("fail", {}).get("count", 0)),
+            int(stats.get("inference_count", 0)), int(stats.get("execution_count", 0)))
+
+
+def test_malformed_requests_fail_alone_while_concurrent_valid_requests_are_answered(server, exported):
+    from concurrent.futures import ThreadPoolExecutor
+
+    session = ort.InferenceSession(str(exported.onnx_path))
+    valid = [_valid(seed=i) for i in range(48)]
+    expected = [session.run(["pred_latent"], {**v, "pert_idx": v["pert_idx"].ravel()})[0] for v in valid]
+    bad = [({**_valid(), **overrides}, message) for overrides, message in MALFORMED.values()] * 2
+    before = {m: _counts(server, m) for m in (MODEL, f"{MODEL}_onnx")}
+    with ThreadPoolExecutor(max_workers=12) as pool:  # bad and valid requests in flight together
+        bad_futures = [pool.submit(_send, server, arrays) for arrays, _ in bad]
+        valid_futures = [pool.submit(_send, server, arrays) for arrays in valid]
+        for future, (_, message) in zip(bad_futures, bad, strict=True):
+            with pytest.raises(InferenceServerException, match=message) as err:
+                future.result()
+            assert "INVALID_ARGUMENT" in str(err.value.status())
+        for future, want in zip(valid_futures, expected, strict=True):
+            assert np.abs(future.result() - want).max() <= 1e-5
+    after = {m: _counts(server, m) for m in (MODEL, f"{MODEL}_onnx")}
+    success, fail = (after[MODEL][i] - before[MODEL][i] for i in (0, 1))
+    assert success == len(valid) and fail >= len(bad)  # the failures are in Triton's statistics
+    inferences, executions = (after[f"{MODEL}_onnx"][i] - before[f"{MODEL}_onnx"][i] for i in (2, 3))
+    assert inferences == 2 * len(valid)  # only checked sets reached the graph
+    assert executions < len(valid)  # and the graph did merge requests (co-batched with the rejected ones' peers)
 
 
 def test_client_reports_rejections_and_unready_models_as_serving_errors(server, client):

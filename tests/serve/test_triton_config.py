@@ -28,7 +28,9 @@ def test_production_config_runs_onnxruntime_on_gpu_with_dynamic_batching():
     config = parse(render_config(production_config("state_st", SIGNATURE, served_versions=(4,))))
     assert config.platform == "onnxruntime_onnx" and config.max_batch_size == 64
     assert config.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
-    assert list(config.dynamic_batching.preferred_batch_size) == [8, 16, 32]
+    assert config.instance_group[0].count == 2  # copies of one batch overlap compute of the other
+    assert config.HasField("dynamic_batching")
+    assert list(config.dynamic_batching.preferred_batch_size) == []  # unset: no cap below max_batch_size
     assert list(config.version_policy.specific.versions) == [4]
 
 
@@ -49,5 +51,13 @@ def test_local_python_backend_config_has_identical_inputs_and_outputs():
 
 
 def test_preferred_batch_sizes_never_exceed_max_batch_size():
-    config = parse(render_config(production_config("m", SIGNATURE, max_batch_size=16)))
+    config = parse(render_config(production_config("m", SIGNATURE, max_batch_size=16, preferred_batch_sizes=(8, 16, 32))))
     assert list(config.dynamic_batching.preferred_batch_size) == [8, 16]
+
+
+def test_warmup_covers_batch_one_and_max_at_the_training_set_length():
+    config = parse(render_config(production_config("m", SIGNATURE, max_batch_size=16, warmup_set_lengths=(32,))))
+    assert [(w.batch_size, list(w.inputs["ctrl_cell_emb"].dims)) for w in config.model_warmup] == [(1, [32, 8]), (16, [32, 8])]
+    assert all(set(w.inputs) == {"ctrl_cell_emb", "pert_idx", "set_mask"} and w.inputs["pert_idx"].zero_data
+               for w in config.model_warmup)  # index 0 and mask False: always valid for the graph
+    assert not parse(render_config(production_config("m", SIGNATURE))).model_warmup
