@@ -50,14 +50,15 @@ def _sha256(path) -> str:
 @pytest.fixture(scope="module")
 def three_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("retrain")
-    spec = SynthSpec(n_cells=1800, n_genes=120, n_cell_types=3, n_perturbations=8, n_batches=2, seed=3,
+    # The scale of `state pipeline run --local`: smaller test groups leave cell-eval no DE genes to score.
+    spec = SynthSpec(n_cells=3000, n_genes=200, n_cell_types=3, n_perturbations=12, n_batches=2, seed=0,
                      pert_col="target_gene", cell_type_key="cell_line", batch_col="batch_var", control_pert="TARGET1")
     full = preprocess_train_adata(make_synthetic_adata(spec), num_hvgs=64)  # one HVG set for both versions
     perts = [str(p) for p in full.uns["synth"]["perturbations"]]
-    new_pert, test_perts, val_pert = perts[-1], perts[1:3], perts[0]
-    first = full[(full.obs["target_gene"] != new_pert).to_numpy() & (np.arange(full.n_obs) < 1300)].copy()
+    new_pert, val_perts, test_perts = perts[-1], perts[:3], perts[3:6]
+    first = full[(full.obs["target_gene"] != new_pert).to_numpy() & (np.arange(full.n_obs) < 2000)].copy()
     experiment = root / "experiment"
-    _write_experiment(experiment, first, test_perts, [val_pert])
+    _write_experiment(experiment, first, test_perts, val_perts)
 
     arguments = {
         "experiment_toml": str(experiment / "experiment.toml"),
@@ -65,8 +66,8 @@ def three_runs(tmp_path_factory):
         "triton_backend": "python",
         "gate_metric": "de_direction_match",
         "higher_is_better": True,
-        "train_overrides": [*LOCAL_TRAIN_OVERRIDES, "training.max_steps=60", "training.val_freq=30",
-                            "training.ckpt_every_n_steps=30"],
+        "train_overrides": [*LOCAL_TRAIN_OVERRIDES, "training.max_steps=120", "training.val_freq=60",
+                            "training.ckpt_every_n_steps=60"],
         "baseline_overrides": LOCAL_BASELINE_OVERRIDES,
         **COLUMNS,
     }
@@ -74,7 +75,7 @@ def three_runs(tmp_path_factory):
     run_a = retrain_locally(pipeline_root, arguments)
     record_a = serving_record(arguments["model_repository"], "state_st")
 
-    _write_experiment(experiment, full, [*test_perts, new_pert], [val_pert])  # same URI, new contents
+    _write_experiment(experiment, full, [*test_perts, new_pert], val_perts)  # same URI, new contents
     arguments["train_overrides"] = LOCAL_TRAIN_OVERRIDES
     fingerprint_b = experiment_fingerprint(arguments["experiment_toml"])
     run_b = retrain_locally(pipeline_root, arguments)
