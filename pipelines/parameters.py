@@ -34,7 +34,8 @@ class Param:
 _ROWS = [
     # --- data
     Param("experiment_toml", str, REQUIRED,
-          "Experiment TOML (local path or gs:// URI) naming the datasets and the held-out cell types or perturbations."),
+          "Experiment TOML (local path or gs:// URI) naming the datasets and the held-out cell types or "
+          "perturbations."),
     Param("pert_col", str, "gene", "obs column holding the perturbation."),
     Param("cell_type_key", str, "cell_type", "obs column holding the cell type."),
     Param("batch_col", str, "gem_group", "obs column holding the batch (empty for none)."),
@@ -62,11 +63,13 @@ _ROWS = [
     Param("triton_backend", str, "onnxruntime",
           "Triton backend of the published model - onnxruntime (GPU serving image) or python (CPU-only local server)."),
     Param("gate_metric", str, "mse_delta",
-          "Metric the promotion gate compares (a cell-eval metric the baseline defines; pearson_delta is NaN for context_mean)."),
+          "Metric the promotion gate compares (a cell-eval metric the baseline defines; pearson_delta is NaN for "
+          "context_mean)."),
     Param("higher_is_better", bool, False, "Whether a larger gate_metric is better."),
     Param("min_improvement", float, 0.0, "Margin by which the candidate must beat baseline and serving model."),
     Param("triton_ready_url", str, "",
-          "HTTP address of the Triton server that polls model_repository (e.g. http://state-triton.state-serving:8000); "
+          "HTTP address of the Triton server that polls model_repository "
+          "(e.g. http://state-triton.state-serving:8000); "
           "publish waits until it reports the new version ready. Empty: do not wait."),
     Param("force", bool, False, "Retrain even when the data is unchanged."),
     # --- batch inference

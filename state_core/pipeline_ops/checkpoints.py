@@ -54,7 +54,7 @@ def _sync_up(run_dir: Path, uri: str, seen: dict[str, tuple[int, int]]) -> None:
         if seen.get(relative) != (stat.st_size, stat.st_mtime_ns):
             try:
                 upload(path, _join(uri, relative))
-            except (DataError, FileNotFoundError):  # Lightning replaced the file while we copied it; the next pass gets it
+            except (DataError, FileNotFoundError):  # Lightning replaced the file mid-copy; the next pass gets it
                 continue
             seen[relative] = (stat.st_size, stat.st_mtime_ns)
 

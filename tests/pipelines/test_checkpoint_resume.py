@@ -62,7 +62,8 @@ def test_killed_training_resumes_from_the_durable_checkpoint(synth_experiment, t
         deadline = time.monotonic() + 240
         while not mirrored.exists() and first.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert first.poll() is None, "training ended before it could be killed:\n" + (tmp_path / "first.log").read_text()
+        first_log = (tmp_path / "first.log").read_text()
+        assert first.poll() is None, "training ended before it could be killed:\n" + first_log
         assert mirrored.exists(), "no checkpoint reached the durable folder"
         os.kill(first.pid, signal.SIGKILL)  # a preempted node: no cleanup, no final sync
         first.wait(timeout=30)

@@ -1,13 +1,15 @@
 """Scheduled retraining through kfp.local, three runs on one experiment TOML URI whose files get rewritten.
 
-    run A: data without perturbation P_NEW                        -> trains, publishes version 1
-    run B: same URI, rewritten with more cells and P_NEW          -> trains again (no cache hit on data steps),
-           gate scores version 1 on B's test cells (P_NEW left out, with a note), publishes version 2
+    run A: data without perturbation P_NEW, and with the labels of two test perturbations swapped (a
+           sample-sheet mix-up)                                   -> trains, publishes version 1
+    run B: same URI, rewritten: corrected labels, more cells, P_NEW -> trains again (no cache hit on data
+           steps), gate scores version 1 on B's test cells (P_NEW left out, with a note), publishes version 2
     run C: same URI, data unchanged                               -> freshness check says no, nothing runs
 
 The data uses the README's non-default columns (target_gene, batch_var, control TARGET1), which every step
-must receive from the retraining pipeline's parameters. Run A trains for fewer steps than run B, so the
-retrained model is reliably the better one and the gate's verdict is not a coin flip on a tiny test split.
+must receive from the retraining pipeline's parameters. Perturbation effects are stronger than the synthetic
+default and version 1 learned two of them under each other's name, so on the corrected test cells the
+retrained model is clearly the better one and the gate's verdict is not a coin flip on a tiny test split.
 """
 
 from __future__ import annotations
@@ -52,11 +54,15 @@ def three_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("retrain")
     # The scale of `state pipeline run --local`: smaller test groups leave cell-eval no DE genes to score.
     spec = SynthSpec(n_cells=3000, n_genes=200, n_cell_types=3, n_perturbations=12, n_batches=2, seed=0,
+                     programme_effect=2.0, programme_fraction=0.12,
                      pert_col="target_gene", cell_type_key="cell_line", batch_col="batch_var", control_pert="TARGET1")
     full = preprocess_train_adata(make_synthetic_adata(spec), num_hvgs=64)  # one HVG set for both versions
     perts = [str(p) for p in full.uns["synth"]["perturbations"]]
     new_pert, val_perts, test_perts = perts[-1], perts[:3], perts[3:6]
     first = full[(full.obs["target_gene"] != new_pert).to_numpy() & (np.arange(full.n_obs) < 2000)].copy()
+    swapped = {test_perts[0]: test_perts[1], test_perts[1]: test_perts[0]}
+    labels = first.obs["target_gene"].astype(str).map(lambda p: swapped.get(p, p))
+    first.obs["target_gene"] = labels.astype("category")
     experiment = root / "experiment"
     _write_experiment(experiment, first, test_perts, val_perts)
 
@@ -66,8 +72,7 @@ def three_runs(tmp_path_factory):
         "triton_backend": "python",
         "gate_metric": "de_direction_match",
         "higher_is_better": True,
-        "train_overrides": [*LOCAL_TRAIN_OVERRIDES, "training.max_steps=120", "training.val_freq=60",
-                            "training.ckpt_every_n_steps=60"],
+        "train_overrides": LOCAL_TRAIN_OVERRIDES,
         "baseline_overrides": LOCAL_BASELINE_OVERRIDES,
         **COLUMNS,
     }
@@ -76,7 +81,6 @@ def three_runs(tmp_path_factory):
     record_a = serving_record(arguments["model_repository"], "state_st")
 
     _write_experiment(experiment, full, [*test_perts, new_pert], val_perts)  # same URI, new contents
-    arguments["train_overrides"] = LOCAL_TRAIN_OVERRIDES
     fingerprint_b = experiment_fingerprint(arguments["experiment_toml"])
     run_b = retrain_locally(pipeline_root, arguments)
     record_b = serving_record(arguments["model_repository"], "state_st")
