@@ -87,8 +87,11 @@ def _prepare_folder(cfg: TrainConfig) -> tuple[Path, Path | None]:
 def _trainer(cfg: TrainConfig, run_dir: Path, has_val: bool) -> pl.Trainer:
     t = cfg.training
     ckpt_dir = run_dir / CHECKPOINT_DIR
+    # No version counter: a resumed run must keep overwriting last.ckpt (not write last-v1.ckpt), or the
+    # next resume after another preemption would start from the stale first checkpoint again.
     periodic = ModelCheckpoint(dirpath=ckpt_dir, filename="step={step}", auto_insert_metric_name=False,
-                               every_n_train_steps=t.ckpt_every_n_steps, save_top_k=-1, save_last=True)
+                               every_n_train_steps=t.ckpt_every_n_steps, save_top_k=-1, save_last=True,
+                               enable_version_counter=False)
     callbacks: list[pl.Callback] = [periodic]
     if has_val:
         callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="step={step}-val_loss={val_loss:.4f}",

@@ -25,7 +25,7 @@ OVERRIDES = [
     "model.kwargs.transformer_backbone_kwargs.num_hidden_layers=1",
     "model.kwargs.transformer_backbone_kwargs.num_attention_heads=2",
     "training.batch_size=4",
-    "training.max_steps=300",
+    "training.max_steps=60",
     "training.val_freq=1000",
     "training.ckpt_every_n_steps=20",
     "training.progress_bar=false",
@@ -59,7 +59,7 @@ def test_killed_training_resumes_from_the_durable_checkpoint(synth_experiment, t
     first = _start([str(embedded), str(split), str(tmp_path / "pod1" / "model"), str(durable), *OVERRIDES],
                    tmp_path / "first.log")
     try:
-        deadline = time.monotonic() + 240
+        deadline = time.monotonic() + 600
         while not mirrored.exists() and first.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
         first_log = (tmp_path / "first.log").read_text()
@@ -81,4 +81,7 @@ def test_killed_training_resumes_from_the_durable_checkpoint(synth_experiment, t
     finished = tmp_path / "pod2" / "model"
     assert (finished / "checkpoints" / "final.ckpt").is_file() and (finished / "model.safetensors").is_file()
     steps = sorted(int(p.stem.split("=")[1]) for p in (finished / "checkpoints").glob("step=*.ckpt"))
-    assert steps[0] == 20 and steps[-1] == 300  # the first pod's checkpoint is part of the resumed run
+    assert steps[0] == 20 and steps[-1] == 60  # the first pod's checkpoint is part of the resumed run
+    # a second preemption would resume from the newest state: last.ckpt is overwritten, never versioned
+    assert not list((finished / "checkpoints").glob("last-v*.ckpt"))
+    assert not list((durable / durable_key("fp-1", "state_sm", OVERRIDES) / "checkpoints").glob("last-v*.ckpt"))
