@@ -28,7 +28,8 @@ from state_core.pipeline_ops.comparison import read_comparison
 from state_core.pipeline_ops.fingerprint import experiment_fingerprint
 from state_core.pipeline_ops.publish_record import serving_record
 
-pytestmark = pytest.mark.slow
+# Three full pipeline runs: about 8 min on two idle cores, far more on a loaded machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
 COLUMNS = {"pert_col": "target_gene", "cell_type_key": "cell_line", "batch_col": "batch_var", "control_pert": "TARGET1"}
 DATA_STEPS = ("split-cells", "embed-cells", "train-model", "train-model-2", "evaluate-model", "evaluate-model-2")
