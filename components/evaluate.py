@@ -9,6 +9,7 @@ from components.image import STATE_IMAGE
 @dsl.component(base_image=STATE_IMAGE, install_kfp_package=False)
 def evaluate_model(
     model: Input[Model],
+    data_fingerprint: str,
     results: Output[Dataset],
     metrics: Output[Metrics],
     report: Output[HTML],
@@ -24,4 +25,5 @@ def evaluate_model(
             metrics.log_metric(name, value)
         else:
             metrics.metadata[name] = value
+    metrics.metadata["data_fingerprint"] = data_fingerprint
     shutil.copyfile(summary.report_html, report.path)

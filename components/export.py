@@ -7,9 +7,10 @@ from components.image import STATE_IMAGE
 
 
 @dsl.component(base_image=STATE_IMAGE, install_kfp_package=False)
-def export_onnx(model: Input[Model], onnx_model: Output[Model]):
+def export_onnx(model: Input[Model], data_fingerprint: str, onnx_model: Output[Model]):
     """Export the final checkpoint to `model.onnx`; fails if ONNX Runtime disagrees with PyTorch."""
     from state_core.export.run_export import export_run
 
     export_run(model.path, onnx_model.path)
     onnx_model.metadata["format"] = "onnx"
+    onnx_model.metadata["data_fingerprint"] = data_fingerprint

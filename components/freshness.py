@@ -6,12 +6,8 @@ from components.image import STATE_IMAGE
 
 
 @dsl.component(base_image=STATE_IMAGE, install_kfp_package=False)
-def data_changed(
-    experiment_toml: str, model_repository: str, model_name: str, force: bool
-) -> bool:
-    """True when forced, or when the experiment's files differ from those the serving model was trained on."""
-    from state_core.pipeline_ops.fingerprint import data_changed_since_serving
+def data_changed(data_fingerprint: str, model_repository: str, model_name: str, force: bool) -> bool:
+    """True when forced, or when the serving model's record carries another data fingerprint."""
+    from state_core.pipeline_ops.fingerprint import differs_from_serving
 
-    return force or data_changed_since_serving(
-        experiment_toml, model_repository, model_name
-    )
+    return force or differs_from_serving(data_fingerprint, model_repository, model_name)

@@ -1,7 +1,7 @@
-"""Promotion gate: candidate vs baseline vs the model now serving, on one metric."""
+"""Promotion gate: candidate vs baseline, and vs the serving model on the same test cells, on one metric."""
 
 from kfp import dsl
-from kfp.dsl import Input, Markdown, Metrics, Output
+from kfp.dsl import Artifact, Input, Markdown, Metrics, Output
 
 from components.image import STATE_IMAGE
 
@@ -10,8 +10,7 @@ from components.image import STATE_IMAGE
 def promotion_gate(
     candidate: Input[Metrics],
     baseline: Input[Metrics],
-    model_repository: str,
-    model_name: str,
+    comparison: Input[Artifact],
     metric: str,
     higher_is_better: bool,
     min_improvement: float,
@@ -20,14 +19,14 @@ def promotion_gate(
     """True when the candidate beats the baseline and the serving model; the reasoning goes to `decision`."""
     from pathlib import Path
 
+    from state_core.pipeline_ops.comparison import read_comparison
     from state_core.pipeline_ops.evaluation import metrics_from_metadata
-    from state_core.pipeline_ops.promotion import gate_against_repository
+    from state_core.pipeline_ops.promotion import gate_on_same_cells
 
-    result = gate_against_repository(
+    result = gate_on_same_cells(
         metrics_from_metadata(candidate.metadata),
         metrics_from_metadata(baseline.metadata),
-        model_repository,
-        model_name,
+        read_comparison(comparison.path),
         metric,
         higher_is_better,
         min_improvement,

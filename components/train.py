@@ -10,27 +10,24 @@ from components.image import STATE_IMAGE
 def train_model(
     embedded: Input[Dataset],
     split: Input[Dataset],
+    data_fingerprint: str,
     model_preset: str,
     overrides: list,
+    checkpoint_uri: str,
     model: Output[Model],
 ):
-    """Train `model_preset` (state, state_sm, pertsets, context_mean, ...) with `key=value` overrides."""
-    from pathlib import Path
+    """Train `model_preset` (state, state_sm, pertsets, context_mean, ...) with `key=value` overrides;
+    with `checkpoint_uri`, checkpoints are mirrored there and a retried task resumes from them."""
+    from state_core.pipeline_ops.training import train_for_pipeline
 
-    from state_core.config.train_config import parse_overrides
-    from state_core.train.fit import train_st
-
-    run_dir = Path(model.path)
-    # Pipeline-owned keys come last so a user override cannot point the run at other data.
-    config = parse_overrides(
-        [
-            *[str(item) for item in overrides],
-            f"model={model_preset}",
-            f"data.kwargs.toml_config_path={Path(embedded.path) / 'experiment.toml'}",
-            f"data.kwargs.split_dir={split.path}",
-            f"output_dir={run_dir.parent}",
-            f"name={run_dir.name}",
-        ]
+    train_for_pipeline(
+        embedded_dir=embedded.path,
+        split_dir=split.path,
+        run_dir=model.path,
+        model_preset=model_preset,
+        overrides=[str(item) for item in overrides],
+        data_fingerprint=data_fingerprint,
+        checkpoint_uri=checkpoint_uri,
     )
-    train_st(config)
     model.metadata["preset"] = model_preset
+    model.metadata["data_fingerprint"] = data_fingerprint

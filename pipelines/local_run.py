@@ -260,3 +260,40 @@ def predict_locally(
             f"{root}: the batch-inference run left no predictions; see the task log above"
         )
     return runs[-1] / "predict-cells" / "predictions"
+
+
+@dataclass(frozen=True)
+class RetrainResult:
+    run_root: Path  # kfp.local outputs of this run
+    executed: frozenset[str]  # tasks this run executed (a cache hit or a skipped branch writes no folder)
+    published_version: int | None  # None: nothing new is serving
+
+    def task_dir(self, task: str) -> Path:
+        """Output folder of a task this run executed (nested pipelines put theirs in sub-folders)."""
+        found = sorted(p.parent for p in self.run_root.rglob("executor_output.json") if p.parent.name == task)
+        if not found:
+            raise ArtifactError(f"{self.run_root}: task {task} did not run here (ran: {sorted(self.executed)})")
+        return found[0]
+
+
+def retrain_locally(pipeline_root: str | Path, arguments: dict, cache: bool = True) -> RetrainResult:
+    """One run of the retraining pipeline through kfp.local (what a recurring run starts on the cluster)."""
+    from kfp import local
+
+    from pipelines.retraining import PIPELINE_NAME, build_retraining_pipeline
+    from pipelines.settings import PipelineSettings
+    from state_core.pipeline_ops.publish_record import serving_record
+
+    root = Path(pipeline_root).resolve()
+    repository, model_name = str(arguments["model_repository"]), arguments.get("model_name", "state_st")
+    before = serving_record(repository, model_name)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True,
+               enable_caching=cache)
+    build_retraining_pipeline(PipelineSettings(retries=0))(**arguments)
+    runs = sorted(root.glob(f"{PIPELINE_NAME}-*"))
+    if not runs:
+        raise ArtifactError(f"{root}: kfp.local wrote no {PIPELINE_NAME} run folder")
+    after = serving_record(repository, model_name)
+    changed = after is not None and (before is None or after.version != before.version)
+    executed = frozenset(p.parent.name for p in runs[-1].rglob("executor_output.json"))
+    return RetrainResult(run_root=runs[-1], executed=executed, published_version=after.version if changed else None)

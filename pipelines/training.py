@@ -1,184 +1,143 @@
-"""Training pipeline: split -> embed -> train ST and a baseline -> evaluate both -> gate -> export -> publish.
+"""Training pipeline: fingerprint -> split -> embed -> train ST and a baseline -> evaluate both -> score the
+serving model on the same test cells -> gate -> export -> publish.
 
-experiment TOML ─ split ─┬─ embed ─┬─ train ST ─────── evaluate ─┐
-                         │         └─ train baseline ─ evaluate ─┴─ promotion gate
-                         │                                              │ promote?
-                         └──────────────────────────────── export ONNX ─ publish to Triton repository
+experiment TOML ─ fingerprint ─ split ─ embed ─┬─ train ST ─────── evaluate ─┬─ serving model on the same cells ─┐
+                                               └─ train baseline ─ evaluate ─┴──────────────────── promotion gate ┘
+                                                                                                     │ promote?
+                                                                         export ONNX ─ publish (wait until served)
+
+The data fingerprint is an input of every step that reads the data (directly or through its artifacts),
+so a cached step is reused only for the very same data.
 """
 
 # No `from __future__ import annotations`: KFP reads the parameter types from real annotations.
 
 from kfp import dsl, kubernetes
 
+from components.compare import score_serving_model
 from components.embed import embed_cells
 from components.evaluate import evaluate_model
 from components.export import export_onnx
+from components.fingerprint import fingerprint_data
 from components.gate import promotion_gate
 from components.publish import publish_model
 from components.split import split_cells
 from components.train import train_model
-from pipelines.settings import DEFAULT_GPU_NODE_SELECTOR, PipelineSettings, on_gpu, step
+from pipelines import resources as sizes
+from pipelines.parameters import TRAINING, pipeline_function
+from pipelines.resources import on_gpu
+from pipelines.settings import PipelineSettings, step
 
 PIPELINE_NAME = "state-train"
+
+
+def add_training_tasks(settings: PipelineSettings, p: dict) -> None:
+    """The tasks of one training run, from the pipeline parameters `p` (channels)."""
+    fingerprint = step(fingerprint_data(experiment_toml=p["experiment_toml"]), settings, "data fingerprint",
+                       cache=False, resources=sizes.SMALL)
+    data_fingerprint = fingerprint.output
+    split = step(
+        split_cells(
+            experiment_toml=p["experiment_toml"],
+            data_fingerprint=data_fingerprint,
+            seed=p["split_seed"],
+            pert_col=p["pert_col"],
+            cell_type_key=p["cell_type_key"],
+            batch_col=p["batch_col"],
+            control_pert=p["control_pert"],
+        ),
+        settings, "split", cache=True, resources=sizes.SPLIT,
+    )
+    embed = step(
+        embed_cells(
+            experiment_toml=p["experiment_toml"],
+            data_fingerprint=data_fingerprint,
+            method=p["embed_method"],
+            num_hvgs=p["num_hvgs"],
+            se_model_dir=p["se_model_dir"],
+            se_layer=p["se_layer"],
+        ),
+        settings, "embed", cache=True, resources=sizes.EMBED,
+    ).after(split)
+
+    trained = {}
+    for role, preset, overrides in (
+        ("candidate", p["model_preset"], p["train_overrides"]),
+        ("baseline", p["baseline_preset"], p["baseline_overrides"]),
+    ):
+        train = step(
+            train_model(
+                embedded=embed.outputs["embedded"],
+                split=split.outputs["split"],
+                data_fingerprint=data_fingerprint,
+                model_preset=preset,
+                overrides=overrides,
+                checkpoint_uri=p["checkpoint_uri"],
+            ),
+            settings, f"train {role}", cache=True, preemptible=True,
+            resources=None if role == "candidate" else sizes.BASELINE,
+        )
+        kubernetes.set_timeout(train, settings.train_timeout_s)
+        if role == "candidate":  # baselines are a few means over the training cells; CPU is enough
+            train.set_cpu_request(p["train_cpu"]).set_cpu_limit(p["train_cpu"])
+            train.set_memory_request(p["train_memory"]).set_memory_limit(p["train_memory"])
+            on_gpu(train, p["gpu_resource"], p["gpu_count"], p["gpu_node_selector"])
+        evaluate = step(
+            evaluate_model(model=train.outputs["model"], data_fingerprint=data_fingerprint),
+            settings, f"evaluate {role}", cache=True, preemptible=True, resources=sizes.EVALUATE,
+        )
+        trained[role] = (train, evaluate)
+
+    (candidate_train, candidate_eval), (_, baseline_eval) = trained["candidate"], trained["baseline"]
+    serving = step(
+        score_serving_model(
+            candidate=candidate_train.outputs["model"],
+            candidate_metrics=candidate_eval.outputs["metrics"],
+            model_repository=p["model_repository"],
+            model_name=p["model_name"],
+        ),
+        settings, "serving model on the same cells", cache=False, preemptible=True, resources=sizes.EVALUATE,
+    )
+    gate = step(
+        promotion_gate(
+            candidate=candidate_eval.outputs["metrics"],
+            baseline=baseline_eval.outputs["metrics"],
+            comparison=serving.outputs["comparison"],
+            metric=p["gate_metric"],
+            higher_is_better=p["higher_is_better"],
+            min_improvement=p["min_improvement"],
+        ),
+        settings, "promotion gate", cache=False, resources=sizes.SMALL,
+    )
+
+    with dsl.If(gate.outputs["Output"] == True, name="promote"):  # noqa: E712 - a KFP condition, not Python
+        export = step(
+            export_onnx(model=candidate_train.outputs["model"], data_fingerprint=data_fingerprint),
+            settings, "export ONNX", cache=True, preemptible=True, resources=sizes.EXPORT,
+        )
+        step(
+            publish_model(
+                onnx_model=export.outputs["onnx_model"],
+                trained_model=candidate_train.outputs["model"],
+                metrics=candidate_eval.outputs["metrics"],
+                model_repository=p["model_repository"],
+                model_name=p["model_name"],
+                triton_backend=p["triton_backend"],
+                triton_ready_url=p["triton_ready_url"],
+            ),
+            settings, "publish to Triton", cache=False, resources=sizes.PUBLISH,
+        )
 
 
 def build_training_pipeline(settings: PipelineSettings | None = None):
     """The training pipeline for one compile-time setting (image)."""
     settings = settings or PipelineSettings()
 
-    @dsl.pipeline(
+    def state_train(**p):
+        add_training_tasks(settings, p)
+
+    return dsl.pipeline(
         name=PIPELINE_NAME,
         description="Train a State Transition model, gate it against a baseline "
         "and the serving model, and publish it to Triton.",
-    )
-    def state_train(
-        experiment_toml: str,
-        model_repository: str,
-        model_name: str = "state_st",
-        triton_backend: str = "onnxruntime",
-        model_preset: str = "state_sm",
-        baseline_preset: str = "context_mean",
-        train_overrides: list = [],  # noqa: B006 - KFP reads parameter defaults as literals
-        baseline_overrides: list = [],  # noqa: B006
-        embed_method: str = "precomputed",
-        num_hvgs: int = 2000,
-        se_model_dir: str = "",
-        se_layer: str = "",
-        split_seed: int = 0,
-        pert_col: str = "gene",
-        cell_type_key: str = "cell_type",
-        batch_col: str = "gem_group",
-        control_pert: str = "non-targeting",
-        gate_metric: str = "mse_delta",
-        higher_is_better: bool = False,
-        min_improvement: float = 0.0,
-        gpu_resource: str = "nvidia.com/gpu",
-        gpu_count: int = 1,
-        gpu_node_selector: dict = DEFAULT_GPU_NODE_SELECTOR,
-    ):
-        """Train, evaluate, gate and publish a State Transition model.
-
-        Args:
-            experiment_toml: Experiment TOML (local path or gs:// URI) naming the datasets and the held-out cell types or perturbations.
-            model_repository: Triton model repository (gs://bucket/models or a local folder) to publish into.
-            model_name: Name of the model in the Triton repository.
-            triton_backend: Triton backend of the published model - onnxruntime (GPU serving image) or python (CPU-only local server).
-            model_preset: ST preset to train (state, state_sm, state_lg, pertsets).
-            baseline_preset: Baseline the candidate must beat (context_mean, perturb_mean, embed_sum).
-            train_overrides: Extra training key=value overrides of the ST model, e.g. ["training.max_steps=20000"].
-            baseline_overrides: Extra training key=value overrides of the baseline.
-            embed_method: How to make model inputs - precomputed (use obsm as given), hvg, or se.
-            num_hvgs: Number of highly variable genes when embed_method is hvg.
-            se_model_dir: SE run folder when embed_method is se.
-            se_layer: Layer with raw counts for the SE model (e.g. counts); empty reads X.
-            split_seed: Seed of the train/val/test split.
-            pert_col: obs column holding the perturbation.
-            cell_type_key: obs column holding the cell type.
-            batch_col: obs column holding the batch (empty for none).
-            control_pert: Label of control cells in pert_col.
-            gate_metric: Metric the promotion gate compares (a cell-eval metric the baseline defines; pearson_delta is NaN for context_mean).
-            higher_is_better: Whether a larger gate_metric is better.
-            min_improvement: Margin by which the candidate must beat baseline and serving model.
-            gpu_resource: Kubernetes GPU resource name of the training node.
-            gpu_count: GPUs per training task.
-            gpu_node_selector: Node selector of the GPU node pool, e.g. {"cloud.google.com/gke-accelerator": "nvidia-l4"}.
-        """
-        split = step(
-            split_cells(
-                experiment_toml=experiment_toml,
-                seed=split_seed,
-                pert_col=pert_col,
-                cell_type_key=cell_type_key,
-                batch_col=batch_col,
-                control_pert=control_pert,
-            ),
-            settings,
-            "split",
-            cache=True,
-        )
-        embed = step(
-            embed_cells(
-                experiment_toml=experiment_toml,
-                method=embed_method,
-                num_hvgs=num_hvgs,
-                se_model_dir=se_model_dir,
-                se_layer=se_layer,
-            ),
-            settings,
-            "embed",
-            cache=True,
-        ).after(split)
-
-        trained = {}
-        for role, preset, overrides in (
-            ("candidate", model_preset, train_overrides),
-            ("baseline", baseline_preset, baseline_overrides),
-        ):
-            train = step(
-                train_model(
-                    embedded=embed.outputs["embedded"],
-                    split=split.outputs["split"],
-                    model_preset=preset,
-                    overrides=overrides,
-                ),
-                settings,
-                f"train {role}",
-                cache=True,
-                preemptible=True,
-            )
-            kubernetes.set_timeout(train, settings.train_timeout_s)
-            if (
-                role == "candidate"
-            ):  # baselines are a few means over the training cells; CPU is enough
-                on_gpu(train, gpu_resource, gpu_count, gpu_node_selector)
-            evaluate = step(
-                evaluate_model(model=train.outputs["model"]),
-                settings,
-                f"evaluate {role}",
-                cache=True,
-                preemptible=True,
-            )
-            trained[role] = (train, evaluate)
-
-        (candidate_train, candidate_eval), (_, baseline_eval) = (
-            trained["candidate"],
-            trained["baseline"],
-        )
-        gate = step(
-            promotion_gate(
-                candidate=candidate_eval.outputs["metrics"],
-                baseline=baseline_eval.outputs["metrics"],
-                model_repository=model_repository,
-                model_name=model_name,
-                metric=gate_metric,
-                higher_is_better=higher_is_better,
-                min_improvement=min_improvement,
-            ),
-            settings,
-            "promotion gate",
-            cache=False,
-        )
-
-        with dsl.If(gate.outputs["Output"] == True, name="promote"):
-            export = step(
-                export_onnx(model=candidate_train.outputs["model"]),
-                settings,
-                "export ONNX",
-                cache=True,
-                preemptible=True,
-            )
-            step(
-                publish_model(
-                    onnx_model=export.outputs["onnx_model"],
-                    metrics=candidate_eval.outputs["metrics"],
-                    model_repository=model_repository,
-                    model_name=model_name,
-                    experiment_toml=experiment_toml,
-                    triton_backend=triton_backend,
-                ),
-                settings,
-                "publish to Triton",
-                cache=False,
-            )
-
-    return state_train
+    )(pipeline_function("Train, evaluate, gate and publish a State Transition model.", TRAINING, state_train))

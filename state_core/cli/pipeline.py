@@ -50,13 +50,15 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _target(args: argparse.Namespace):
-    from pipelines.kfp_host import KfpTarget
+    from pipelines.kfp_host import KfpAuth, KfpTarget
 
     return KfpTarget(
         host=args.host,
         experiment=args.experiment,
         namespace=args.namespace,
         settings=_settings(args),
+        service_account=args.service_account or None,
+        auth=KfpAuth.from_environment(args.token_file),
     )
 
 
@@ -103,7 +105,18 @@ def _add_host(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--experiment", default="state", help="experiment to file the run under [state]"
     )
-    p.add_argument("--namespace", help="profile namespace on multi-user Kubeflow")
+    p.add_argument("--namespace", help="profile namespace on multi-user Kubeflow (runs go there)")
+    p.add_argument(
+        "--service-account",
+        default="state-pipeline-runner",
+        help="Kubernetes service account the run's pods use (workload identity for gs://); "
+        "empty for the namespace default [state-pipeline-runner]",
+    )
+    p.add_argument(
+        "--token-file",
+        help="file holding a bearer token; default: $STATE_KFP_TOKEN, $STATE_KFP_COOKIE, "
+        "or the pod's Kubeflow service-account token when present",
+    )
     p.add_argument(
         "--param",
         action="append",

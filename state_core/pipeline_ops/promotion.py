@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from state_core.errors import ConfigError, Problem
+from state_core.pipeline_ops.comparison import COMPARED, NONE_SERVING, SameCellsComparison
 
 
 @dataclass(frozen=True)
@@ -18,18 +20,22 @@ class PromotionDecision:
     higher_is_better: bool
     candidate: float
     baseline: float
-    serving: float | None
+    serving: float | None  # the serving model on the candidate's test cells
     reason: str
+    candidate_same_cells: float | None = None  # the candidate on those cells (differs when labels were left out)
 
     def as_markdown(self) -> str:
         direction = "higher" if self.higher_is_better else "lower"
         serving = "none" if self.serving is None else f"{self.serving:.6g}"
+        same = ("" if self.candidate_same_cells is None
+                else f"| candidate on the serving model's cells | {self.candidate_same_cells:.6g} |\n")
         verdict = "PROMOTE" if self.promote else "HOLD (nothing published)"
         return (
             f"# Promotion gate: {verdict}\n\n"
             f"Metric `{self.metric}` ({direction} is better)\n\n"
             f"| model | value |\n|---|---|\n"
-            f"| candidate | {self.candidate:.6g} |\n| baseline | {self.baseline:.6g} |\n| serving | {serving} |\n\n"
+            f"| candidate | {self.candidate:.6g} |\n| baseline | {self.baseline:.6g} |\n{same}"
+            f"| serving (re-evaluated on the same cells) | {serving} |\n\n"
             f"{self.reason}\n"
         )
 
@@ -120,51 +126,42 @@ def should_promote(
     return decide(True, "The candidate beats both the baseline and the serving model.")
 
 
-def gate_against_repository(
+def gate_on_same_cells(
     candidate_metrics: Mapping[str, float],
     baseline_metrics: Mapping[str, float],
-    model_repository: str,
-    model_name: str,
+    comparison: SameCellsComparison,
     metric: str,
     higher_is_better: bool,
     min_improvement: float = 0.0,
 ) -> PromotionDecision:
-    """`should_promote` with the serving model's metrics read from its publish record in the repository.
+    """The gate of the pipeline: candidate vs baseline on the candidate's test split, then candidate vs the
+    serving model re-evaluated on the same test cells (`comparison`, from `same_cells`).
 
-    A version published without a record (by hand) has unknown metrics; the candidate is then held back,
-    since we cannot show it is better than what users are getting now.
+    Metrics a serving model recorded at its own publish time are never used: they were measured on other
+    data. When the serving model cannot be scored on the new cells, the candidate is held with the reason.
     """
-    from state_core.pipeline_ops.publish_record import serving_record
+    against_baseline = should_promote(candidate_metrics, baseline_metrics, None, metric, higher_is_better,
+                                      min_improvement)
+    if not against_baseline.promote or comparison.status == NONE_SERVING:
+        return against_baseline
 
-    record = serving_record(model_repository, model_name)
-    if record is not None and metric not in record.metrics:
-        decision = should_promote(
-            candidate_metrics,
-            baseline_metrics,
-            None,
-            metric,
-            higher_is_better,
-            min_improvement,
-        )
-        reason = (
-            f"Serving version {record.version} of {model_name} has no recorded {metric}; "
-            "republish it through the pipeline or remove it before automatic promotion."
-        )
-        return PromotionDecision(
-            False,
-            metric,
-            higher_is_better,
-            decision.candidate,
-            decision.baseline,
-            None,
-            reason,
-        )
-    serving = None if record is None else record.metrics
-    return should_promote(
-        candidate_metrics,
-        baseline_metrics,
-        serving,
-        metric,
-        higher_is_better,
-        min_improvement,
-    )
+    def decide(promote: bool, reason: str, serving: float | None = None,
+               candidate_same: float | None = None) -> PromotionDecision:
+        return dataclasses.replace(against_baseline, promote=promote, serving=serving,
+                                   candidate_same_cells=candidate_same,
+                                   reason=f"{reason} {comparison.note}".strip())
+
+    if comparison.status != COMPARED:
+        return decide(False, "The candidate beats the baseline, but it cannot be compared with the serving model.")
+    candidate = _metric_value(comparison.candidate, metric, "candidate (same cells)")
+    serving = _metric_value(comparison.serving, metric, "serving")
+    if math.isnan(candidate):
+        return decide(False, f"The candidate's {metric} on the serving model's cells is NaN.", serving, candidate)
+    if math.isnan(serving):
+        return decide(True, f"The candidate beats the baseline; the serving model's {metric} on the same cells is "
+                      "NaN, so any defined value replaces it.", serving, candidate)
+    if not _beats(candidate, serving, higher_is_better, min_improvement):
+        return decide(False, f"The candidate beats the baseline but not the serving model on {metric} "
+                      f"(same test cells; margin required: {min_improvement:g}).", serving, candidate)
+    return decide(True, "The candidate beats both the baseline and the serving model (same test cells).",
+                  serving, candidate)

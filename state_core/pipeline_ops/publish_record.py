@@ -11,12 +11,11 @@ the promotion gate of the next run reads the serving model's metrics from the ve
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import asdict, dataclass, field
 
 from state_core.errors import ArtifactError
 from state_core.serve.repo_store import RepositoryStore
-from state_core.serve.repository import CONFIG_FILE
+from state_core.serve.repository import CONFIG_FILE, served_versions
 
 RECORD_NAME = "publish_record.json"
 
@@ -54,17 +53,13 @@ class PublishRecord:
             ) from err
 
 
-_SPECIFIC_VERSIONS = re.compile(r"specific\s*:\s*\{\s*versions\s*:\s*\[([\d\s,]*)\]")
-
-
 def serving_version(repository: str, model_name: str) -> int:
     """The version Triton serves: the one `config.pbtxt` pins (publish and rollback pin exactly one), else
     the highest version folder as Triton's default `latest` policy would; 0 when nothing is published."""
     store = RepositoryStore(repository)
-    config = store.read_text(model_name, CONFIG_FILE) or ""
-    pinned = _SPECIFIC_VERSIONS.search(config)
-    if pinned and pinned.group(1).strip():
-        return max(int(v) for v in pinned.group(1).replace(",", " ").split())
+    pinned = served_versions(store.read_text(model_name, CONFIG_FILE))  # parsed as a ModelConfig, not a regex
+    if pinned:
+        return max(pinned)
     versions = store.versions(model_name)
     return versions[-1] if versions else 0
 

@@ -93,9 +93,11 @@ def _trainer(cfg: TrainConfig, run_dir: Path, has_val: bool, stopper: GracefulSt
     t = cfg.training
     ckpt_dir = run_dir / CHECKPOINT_DIR
     # the newest `keep_last_checkpoints` step=N.ckpt files ("step" is always a monitor candidate), plus last.ckpt
+    # No version counter: a resumed run must keep overwriting last.ckpt (not write last-v1.ckpt), or the
+    # next resume after another preemption would start from the stale first checkpoint again.
     periodic = ModelCheckpoint(dirpath=ckpt_dir, filename="step={step}", auto_insert_metric_name=False,
                                every_n_train_steps=t.ckpt_every_n_steps, monitor="step", mode="max",
-                               save_top_k=t.keep_last_checkpoints, save_last=True)
+                               save_top_k=t.keep_last_checkpoints, save_last=True, enable_version_counter=False)
     callbacks: list[pl.Callback] = [periodic, FiniteLossGuard(), stopper]
     if has_val:
         callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="step={step}-val_loss={val_loss:.4f}",

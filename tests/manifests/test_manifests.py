@@ -116,3 +116,41 @@ def test_recurring_run_submits_the_retrain_pipeline_with_its_required_parameters
         if not optional
     }
     assert required <= given
+
+
+def test_hpa_scales_on_the_triton_queue_metric_the_adapter_defines():
+    hpa = _one("HorizontalPodAutoscaler", "state-triton")
+    metric = hpa["spec"]["metrics"][0]
+    assert metric["type"] == "Pods"
+    rules = yaml.safe_load(_one("ConfigMap", "state-triton-adapter-rules")["data"]["config.yaml"])["rules"]
+    assert metric["pods"]["metric"]["name"] in {r["name"]["as"] for r in rules}
+    assert all("nv_inference_queue_duration_us" in r["seriesQuery"] for r in rules)
+
+
+def test_network_policy_admits_kubeflow_profile_namespaces():
+    policy = _one("NetworkPolicy", "state-triton")
+    sources = [peer for rule in policy["spec"]["ingress"] for peer in rule["from"]]
+    assert {"namespaceSelector": {"matchLabels": {"app.kubernetes.io/part-of": "kubeflow-profile"}}} in sources
+
+
+def test_recurring_run_authenticates_and_runs_in_the_profile_namespace_as_the_runner():
+    cron = _one("CronJob", "state-retrain-nightly")
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    args = pod["containers"][0]["args"]
+    namespace = cron["metadata"]["namespace"]
+    assert f"--namespace={namespace}" in args
+    runner = _one("ServiceAccount", "state-pipeline-runner")
+    assert f"--service-account={runner['metadata']['name']}" in args
+    assert runner["metadata"]["namespace"] == namespace
+    assert "iam.gke.io/gcp-service-account" in runner["metadata"]["annotations"]
+    token = next(v for v in pod["volumes"] if v["name"] == "kfp-token")
+    assert token["projected"]["sources"][0]["serviceAccountToken"]["audience"] == "pipelines.kubeflow.org"
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "kfp-token")
+    assert mount["mountPath"] == "/var/run/secrets/kubeflow/pipelines"
+    assert _one("ServiceAccount", "state-retrain-submitter")["metadata"]["namespace"] == namespace
+
+
+def test_runner_and_submitter_have_role_bindings():
+    bound = {(d["roleRef"]["name"], d["subjects"][0]["name"]) for _, d in DOCUMENTS if d["kind"] == "RoleBinding"}
+    assert ("kubeflow-edit", "state-pipeline-runner") in bound
+    assert ("kubeflow-pipelines-edit", "state-retrain-submitter") in bound

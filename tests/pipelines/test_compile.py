@@ -141,3 +141,70 @@ def test_image_setting_reaches_every_task(tmp_path):
         e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()
     }
     assert images == {"registry.local/state:dev"}
+
+
+@pytest.mark.parametrize("name", sorted(PIPELINES))
+def test_every_task_has_cpu_and_memory_requests_and_limits(compiled, name):
+    spec, _ = _documents(compiled[name])
+    for executor, body in spec["deploymentSpec"]["executors"].items():
+        if "importer" in body:
+            continue  # the importer is run by the KFP driver, not in a pod of ours
+        resources = body["container"].get("resources", {})
+        for key in ("resourceCpuRequest", "resourceCpuLimit", "resourceMemoryRequest", "resourceMemoryLimit"):
+            assert resources.get(key), f"{name}: {executor} has no {key}"
+
+
+def _component_tasks(spec: dict):
+    """(task name, task, the inputs its component declares) for every task of every DAG."""
+    components = spec["components"]
+    for dag in [spec["root"]["dag"]] + [c["dag"] for c in components.values() if "dag" in c]:
+        for task_name, task in dag["tasks"].items():
+            declared = components[task["componentRef"]["name"]].get("inputDefinitions", {}).get("parameters", {})
+            yield task_name, task, declared
+
+
+@pytest.mark.parametrize("name", sorted(PIPELINES))
+def test_each_pipeline_passes_every_parameter_its_steps_need(compiled, name):
+    """No step input falls back to its default or a constant: each comes from a pipeline parameter or an
+    upstream task (a hand-copied parameter list once dropped the column names of retraining)."""
+    spec, _ = _documents(compiled[name])
+    for task_name, task, declared in _component_tasks(spec):
+        given = task.get("inputs", {}).get("parameters", {})
+        missing = sorted(set(declared) - set(given))
+        assert not missing, f"{name}: task {task_name} gets no value for {missing}"
+        # KFP passes resource settings made from run parameters as placeholder "constants"; those are fine
+        constants = sorted(k for k, v in given.items() if "runtimeValue" in v
+                           and "pipelinechannel--" not in str(v["runtimeValue"].get("constant", "")))
+        assert not constants, f"{name}: task {task_name} gets constants for {constants}"
+
+
+def test_retraining_exposes_every_training_parameter(compiled):
+    train = _documents(compiled["train"])[0]["root"]["inputDefinitions"]["parameters"]
+    retrain = _documents(compiled["retrain"])[0]["root"]["inputDefinitions"]["parameters"]
+    assert set(train) <= set(retrain)
+    assert {k: train[k].get("defaultValue") for k in train} == {k: retrain[k].get("defaultValue") for k in train}
+
+
+def test_data_steps_take_the_data_fingerprint(compiled):
+    spec, _ = _documents(compiled["train"])
+    tasks = _tasks(spec)
+    for step_name in ("split", "embed", "train candidate", "train baseline", "evaluate candidate",
+                      "evaluate baseline", "export ONNX"):
+        source = tasks[step_name]["inputs"]["parameters"]["data_fingerprint"]
+        assert source == {"taskOutputParameter": {"outputParameterKey": "Output", "producerTask": "fingerprint-data"}} \
+            or "componentInputParameter" in source, step_name
+    assert tasks["data fingerprint"]["cachingOptions"] == {}
+
+
+def test_multi_gpu_training_gets_shared_memory(compiled):
+    _, executors = _documents(compiled["train"])
+    assert executors["exec-train-model"]["emptyDirMounts"] == [
+        {"medium": "Memory", "mountPath": "/dev/shm", "sizeLimit": "16Gi", "volumeName": "dshm"}
+    ]
+
+
+def test_batch_inference_without_gpu_is_not_pinned_to_the_gpu_pool(compiled):
+    spec, platform = _documents(compiled["batch-infer"])
+    predict = platform["exec-predict-cells"]
+    assert "nodeSelector" not in predict and "tolerations" not in predict
+    assert spec["root"]["inputDefinitions"]["parameters"]["gpu_count"]["defaultValue"] == 0

@@ -27,6 +27,7 @@ class Recorded:
     method: str
     path: str
     body: dict = field(default_factory=dict)
+    headers: dict = field(default_factory=dict)
 
 
 class KfpStub(BaseHTTPRequestHandler):
@@ -38,7 +39,8 @@ class KfpStub(BaseHTTPRequestHandler):
         size = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(size) if size else b""
         self.requests.append(
-            Recorded(self.command, self.path, json.loads(raw) if raw else {})
+            Recorded(self.command, self.path, json.loads(raw) if raw else {},
+                     {k.lower(): v for k, v in self.headers.items()})
         )
         if "/experiments" in self.path:
             reply = (
@@ -179,4 +181,45 @@ def test_unknown_and_missing_parameters_are_reported_together(kfp_host):
         and "experiment_toml" in message
         and "model_repository" in message
     )
+    assert recorded == []
+
+
+def test_user_token_service_account_and_namespace_reach_the_host(kfp_host, monkeypatch):
+    host, recorded = kfp_host
+    monkeypatch.setenv("STATE_KFP_TOKEN", "user-token-123")
+    code = main(["pipeline", "submit", "retrain", "--host", host, "--namespace", "team-perturb",
+                 "--service-account", "state-runner", *REQUIRED])
+    assert code == 0
+    body = _posted(recorded, "/apis/v2beta1/runs")
+    assert body["service_account"] == "state-runner"
+    assert all(r.headers.get("authorization") == "Bearer user-token-123" for r in recorded)
+    experiments = [r for r in recorded if "/experiments" in r.path]
+    assert any("team-perturb" in r.path or r.body.get("namespace") == "team-perturb" for r in experiments)
+
+
+def test_pod_token_file_is_the_credential_inside_a_cluster(kfp_host, tmp_path, monkeypatch):
+    host, recorded = kfp_host
+    token = tmp_path / "token"
+    token.write_text("pod-sa-token")
+    monkeypatch.delenv("STATE_KFP_TOKEN", raising=False)
+    monkeypatch.delenv("STATE_KFP_COOKIE", raising=False)
+    monkeypatch.setenv("KF_PIPELINES_SA_TOKEN_PATH", str(token))
+    assert main(["pipeline", "schedule", "retrain", "--host", host, "--cron", "0 2 * * *", *REQUIRED]) == 0
+    body = _posted(recorded, "/apis/v2beta1/recurringruns")
+    assert body["service_account"] == "state-pipeline-runner"
+    assert [r for r in recorded if r.method == "POST"]
+    assert all(r.headers.get("authorization") == "Bearer pod-sa-token" for r in recorded if r.method == "POST")
+
+
+def test_session_cookie_is_sent_as_a_cookie(kfp_host, monkeypatch):
+    host, recorded = kfp_host
+    monkeypatch.setenv("STATE_KFP_COOKIE", "authservice_session=abc")
+    assert main(["pipeline", "submit", "train", "--host", host, *REQUIRED]) == 0
+    assert all(r.headers.get("cookie") == "authservice_session=abc" for r in recorded)
+
+
+def test_missing_token_file_is_one_clear_error(kfp_host, tmp_path, capsys):
+    host, recorded = kfp_host
+    code = main(["pipeline", "submit", "train", "--host", host, "--token-file", str(tmp_path / "nope"), *REQUIRED])
+    assert code != 0 and "token file not found" in capsys.readouterr().err
     assert recorded == []

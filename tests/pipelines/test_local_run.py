@@ -77,3 +77,20 @@ def test_batch_inference_pipeline_predicts_with_the_trained_run(two_runs, tmp_pa
     )
     assert predicted.n_obs == 200
     assert any(key.endswith("_pred") for key in predicted.obsm)
+
+
+@pytest.mark.skipif(not HAS_TRITONSERVER, reason="tritonserver (nvidia-pytriton) is not installed")
+def test_publish_waits_until_triton_serves_the_version(two_runs, tmp_path):
+    from state_core.errors import ServingError
+    from state_core.pipeline_ops.publishing import wait_until_ready
+    from state_core.serve.local_server import start_server, stop_server
+
+    first, _ = two_runs
+    server = start_server(first.model_repository, tmp_path)
+    try:
+        url = f"http://{server.host}:{server.http_port}"
+        assert wait_until_ready(url, "state_st", 1, timeout_s=60, poll_s=0.5) < 60
+        with pytest.raises(ServingError, match="version 9 of state_st was not ready"):
+            wait_until_ready(url, "state_st", 9, timeout_s=1.5, poll_s=0.5)
+    finally:
+        stop_server(server.pid)

@@ -136,3 +136,29 @@ def test_retraining_skips_unchanged_data_and_runs_on_changed_data(tmp_path):
     assert not data_changed_since_serving(str(toml), str(repository), "m")
     (tmp_path / "ds" / "b.h5ad").write_bytes(b"new cells")
     assert data_changed_since_serving(str(toml), str(repository), "m")
+
+
+def test_fingerprint_sees_a_same_size_rewrite_with_the_old_mtime(tmp_path):
+    import os
+
+    from state_core.pipeline_ops.fingerprint import experiment_fingerprint
+
+    toml = _experiment(tmp_path)
+    data = tmp_path / "ds" / "a.h5ad"
+    before = experiment_fingerprint(toml)
+    stat = data.stat()
+    data.write_bytes(b"cells v2")  # same size
+    os.utime(data, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert experiment_fingerprint(toml) != before
+
+
+def test_a_step_refuses_data_that_changed_after_the_run_started(tmp_path):
+    from state_core.errors import DataError
+    from state_core.pipeline_ops.fingerprint import experiment_fingerprint, require_fingerprint
+
+    toml = _experiment(tmp_path)
+    at_start = experiment_fingerprint(toml)
+    require_fingerprint(toml, at_start)
+    (tmp_path / "ds" / "b.h5ad").write_bytes(b"late upload")
+    with pytest.raises(DataError, match="changed while this run was going"):
+        require_fingerprint(toml, at_start)

@@ -7,8 +7,8 @@ import math
 import pytest
 
 from state_core.errors import ConfigError
-from state_core.pipeline_ops.promotion import gate_against_repository, should_promote
-from state_core.pipeline_ops.publish_record import PublishRecord, write_record
+from state_core.pipeline_ops.comparison import COMPARED, IMPOSSIBLE, NONE_SERVING, SameCellsComparison
+from state_core.pipeline_ops.promotion import gate_on_same_cells, should_promote
 
 
 def test_promotes_when_better_than_baseline_and_nothing_serving():
@@ -72,18 +72,37 @@ def test_markdown_states_the_verdict():
     assert "HOLD" in text and "| baseline | 0.2 |" in text
 
 
-def test_repository_gate_reads_serving_metrics(tmp_path):
-    (tmp_path / "state_st" / "3").mkdir(parents=True)
-    write_record(str(tmp_path), PublishRecord("state_st", 3, {"r": 0.9}))
-    decision = gate_against_repository(
-        {"r": 0.8}, {"r": 0.1}, str(tmp_path), "state_st", "r", True
-    )
+def _compared(candidate: float, serving: float, note: str = "Compared on 40 test cells.") -> SameCellsComparison:
+    return SameCellsComparison(COMPARED, note, serving_version=3, candidate={"r": candidate},
+                               serving={"r": serving}, n_test_cells=40)
+
+
+def test_same_cells_gate_uses_the_re_evaluated_serving_value_not_its_record():
+    # The serving model recorded 0.2 at its publish time on other data; on today's cells it scores 0.9.
+    decision = gate_on_same_cells({"r": 0.8}, {"r": 0.1}, _compared(0.8, 0.9), "r", True)
     assert not decision.promote and decision.serving == pytest.approx(0.9)
+    assert "same test cells" in decision.reason
 
 
-def test_repository_gate_holds_against_unrecorded_serving_version(tmp_path):
-    (tmp_path / "state_st" / "1").mkdir(parents=True)
-    decision = gate_against_repository(
-        {"r": 0.8}, {"r": 0.1}, str(tmp_path), "state_st", "r", True
-    )
-    assert not decision.promote and "no recorded" in decision.reason
+def test_same_cells_gate_compares_candidate_on_the_reduced_cells():
+    # Full test split: 0.5 (includes a new perturbation); on the cells both models know: 0.95 vs 0.9.
+    comparison = _compared(0.95, 0.9, "Left out of this comparison: perturbation: P9.")
+    decision = gate_on_same_cells({"r": 0.5}, {"r": 0.1}, comparison, "r", True)
+    assert decision.promote and decision.candidate_same_cells == pytest.approx(0.95)
+    assert "P9" in decision.as_markdown()
+
+
+def test_same_cells_gate_holds_when_the_serving_model_cannot_be_scored():
+    comparison = SameCellsComparison(IMPOSSIBLE, "Serving version 2 has no stored evaluation_run/.")
+    decision = gate_on_same_cells({"r": 0.8}, {"r": 0.1}, comparison, "r", True)
+    assert not decision.promote and "evaluation_run" in decision.reason
+
+
+def test_same_cells_gate_with_nothing_serving_needs_only_the_baseline():
+    decision = gate_on_same_cells({"r": 0.8}, {"r": 0.1}, SameCellsComparison(NONE_SERVING, "none"), "r", True)
+    assert decision.promote and decision.serving is None
+
+
+def test_same_cells_gate_checks_the_baseline_first():
+    decision = gate_on_same_cells({"r": 0.05}, {"r": 0.1}, _compared(0.95, 0.1), "r", True)
+    assert not decision.promote and "baseline" in decision.reason
