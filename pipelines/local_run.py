@@ -97,9 +97,15 @@ def _synthetic_experiment(data_dir: Path, n_cells: int, seed: int) -> Path:
     return write_synthetic_experiment(data_dir, spec, num_hvgs=64).fewshot_toml
 
 
-def _arguments(experiment_toml: Path, repository: Path, params: list[str]) -> dict:
+def _given_arguments(params: list[str]) -> dict:
+    """The user's `--param` values, checked before anything is written."""
     from pipelines.kfp_host import pipeline_parameters
     from state_core.pipeline_ops.run_arguments import parse_run_arguments
+
+    return parse_run_arguments(list(params), {k: True for k in pipeline_parameters("train")})
+
+
+def _arguments(experiment_toml: Path, repository: Path, given: dict) -> dict:
 
     # The bundled test split is tiny (three perturbations per cell type), so coarse or NaN-prone metrics
     # decide by chance. de_direction_match is 0 for context_mean (it predicts no change) and positive for any
@@ -113,9 +119,6 @@ def _arguments(experiment_toml: Path, repository: Path, params: list[str]) -> di
         "train_overrides": LOCAL_TRAIN_OVERRIDES,
         "baseline_overrides": LOCAL_BASELINE_OVERRIDES,
     }
-    given = parse_run_arguments(
-        [p for p in params], {k: True for k in pipeline_parameters("train")}
-    )
     return {**defaults, **given}
 
 
@@ -176,11 +179,12 @@ def run_local(options: LocalRunOptions) -> LocalRunResult:
     from state_core.pipeline_ops.evaluation import metrics_from_metadata
     from state_core.pipeline_ops.publish_record import serving_record
 
+    given = _given_arguments(options.params)  # a bad --param fails before data or a repository is written
     out = Path(options.out_dir).resolve()
     repository = out / "model_repository"
     repository.mkdir(parents=True, exist_ok=True)
     toml = _synthetic_experiment(out / "data", options.n_cells, options.seed)
-    arguments = _arguments(toml, repository, options.params)
+    arguments = _arguments(toml, repository, given)
     before = serving_record(str(repository), arguments.get("model_name", "state_st"))
 
     # The cache lives under the pipeline root; the gate and publish are never cached (see pipelines/settings.py).

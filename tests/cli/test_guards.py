@@ -90,3 +90,13 @@ def test_a_real_state_process_prints_one_error_and_exits_2(argv, corpus, tmp_pat
 def test_serve_start_on_an_empty_gcs_repository_fails_at_once(gcs_bucket):
     result = run_cli(["serve", "start", "--repository", f"gs://{gcs_bucket}/models"])
     assert result.code == 2 and "holds no <model>/config.pbtxt" in result.stderr
+
+
+def test_pipeline_run_local_with_a_bad_param_writes_nothing(tmp_path):
+    from cli_helpers import run_cli
+
+    out = tmp_path / "demo"
+    result = run_cli(["pipeline", "run", "--local", "--out", str(out), "--param", "no_such_parameter=1"])
+    assert result.code == 2 and "no_such_parameter" in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
