@@ -104,9 +104,8 @@ def test_changed_data_behind_the_same_uri_retrains_every_data_step(three_runs):
 
 
 def test_published_model_differs_and_records_the_trained_fingerprint(three_runs):
-    repository = three_runs["repository"] / "state_st"
-    model_files = [sorted(p for p in (repository / str(v)).iterdir() if p.name.startswith("model"))[0]
-                   for v in (1, 2)]
+    graph = three_runs["repository"] / "state_st_onnx"  # the served ensemble's graph model holds model.onnx
+    model_files = [graph / str(v) / "model.onnx" for v in (1, 2)]
     assert _sha256(model_files[0]) != _sha256(model_files[1])
     record_a, record_b = three_runs["record_a"], three_runs["record_b"]
     assert record_b.data_fingerprint == three_runs["fingerprint_b"] != record_a.data_fingerprint
