@@ -14,7 +14,7 @@ from typing import Any
 
 from state_core.errors import ConfigError, Problem
 from state_core.models.losses import LossConfig
-from state_core.models.st import STConfig
+from state_core.models.st import RESIDUAL_SPACES, STConfig
 
 
 @dataclass(frozen=True)
@@ -74,13 +74,12 @@ class ResolvedModelConfig:
 
 
 # Recipe defaults of new runs (measured in bench/quality.py; docs/training.md). `arc_compat=true` restores
-# arc-state's: MLP dropout 0.1, hidden-space residual, energy distance alone.
+# arc-state's: MLP dropout 0.1, hidden-space residual, no code norms, no shift table, fixed YAML sizes.
 DEFAULT_DROPOUT = 0.0
+ARC_DROPOUT = 0.1
 # Baselines that add a mean shift to control cells: unclipped by default, as the field defines them (clipping
 # at 0 keeps zero cells from moving down, which alone cost 0.08 pearson_delta); output_activation=relu clips.
 SHIFT_BASELINES = ("perturb_mean", "perturb_mean_celltype")
-ARC_DROPOUT = 0.1
-DEFAULT_LOSS: dict[str, Any] = {}
 
 # model.kwargs keys that map straight onto STConfig fields
 _DIRECT_KEYS = ("hidden_dim", "cell_set_len", "n_encoder_layers", "n_decoder_layers", "use_basal_projection",
@@ -132,12 +131,11 @@ def resolve_model_config(preset: str, dims: DataDims, overrides: Mapping[str, An
     }
     arc_compat = bool(overrides.pop("arc_compat", False))
     values["dropout"] = ARC_DROPOUT if arc_compat else DEFAULT_DROPOUT
-    residual_space = "hidden" if arc_compat else str(overrides.pop("residual_space", "auto"))
-    if arc_compat:
-        overrides.pop("residual_space", None)
-    gene_decoder = row.gene_decoder
-    loss_values: dict[str, Any] = {} if arc_compat else dict(DEFAULT_LOSS)
+    requested_residual = str(overrides.pop("residual_space", "auto"))
+    residual_space = "hidden" if arc_compat else requested_residual
     code_norm, pert_shift = overrides.pop("code_norm", None), overrides.pop("pert_shift", None)
+    gene_decoder = row.gene_decoder
+    loss_values: dict[str, Any] = {}
     width_overridden = "hidden_dim" in overrides and overrides["hidden_dim"] != row.hidden_dim
     for key, value in overrides.items():
         if key in _DIRECT_KEYS:
@@ -166,7 +164,7 @@ def resolve_model_config(preset: str, dims: DataDims, overrides: Mapping[str, An
         _scale_with_width(values, row, overrides)
     if residual_space == "auto":
         residual_space = "input" if dims.input_dim == dims.output_dim else "hidden"
-    elif residual_space not in ("input", "hidden"):
+    elif residual_space not in RESIDUAL_SPACES:
         problems.append(Problem(f"{source}.residual_space", f"{residual_space!r} is not allowed",
                                 "use auto, input or hidden"))
     values["residual_space"] = residual_space
