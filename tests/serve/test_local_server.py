@@ -9,7 +9,7 @@ import onnxruntime as ort
 import pytest
 import torch
 import tritonclient.grpc as grpcclient
-from serve_helpers import BATCHES, INPUT_DIM, PERTURBATIONS, requires_triton
+from serve_helpers import BATCHES, INPUT_DIM, PERTURBATIONS, infer_raw, requires_triton
 from tritonclient.utils import InferenceServerException
 
 from state_core.errors import ServingError, UnknownLabelError
@@ -130,17 +130,7 @@ MALFORMED = {  # name: (overrides of a valid 2-set request, expected message)
 
 
 def _send(server, arrays: dict[str, np.ndarray]):
-    client = grpcclient.InferenceServerClient(server.grpc_url)
-    dtypes = {np.dtype(np.float32): "FP32", np.dtype(np.int64): "INT64", np.dtype(bool): "BOOL"}
-    inputs = []
-    for name, array in arrays.items():
-        tensor = grpcclient.InferInput(name, list(array.shape), dtypes[array.dtype])
-        tensor.set_data_from_numpy(array)
-        inputs.append(tensor)
-    try:
-        return client.infer(MODEL, inputs, client_timeout=30).as_numpy("pred_latent")
-    finally:
-        client.close()
+    return infer_raw(server.grpc_url, MODEL, arrays)
 
 
 def _counts(server, model: str) -> tuple[int, int, int, int]:

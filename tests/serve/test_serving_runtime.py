@@ -11,8 +11,7 @@ import subprocess
 import numpy as np
 import onnxruntime as ort
 import pytest
-import tritonclient.grpc as grpcclient
-from serve_helpers import BATCHES, INPUT_DIM, PERTURBATIONS, requires_triton
+from serve_helpers import BATCHES, INPUT_DIM, PERTURBATIONS, infer_raw, requires_triton
 from tritonclient.utils import InferenceServerException
 
 from state_core.export.runtime_compat import SERVING_RUNTIME, serving_runtime_venv
@@ -21,20 +20,6 @@ from state_core.serve.repository import publish_model
 
 pytestmark = [requires_triton, pytest.mark.slow]
 MODEL = "state_st"
-
-
-def _infer(url: str, arrays: dict[str, np.ndarray]) -> np.ndarray:
-    client = grpcclient.InferenceServerClient(url)
-    dtypes = {"f": "FP32", "i": "INT64", "b": "BOOL", "O": "BYTES"}
-    inputs = []
-    for name, array in arrays.items():
-        tensor = grpcclient.InferInput(name, list(array.shape), dtypes[array.dtype.kind])
-        tensor.set_data_from_numpy(array)
-        inputs.append(tensor)
-    try:
-        return client.infer(MODEL, inputs, client_timeout=30).as_numpy("pred_latent")
-    finally:
-        client.close()
 
 
 def test_names_and_indices_are_served_with_the_serving_images_onnxruntime(exported, tmp_path):
@@ -49,14 +34,14 @@ def test_names_and_indices_are_served_with_the_serving_images_onnxruntime(export
         rng = np.random.default_rng(1)
         base = {"ctrl_cell_emb": rng.standard_normal((2, 5, INPUT_DIM)).astype(np.float32),
                 "batch_idx": rng.integers(0, len(BATCHES), (2, 5)), "set_mask": np.ones((2, 5), bool)}
-        by_index = _infer(server.grpc_url, {**base, "pert_idx": np.array([[2], [0]])})
+        by_index = infer_raw(server.grpc_url, MODEL, {**base, "pert_idx": np.array([[2], [0]])})
         names = np.array([[PERTURBATIONS[2].encode()], [PERTURBATIONS[0].encode()]], dtype=object)
-        by_name = _infer(server.grpc_url, {**base, "pert_name": names})
+        by_name = infer_raw(server.grpc_url, MODEL, {**base, "pert_name": names})
         np.testing.assert_array_equal(by_name, by_index)
         want = ort.InferenceSession(str(exported.onnx_path)).run(["pred_latent"], {**base, "pert_idx": np.array([2, 0])})[0]
         assert np.abs(by_index - want).max() <= 1e-5
         with pytest.raises(InferenceServerException, match="pert_name: set 1 is 'GENE_Z'") as err:
-            _infer(server.grpc_url, {**base, "pert_name": np.array([[b"GENE_A"], [b"GENE_Z"]], dtype=object)})
+            infer_raw(server.grpc_url, MODEL, {**base, "pert_name": np.array([[b"GENE_A"], [b"GENE_Z"]], dtype=object)})
         assert "INVALID_ARGUMENT" in str(err.value.status())
     finally:
         stop_server(server.pid)
