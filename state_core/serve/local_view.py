@@ -16,8 +16,7 @@ from tritonclient.grpc import model_config_pb2
 
 from state_core.errors import ServingError
 from state_core.export.metadata import METADATA_FILE, ModelMetadata
-from state_core.serve.repository import CONFIG_FILE
-from state_core.serve.triton_config import local_config, render_config
+from state_core.serve.triton_config import CONFIG_FILE, local_config, render_config
 
 log = logging.getLogger(__name__)
 

@@ -36,11 +36,10 @@ from state_core.export.metadata import METADATA_FILE, ModelMetadata
 from state_core.export.run_export import ONNX_FILE
 from state_core.serve.ensemble import ServedLayout, graph_config, render_layout
 from state_core.serve.repo_store import RepositoryStore
-from state_core.serve.triton_config import TritonModelConfig
+from state_core.serve.triton_config import CONFIG_FILE, TritonModelConfig
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.pbtxt"
 PYTHON_MODEL_FILE = "model.py"
 CELL_SET_LEN_KEY = "cell_set_len"  # metadata.extra: the set length the model was trained at (warmup shape)
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
