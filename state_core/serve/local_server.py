@@ -26,6 +26,7 @@ from importlib.util import find_spec
 from pathlib import Path
 
 from state_core.errors import ServingError
+from state_core.extras import require
 from state_core.serve.local_view import build_local_view, needs_local_view
 from state_core.serve.triton_config import CONFIG_FILE
 from state_core.storage import is_gcs
@@ -220,7 +221,7 @@ def _log_tail(path: Path, lines: int = 15) -> str:
 
 def wait_until_ready(server: LocalTriton, timeout_s: float, process: subprocess.Popen | None = None) -> None:
     """Poll the server over gRPC until it and its models are ready."""
-    import tritonclient.grpc as grpcclient
+    grpcclient = require("tritonclient.grpc", "serve", "waiting for tritonserver")
 
     client = grpcclient.InferenceServerClient(server.grpc_url)
     deadline = time.monotonic() + timeout_s

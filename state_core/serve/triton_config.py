@@ -16,9 +16,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from state_core.atomic import atomic_write_text
 from state_core.export.spec import ModelSignature, TensorSpec
+from state_core.extras import require
 
 CONFIG_FILE = "config.pbtxt"
 BACKENDS = ("onnxruntime", "python")
@@ -90,6 +92,18 @@ def write_config(folder: str | Path, config: TritonModelConfig) -> Path:
     path = Path(folder) / CONFIG_FILE
     atomic_write_text(path, render_config(config))
     return path
+
+
+def parse_config(text: str, where: str) -> Any:
+    """`config.pbtxt` text as Triton's `ModelConfig` protobuf (the one reader of these files); a file that
+    does not parse is a ValueError naming `where`."""
+    from google.protobuf import text_format
+
+    model_config_pb2 = require("tritonclient.grpc.model_config_pb2", "serve", "reading a Triton config.pbtxt")
+    try:
+        return text_format.Parse(text, model_config_pb2.ModelConfig())
+    except text_format.ParseError as err:
+        raise ValueError(f"{where}: not a valid Triton config ({err})") from None
 
 
 def _list(values: list[int] | tuple[int, ...]) -> str:
