@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from state_core.data.synth import SynthSpec, write_synthetic_experiment
-from state_core.models.arc_import import import_arc_state_run
-from state_core.train.run_folder import load_run
+from state_core.runs.arc_import import import_arc_state_run
+from state_core.runs.load import load_run
 
 TOLERANCE = 1e-5
 TINY_LLAMA = ["model=state", "model.kwargs.hidden_dim=32", "model.kwargs.cell_set_len=8",

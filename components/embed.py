@@ -17,7 +17,7 @@ def embed_cells(
     embedded: Output[Dataset],
 ):
     """Write embedded h5ad files and `experiment.toml` pointing at them (method: precomputed | hvg | se)."""
-    from state_core.pipeline_ops.embedding import EmbedOptions, embed_experiment
+    from state_core.embed.experiment import EmbedOptions, embed_experiment
     from state_core.pipeline_ops.fingerprint import require_fingerprint
 
     require_fingerprint(experiment_toml, data_fingerprint)

@@ -24,7 +24,7 @@ COPY pyproject.toml README.md /src/
 COPY state_core /src/state_core
 COPY components /src/components
 COPY pipelines /src/pipelines
-RUN pip install /src && pip check
+RUN pip install "/src[pipelines,serve,gcs]" && pip check
 
 FROM ${BASE_IMAGE}
 LABEL org.opencontainers.image.title="state-train" \

@@ -23,7 +23,7 @@ import kfp
 
 from pipelines.compile import build_pipeline, compile_pipeline
 from pipelines.settings import PipelineSettings
-from state_core.errors import ConfigError, Problem, ServingError
+from state_core.errors import ConfigError, PipelineHostError, Problem
 from state_core.pipeline_ops.run_arguments import parse_run_arguments
 from state_core.pipeline_ops.schedule import to_kfp_cron
 
@@ -90,7 +90,7 @@ def _client(target: KfpTarget) -> kfp.Client:
     except ConfigError:
         raise
     except Exception as err:  # kfp raises urllib3/ApiException types that vary by version
-        raise ServingError(
+        raise PipelineHostError(
             f"cannot reach the Kubeflow Pipelines host {target.host}: {err}; "
             "check --host (e.g. http://localhost:8080 after kubectl port-forward)"
         ) from err

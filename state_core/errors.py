@@ -65,6 +65,14 @@ class ServingError(StateError):
     """The inference server is unreachable, not ready, or rejected a request."""
 
 
+class PipelineHostError(StateError):
+    """A Kubeflow Pipelines host is unreachable or refused a request."""
+
+
+class MissingExtraError(StateError):
+    """An optional dependency of one part of the library is not installed; the message names the extra."""
+
+
 class TrainingInterrupted(StateError):
     """Training stopped on SIGTERM/SIGINT after writing a resumable checkpoint; exit status 128 + signal."""
 

@@ -31,11 +31,12 @@ def _transform(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from state_core.embed.export import export_se, write_triton_config
+    from state_core.embed.export import export_se
+    from state_core.serve.triton_config import config_for_backend, write_config
 
     result = export_se(args.checkpoint, args.output, tolerance=args.tolerance)
     if args.triton_name:
-        write_triton_config(result.folder, args.triton_name, result.signature, backend=args.backend)
+        write_config(result.folder, config_for_backend(args.triton_name, result.signature, args.backend))
     print(f"exported {result.onnx_path} (worst ORT vs torch difference {result.worst:.2e})")
     return 0
 

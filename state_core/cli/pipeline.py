@@ -1,23 +1,33 @@
 """`state pipeline` commands: compile, run (locally through kfp.local), submit, schedule.
 
-KFP is imported only inside the command functions, through the `pipelines` package, so the library stays
-free of it and `state --help` stays fast.
+The `pipelines` app layer (and KFP with it) is imported only inside the command functions, after
+`_need_pipelines()`, so the library's CLI does not import it, `state --help` stays fast, and without the
+`pipelines` extra a command says which extra to install instead of failing with an ImportError.
 """
 
 from __future__ import annotations
 
 import argparse
 
+from state_core.extras import require
+
 PIPELINE_NAMES = ("train", "batch-infer", "retrain")
 
 
+def _need_pipelines() -> None:
+    for module in ("kfp", "kfp.kubernetes"):
+        require(module, "pipelines", "`state pipeline`")
+
+
 def _settings(args: argparse.Namespace):
+    _need_pipelines()
     from pipelines.settings import PipelineSettings
 
     return PipelineSettings(image=args.image) if args.image else PipelineSettings()
 
 
 def _compile(args: argparse.Namespace) -> int:
+    _need_pipelines()
     from pipelines.compile import compile_all, compile_pipeline
 
     if args.all:
@@ -30,6 +40,7 @@ def _compile(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    _need_pipelines()
     from pipelines.local_run import LocalRunOptions, run_local
 
     if not args.local:
@@ -50,6 +61,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _target(args: argparse.Namespace):
+    _need_pipelines()
     from pipelines.kfp_host import KfpAuth, KfpTarget
 
     return KfpTarget(
@@ -63,6 +75,7 @@ def _target(args: argparse.Namespace):
 
 
 def _submit(args: argparse.Namespace) -> int:
+    _need_pipelines()
     from pipelines.kfp_host import submit_run
 
     run_id = submit_run(_target(args), args.name, args.param, run_name=args.run_name)
@@ -71,6 +84,7 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _schedule(args: argparse.Namespace) -> int:
+    _need_pipelines()
     from pipelines.kfp_host import schedule_runs
 
     job = args.job_name or f"{args.name}-recurring"

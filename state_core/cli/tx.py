@@ -72,7 +72,7 @@ def _preprocess_infer(args: argparse.Namespace) -> int:
 
 
 def _import_arc(args: argparse.Namespace) -> int:
-    from state_core.models.arc_import import import_arc_state_run
+    from state_core.runs.arc_import import import_arc_state_run
 
     result = import_arc_state_run(args.model_dir, args.output, checkpoint=args.checkpoint)
     print(f"imported into {result.run_dir}")

@@ -92,11 +92,11 @@ class CellSetDataModule(pl.LightningDataModule):
         vocab: Vocab,
         embed_key: str | None = None,
         output_space: str | None = None,
-        cell_set_len: int = 512,
+        *,
+        cell_set_len: int,  # no default: a run passes its resolved STConfig.cell_set_len
         batch_size: int = 16,
         seed: int = 42,
         basal_mapping_strategy: str = "random",
-        *,
         should_yield_control_cells: bool = True,
         drop_last: bool = False,
         eval_val: bool = False,

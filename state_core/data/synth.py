@@ -23,6 +23,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from state_core.atomic import atomic_write_text
+from state_core.config.toml_writer import dumps
 from state_core.errors import DataError
 
 _CELL_TYPE_NAMES = ("K562", "RPE1", "Jurkat", "HepG2", "HEK293T", "A549", "MCF7", "HeLa")
@@ -263,14 +264,6 @@ class SynthExperiment:
     fewshot_test_perts: list[str] = field(default_factory=list)
 
 
-def _toml_str(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _toml_list(values: list[str]) -> str:
-    return "[" + ", ".join(_toml_str(v) for v in values) + "]"
-
-
 def _add_embedding(adata: ad.AnnData, key: str, dim: int, seed: int) -> None:
     """A dense, deterministic low-dimensional embedding (random projection of X_hvg) for embed_key tests."""
     hvg = adata.obsm["X_hvg"]
@@ -322,15 +315,10 @@ def write_synthetic_experiment(
     n_hold = max(1, len(perts) // 4)
     fewshot_val, fewshot_test = perts[:n_hold], perts[n_hold : 2 * n_hold] or perts[:n_hold]
 
-    header = f"[datasets]\n{dataset_name} = {_toml_str(dataset_name)}\n\n[training]\n{dataset_name} = \"train\"\n\n"
-    zeroshot = header + "[zeroshot]\n" + f"{_toml_str(f'{dataset_name}.{test_ct}')} = \"test\"\n"
-    if val_ct is not None:
-        zeroshot += f"{_toml_str(f'{dataset_name}.{val_ct}')} = \"val\"\n"
-    fewshot = (
-        header
-        + f"[fewshot.{_toml_str(f'{dataset_name}.{fewshot_ct}')}]\n"
-        + f"val = {_toml_list(fewshot_val)}\ntest = {_toml_list(fewshot_test)}\n"
-    )
+    base = {"datasets": {dataset_name: dataset_name}, "training": {dataset_name: "train"}}
+    zeroshot = dumps({**base, "zeroshot": {f"{dataset_name}.{test_ct}": "test",
+                                           **({f"{dataset_name}.{val_ct}": "val"} if val_ct is not None else {})}})
+    fewshot = dumps({**base, "fewshot": {f"{dataset_name}.{fewshot_ct}": {"val": fewshot_val, "test": fewshot_test}}})
     zeroshot_toml, fewshot_toml = out_dir / "zeroshot.toml", out_dir / "fewshot.toml"
     atomic_write_text(zeroshot_toml, zeroshot)
     atomic_write_text(fewshot_toml, fewshot)

@@ -1,4 +1,4 @@
-"""ONNX export of the SE encoder (cell sentence in, X_state out) with a parity gate, plus its Triton config.
+"""ONNX export of the SE encoder (cell sentence in, X_state out) with a parity gate.
 
 Graph contract:
     gene_ids    INT64 [batch, seq]   vocabulary ids; slot 0 is the CLS slot (its id is ignored)
@@ -7,7 +7,8 @@ Graph contract:
 Both axes are dynamic (the model has no positions and no mask). Sentence building stays outside the
 graph, in `state_core.embed.sentences` (seeded numpy). The gene projection is precomputed into a [V, d]
 table inside the graph (`SEEncoderGraph`). The file is only written when ONNX Runtime matches PyTorch
-within the tolerance at shapes other than the export example.
+within the tolerance at shapes other than the export example. Its Triton `config.pbtxt` is written by
+`state_core.serve.triton_config` from `se_signature`, like every other one.
 """
 
 from __future__ import annotations
@@ -101,16 +102,6 @@ def export_encoder_onnx(loaded: LoadedSE, out_path: Path, *, shapes: tuple[tuple
     return export_gated(graph, args, ({0: batch, 1: seq}, {0: batch, 1: seq}), out_path,
                         lambda tmp: check_parity(graph, tmp, vocab_size, shapes, tolerance),
                         input_names=["gene_ids", "count_feat"], output_names=["x_state"], what="SE ONNX")
-
-
-def write_triton_config(folder: Path, name: str, signature: ModelSignature, backend: str = "onnxruntime") -> Path:
-    """`config.pbtxt` for the SE encoder, rendered by the serving module from the same signature."""
-    from state_core.serve.triton_config import local_config, production_config, render_config
-
-    config = production_config(name, signature) if backend == "onnxruntime" else local_config(name, signature)
-    path = folder / "config.pbtxt"
-    path.write_text(render_config(config))
-    return path
 
 
 def export_se(model_dir: str | Path, out_dir: str | Path, *, tolerance: float = 1e-5,

@@ -9,6 +9,7 @@ from pathlib import Path
 from state_core.export.metadata import METADATA_FILE, ModelMetadata
 from state_core.export.onnx_export import GraphInputs, OnnxExport, export_onnx
 from state_core.export.parity import DEFAULT_PARITY_SHAPES
+from state_core.runs.load import load_run
 
 log = logging.getLogger(__name__)
 
@@ -35,23 +36,18 @@ class ExportedModel:
 def export_run(run_dir: str | Path, out_dir: str | Path, *, checkpoint: str = "final", with_mask: bool = True,
                parity_shapes: tuple[tuple[int, int], ...] = DEFAULT_PARITY_SHAPES,
                tolerance: float = 1e-5) -> ExportedModel:
-    """Load a run with `state_core.train.load_run` and export it to `out_dir/{model.onnx, metadata.json}`."""
-    from state_core.train.run_folder import load_run  # the train stack is heavy; import only when used
-
+    """Load a run with `state_core.runs.load.load_run` and export it to `out_dir/{model.onnx, metadata.json}`."""
     run = load_run(run_dir, checkpoint=checkpoint)
-    vocab = run.vocab
+    vocab, model_config = run.vocab, run.model_config
     batches = tuple(vocab.batches)
-    uses_batches = run.model_config.get("n_batches") is not None
-    inputs = GraphInputs(
-        input_dim=int(run.model_config.get("input_dim", len(vocab.feature_names))),
-        num_perturbations=int(run.model_config.get("n_perturbations", len(vocab.perturbations))),
-        num_batches=len(batches) if uses_batches else None, with_mask=with_mask,
-    )
+    uses_batches = model_config.n_batches is not None
+    inputs = GraphInputs(input_dim=model_config.input_dim, num_perturbations=model_config.n_perturbations,
+                         num_batches=len(batches) if uses_batches else None, with_mask=with_mask)
     out_dir = Path(out_dir)
     onnx_export = export_onnx(run.model, out_dir / ONNX_FILE, inputs, parity_shapes=parity_shapes, tolerance=tolerance)
-    extra = {"run_dir": str(Path(run_dir).resolve()), "checkpoint": checkpoint}
-    if run.model_config.get("cell_set_len"):  # the set length served configs warm the graph up at
-        extra["cell_set_len"] = str(int(run.model_config["cell_set_len"]))
+    # cell_set_len: the set length served configs warm the graph up at
+    extra = {"run_dir": str(Path(run_dir).resolve()), "checkpoint": checkpoint,
+             "cell_set_len": str(model_config.cell_set_len)}
     metadata = ModelMetadata(
         model_kind=run.model_kind, run_id=run.run_id, signature=onnx_export.signature,
         perturbations=tuple(vocab.perturbations), batches=batches if uses_batches else (),

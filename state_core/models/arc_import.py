@@ -1,30 +1,21 @@
-"""Import a published arc-state ST run folder into our run-folder format.
+"""Map an arc-state ST checkpoint onto `StateTransitionModel`: its config and its parameter names.
 
-arc-state folder: `config.yaml`, `var_dims.pkl`, `pert_onehot_map.pt`, `batch_onehot_map.{pkl,torch}`,
-`cell_type_onehot_map.{pkl,torch}`, `checkpoints/*.ckpt` (Lightning; hyper_parameters rebuild the model).
-Everything is read with the restricted unpickler. Parameter names are mapped onto
-`StateTransitionModel` (reference spec sections 1.3, 1.4, 8.3); the zeroed token/position tables
-are dropped. The result is `model.json`, `model.safetensors`, `vocab.json`, `config.yaml` and
-`import_report.json` in `dst_dir`, written to a temp folder first and renamed.
+Pure mapping, no files: `ArcRun` holds what `state_core.runs.arc_import.read_arc_run` read from an arc-state
+run folder. Parameter names are mapped onto `StateTransitionModel` (reference spec sections 1.3, 1.4, 8.3);
+the zeroed token/position tables are dropped.
 """
 
 from __future__ import annotations
 
-import json
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import Tensor
 
 from state_core.errors import ArtifactError
-from state_core.models.losses import LossConfig
-from state_core.models.safe_unpickle import safe_pickle_load, safe_torch_load
 from state_core.models.st import STConfig, StateTransitionModel
 
 # features arc-state can switch on that this model does not implement: hparam key -> what it is
@@ -51,67 +42,7 @@ class ArcRun:
     data_kwargs: dict[str, Any] = field(default_factory=dict)  # config.yaml data.kwargs (column names)
 
 
-@dataclass
-class ImportResult:
-    run_dir: Path
-    config: STConfig
-    notes: list[str] = field(default_factory=list)
-
-
-def _first_existing(src: Path, names: tuple[str, ...]) -> Path | None:
-    return next((src / n for n in names if (src / n).exists()), None)
-
-
-def _label_map(path: Path | None) -> dict[str, Tensor]:
-    if path is None:
-        return {}
-    raw = safe_torch_load(path) if path.suffix != ".pkl" or _is_zip(path) else safe_pickle_load(path)
-    if not isinstance(raw, dict):
-        raise ArtifactError(f"{path}: expected a dict name -> vector, got {type(raw).__name__}")
-    return {str(k): torch.as_tensor(v, dtype=torch.float32).flatten() for k, v in raw.items()}
-
-
-def _is_zip(path: Path) -> bool:
-    with path.open("rb") as f:
-        return f.read(2) == b"PK"  # torch.save writes zip archives, even under a .pkl name
-
-
-def read_arc_run(src_dir: str | Path, checkpoint: str = "final.ckpt") -> ArcRun:
-    src = Path(src_dir)
-    ckpt = src / "checkpoints" / checkpoint
-    for required in (ckpt, src / "var_dims.pkl", src / "pert_onehot_map.pt"):
-        if not required.exists():
-            raise ArtifactError(f"{required} is missing: {src} is not a complete arc-state run folder "
-                                f"(fix: point to the folder holding config.yaml and checkpoints/)")
-    raw = safe_torch_load(ckpt)
-    if not isinstance(raw, dict) or "state_dict" not in raw or "hyper_parameters" not in raw:
-        raise ArtifactError(f"{ckpt}: not a Lightning checkpoint with state_dict and hyper_parameters")
-    var_dims = safe_pickle_load(src / "var_dims.pkl") if not _is_zip(src / "var_dims.pkl") else \
-        safe_torch_load(src / "var_dims.pkl")
-    return ArcRun(
-        hparams=dict(raw["hyper_parameters"]),
-        state_dict=dict(raw["state_dict"]),
-        var_dims=dict(var_dims),
-        pert_map=_label_map(src / "pert_onehot_map.pt"),
-        batch_map=_label_map(_first_existing(src, ("batch_onehot_map.pkl", "batch_onehot_map.torch", "batch_onehot_map.pt"))),
-        cell_type_map=_label_map(_first_existing(src, ("cell_type_onehot_map.pkl", "cell_type_onehot_map.torch",
-                                                       "cell_type_onehot_map.pt"))),
-        checkpoint=ckpt,
-        data_kwargs=_data_kwargs(src / "config.yaml"),
-    )
-
-
-def _data_kwargs(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        return {}
-    try:
-        cfg = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ArtifactError(f"{path}: not valid YAML ({err})") from None
-    return dict((cfg.get("data") or {}).get("kwargs") or {})
-
-
-def _ordered_labels(label_map: dict[str, Tensor]) -> list[str]:
+def ordered_labels(label_map: dict[str, Tensor]) -> list[str]:
     """Names in table order: by the position of the 1 for one-hot maps, else sorted (cell-load's order)."""
     names = sorted(label_map)
     vectors = [label_map[n] for n in names]
@@ -176,7 +107,8 @@ def arc_st_config(run: ArcRun, pert_table: Tensor) -> STConfig:
         gene_dim=int(decoder.get("gene_dim", _decoder_out_dim(sd))) if has_decoder else None,
         decoder_hidden_dims=tuple(int(h) for h in decoder.get("hidden_dims", _decoder_hidden(sd))),
         decoder_dropout=float(decoder.get("dropout", 0.1)), residual_decoder=bool(decoder.get("residual_decoder", False)),
-        cell_set_len=int(hp.get("cell_set_len", 256)),
+        # without it in the hparams, STConfig's default applies (the one default of cell_set_len)
+        **({"cell_set_len": int(hp["cell_set_len"])} if "cell_set_len" in hp else {}),
     )
 
 
@@ -231,7 +163,7 @@ def map_arc_state_dict(state_dict: dict[str, Tensor], config: STConfig) -> dict[
 
 
 def _pert_table(run: ArcRun) -> tuple[list[str], Tensor]:
-    names = _ordered_labels(run.pert_map)
+    names = ordered_labels(run.pert_map)
     if not names:
         raise ArtifactError(f"{run.checkpoint.parent.parent / 'pert_onehot_map.pt'} is empty")
     return names, torch.stack([run.pert_map[n] for n in names])  # [n_pert, P]
@@ -248,66 +180,3 @@ def build_imported_model(run: ArcRun) -> tuple[StateTransitionModel, list[str]]:
         raise ArtifactError(f"{run.checkpoint}: weights do not map onto the model (missing {sorted(missing)[:6]}, "
                             f"unexpected {sorted(unexpected)[:6]}); this arc-state variant is not supported")
     return model.eval(), names
-
-
-def import_arc_state_run(src_dir: str | Path, dst_dir: str | Path, checkpoint: str = "final.ckpt") -> ImportResult:
-    """Convert an arc-state ST run folder into our run folder at `dst_dir` (which must not exist)."""
-    from state_core.train.run_folder import save_model  # run-folder I/O lives in train
-
-    dst = Path(dst_dir)
-    if dst.exists():
-        raise ArtifactError(f"{dst} already exists (fix: choose a new destination or delete it)")
-    run = read_arc_run(src_dir, checkpoint)
-    model, pert_names = build_imported_model(run)
-    notes = []
-    backbone_kwargs = run.hparams.get("transformer_backbone_kwargs") or {}
-    if model.config.backbone == "gpt2" and backbone_kwargs.get("attn_implementation") != "eager":
-        notes.append("GPT2 backbone: arc-state ran it causally under sdpa attention; this import is bidirectional, "
-                     "so predictions can differ from arc-state's")
-    loss = LossConfig.from_dict({k: run.hparams[k] for k in ("loss", "blur", "sinkhorn_weight", "energy_weight",
-                                 "decoder_weight", "regularization", "detach_decoder") if k in run.hparams})
-    kind = "state" if model.config.backbone == "llama" else "pertsets"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent if dst.parent.exists() else None))
-    try:
-        save_model(tmp, model, kind, {"preset": kind, "model": model.config.to_dict(), "loss": loss.to_dict()})
-        _write_vocab(tmp, run, pert_names, model.config)
-        _write_train_config(tmp, run, kind, dst)
-        report = {"source": str(Path(src_dir).resolve()), "checkpoint": str(run.checkpoint), "notes": notes}
-        (tmp / "import_report.json").write_text(json.dumps(report, indent=2))
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp.rename(dst)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return ImportResult(dst, model.config, notes)
-
-
-def _write_vocab(folder: Path, run: ArcRun, pert_names: list[str], config: STConfig) -> None:
-    from state_core.data.vocab import Vocab
-
-    hp, dims, data = run.hparams, run.var_dims, run.data_kwargs
-    embed_key = hp.get("embed_key")
-    gene_names = [str(g) for g in (dims.get("gene_names") or hp.get("gene_names") or [])]
-    features = gene_names if embed_key in (None, "X_hvg") and len(gene_names) == config.input_dim \
-        else [f"{embed_key or 'X'}_{i}" for i in range(config.input_dim)]
-    Vocab(
-        perturbations=tuple(pert_names), cell_types=tuple(_ordered_labels(run.cell_type_map)),
-        batches=tuple(_ordered_labels(run.batch_map)), feature_names=tuple(features),
-        gene_names=tuple(gene_names if config.gene_dim or embed_key in (None, "X_hvg") else ()),
-        control_pert=str(hp.get("control_pert", "non-targeting")), pert_col=str(data.get("pert_col", "gene")),
-        cell_type_key=str(data.get("cell_type_key", "cell_type")), batch_col=data.get("batch_col", "gem_group"),
-        embed_key=embed_key or "X", output_space=config.output_space, pert_feature_dim=config.pert_dim,
-    ).save(folder / "vocab.json")
-
-
-def _write_train_config(folder: Path, run: ArcRun, kind: str, dst: Path) -> None:
-    from state_core.config.train_config import DataConfig, DataKwargs, ModelConfig, TrainConfig, save_config
-
-    hp, kw = run.hparams, run.data_kwargs
-    data = DataKwargs(toml_config_path="", embed_key=hp.get("embed_key"), output_space=str(hp.get("output_space", "gene")),
-                      pert_col=str(kw.get("pert_col", "gene")), cell_type_key=str(kw.get("cell_type_key", "cell_type")),
-                      batch_col=kw.get("batch_col", "gem_group"), control_pert=str(hp.get("control_pert", "non-targeting")),
-                      basal_mapping_strategy=str(hp.get("basal_mapping_strategy", "random")))
-    cfg = TrainConfig(name=dst.name, output_dir=str(dst.parent), data=DataConfig(kwargs=data),
-                      model=ModelConfig(name=kind, kwargs={}))
-    save_config(cfg, folder / "config.yaml")

@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass, field
 
 from state_core.errors import ArtifactError
 from state_core.serve.repo_store import RepositoryStore
-from state_core.serve.repository import CONFIG_FILE, served_versions
+from state_core.serve.repository import served_versions
+from state_core.serve.triton_config import CONFIG_FILE
 
 RECORD_NAME = "publish_record.json"
 

@@ -27,7 +27,7 @@ from state_core.data.splits import SPLITS, ManifestFile, SplitManifest
 from state_core.data.vocab import Vocab
 from state_core.pipeline_ops.comparison import (COMPARED, COMPARISON_FILE, IMPOSSIBLE, NONE_SERVING,
                                                 SameCellsComparison)
-from state_core.train.run_folder import CONFIG_FILE, MODEL_FILE, SPLIT_DIR, VOCAB_FILE, WEIGHTS_FILE
+from state_core.runs.layout import CONFIG_FILE, MODEL_FILE, SPLIT_DIR, VOCAB_FILE, WEIGHTS_FILE
 
 EVALUATION_RUN = "evaluation_run"  # <repository>/<model>/<version>/evaluation_run/: what re-evaluation needs
 RUN_FILES = (CONFIG_FILE, VOCAB_FILE, MODEL_FILE, WEIGHTS_FILE)

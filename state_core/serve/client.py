@@ -20,12 +20,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-import tritonclient.grpc as grpcclient
-from tritonclient.utils import InferenceServerException
 
 from state_core.errors import ServingError
 from state_core.export.metadata import METADATA_FILE, ModelMetadata
+from state_core.extras import require
 from state_core.serve.repo_store import RepositoryStore
+
+grpcclient = require("tritonclient.grpc", "serve", "the Triton client")
+InferenceServerException = require("tritonclient.utils", "serve", "the Triton client").InferenceServerException
 
 log = logging.getLogger(__name__)
 

@@ -26,10 +26,11 @@ from importlib.util import find_spec
 from pathlib import Path
 
 from state_core.errors import ServingError
+from state_core.extras import require
 from state_core.serve.local_view import build_local_view, needs_local_view
+from state_core.serve.triton_config import CONFIG_FILE
 from state_core.storage import is_gcs
 
-CONFIG_NAME = "config.pbtxt"
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +136,8 @@ def check_repository(repository: str) -> None:
             raise ServingError(f"model repository {repository} cannot be listed ({type(err).__name__}: "
                                f"{str(err).splitlines()[0][:200] if str(err) else ''}); check the bucket name and "
                                f"credentials") from None
-        if not any(n.endswith("/" + CONFIG_NAME) for n in names):
-            raise ServingError(f"model repository {repository} holds no <model>/{CONFIG_NAME}; publish a model first "
+        if not any(n.endswith("/" + CONFIG_FILE) for n in names):
+            raise ServingError(f"model repository {repository} holds no <model>/{CONFIG_FILE}; publish a model first "
                                f"(`state export triton`)")
         return
     path = Path(repository)
@@ -145,8 +146,8 @@ def check_repository(repository: str) -> None:
                            f"`state export triton`")
     if not path.is_dir():
         raise ServingError(f"model repository {path.resolve()} does not exist; publish a model first (`state export triton`)")
-    if not any(path.glob(f"*/{CONFIG_NAME}")):
-        raise ServingError(f"model repository {path} holds no <model>/{CONFIG_NAME}; publish a model first "
+    if not any(path.glob(f"*/{CONFIG_FILE}")):
+        raise ServingError(f"model repository {path} holds no <model>/{CONFIG_FILE}; publish a model first "
                            f"(`state export triton`)")
 
 
@@ -220,7 +221,7 @@ def _log_tail(path: Path, lines: int = 15) -> str:
 
 def wait_until_ready(server: LocalTriton, timeout_s: float, process: subprocess.Popen | None = None) -> None:
     """Poll the server over gRPC until it and its models are ready."""
-    import tritonclient.grpc as grpcclient
+    grpcclient = require("tritonclient.grpc", "serve", "waiting for tritonserver")
 
     client = grpcclient.InferenceServerClient(server.grpc_url)
     deadline = time.monotonic() + timeout_s

@@ -10,23 +10,20 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-
-from google.protobuf import text_format
-from tritonclient.grpc import model_config_pb2
+from typing import Any
 
 from state_core.errors import ServingError
 from state_core.export.metadata import METADATA_FILE, ModelMetadata
-from state_core.serve.repository import CONFIG_FILE
-from state_core.serve.triton_config import local_config, render_config
+from state_core.serve.triton_config import CONFIG_FILE, local_config, parse_config, render_config
 
 log = logging.getLogger(__name__)
 
 
-def read_config(path: Path) -> model_config_pb2.ModelConfig:
+def read_config(path: Path) -> Any:  # noqa: ANN401 - Triton's ModelConfig protobuf
     try:
-        return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
-    except text_format.ParseError as err:
-        raise ServingError(f"{path}: not a valid Triton config ({err})") from None
+        return parse_config(path.read_text(), str(path))
+    except ValueError as err:
+        raise ServingError(str(err)) from None
 
 
 def needs_local_view(repository: Path) -> bool:
@@ -34,7 +31,7 @@ def needs_local_view(repository: Path) -> bool:
     return any(read_config(p).platform == "onnxruntime_onnx" for p in repository.glob(f"*/{CONFIG_FILE}"))
 
 
-def _local_text(model_dir: Path, config: model_config_pb2.ModelConfig, served: tuple[int, ...]) -> str:
+def _local_text(model_dir: Path, config: Any, served: tuple[int, ...]) -> str:
     """The python-backend rendering of an onnxruntime config, keeping batching, versions, parameters, warmup."""
     metadata = ModelMetadata.from_json(json.loads((model_dir / str(served[-1]) / METADATA_FILE).read_text()))
     warmup = tuple(sorted({int(w.inputs["ctrl_cell_emb"].dims[0]) for w in config.model_warmup

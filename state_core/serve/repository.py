@@ -28,19 +28,15 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from google.protobuf import text_format
-from tritonclient.grpc import model_config_pb2
-
 from state_core.errors import ArtifactError, ServingError
 from state_core.export.metadata import METADATA_FILE, ModelMetadata
 from state_core.export.run_export import ONNX_FILE
 from state_core.serve.ensemble import ServedLayout, graph_config, render_layout
 from state_core.serve.repo_store import RepositoryStore
-from state_core.serve.triton_config import TritonModelConfig
+from state_core.serve.triton_config import CONFIG_FILE, TritonModelConfig, parse_config
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.pbtxt"
 PYTHON_MODEL_FILE = "model.py"
 CELL_SET_LEN_KEY = "cell_set_len"  # metadata.extra: the set length the model was trained at (warmup shape)
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -66,8 +62,8 @@ def served_versions(config_text: str | None) -> tuple[int, ...]:
     if not config_text:
         return ()
     try:
-        config = text_format.Parse(config_text, model_config_pb2.ModelConfig())
-    except text_format.ParseError:
+        config = parse_config(config_text, CONFIG_FILE)
+    except ValueError:
         return ()
     return tuple(config.version_policy.specific.versions)
 

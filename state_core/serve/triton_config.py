@@ -15,9 +15,14 @@ their input/output sections are identical by construction (and tests check it on
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
+from state_core.atomic import atomic_write_text
 from state_core.export.spec import ModelSignature, TensorSpec
+from state_core.extras import require
 
+CONFIG_FILE = "config.pbtxt"
 BACKENDS = ("onnxruntime", "python")
 INSTANCE_KINDS = ("KIND_GPU", "KIND_CPU")
 
@@ -71,6 +76,34 @@ def local_config(name: str, signature: ModelSignature, **overrides) -> TritonMod
     """The python-backend wrapper on CPU instances: what the tritonserver in the nvidia-pytriton wheel can run."""
     overrides.setdefault("instance_count", 2)
     return TritonModelConfig(name=name, signature=signature, backend="python", instance_kind="KIND_CPU", **overrides)
+
+
+def config_for_backend(name: str, signature: ModelSignature, backend: str = "onnxruntime",
+                       **overrides) -> TritonModelConfig:
+    """`production_config` for the onnxruntime backend, `local_config` for the python one."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend {backend!r} is not one of {BACKENDS}")
+    make = production_config if backend == "onnxruntime" else local_config
+    return make(name, signature, **overrides)
+
+
+def write_config(folder: str | Path, config: TritonModelConfig) -> Path:
+    """Write `<folder>/config.pbtxt` for `config` (atomically); returns its path."""
+    path = Path(folder) / CONFIG_FILE
+    atomic_write_text(path, render_config(config))
+    return path
+
+
+def parse_config(text: str, where: str) -> Any:
+    """`config.pbtxt` text as Triton's `ModelConfig` protobuf (the one reader of these files); a file that
+    does not parse is a ValueError naming `where`."""
+    from google.protobuf import text_format
+
+    model_config_pb2 = require("tritonclient.grpc.model_config_pb2", "serve", "reading a Triton config.pbtxt")
+    try:
+        return text_format.Parse(text, model_config_pb2.ModelConfig())
+    except text_format.ParseError as err:
+        raise ValueError(f"{where}: not a valid Triton config ({err})") from None
 
 
 def _list(values: list[int] | tuple[int, ...]) -> str:

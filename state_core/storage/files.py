@@ -11,8 +11,6 @@ import posixpath
 import shutil
 from pathlib import Path
 
-from google.api_core import exceptions as gcs_errors
-
 from state_core.atomic import atomic_path
 from state_core.errors import DataError
 from state_core.storage.gcs import gcs_client
@@ -99,8 +97,11 @@ def download(uri: str, local_path: str | Path) -> Path:
     with atomic_path(local_path) as tmp:
         if is_gcs(uri):
             bucket, name = split_gcs_uri(uri)
+            client = gcs_client()  # checks that the gcs extra is installed
+            from google.api_core import exceptions as gcs_errors
+
             try:
-                gcs_client().bucket(bucket).blob(name).download_to_filename(str(tmp))
+                client.bucket(bucket).blob(name).download_to_filename(str(tmp))
             except gcs_errors.NotFound as err:
                 raise DataError(f"{uri}: object not found; check the bucket and path") from err
         else:

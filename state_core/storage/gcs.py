@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import os
-
-from google.cloud import storage
+from typing import TYPE_CHECKING
 
 from state_core.errors import DataError
+from state_core.extras import require
+
+if TYPE_CHECKING:
+    from google.cloud import storage
 
 
 def gcs_client(project: str | None = None) -> storage.Client:
     """A storage client. With `STORAGE_EMULATOR_HOST` set (tests, local pipelines) it uses anonymous
     credentials, because the emulator accepts no others; otherwise application-default credentials."""
+    storage = require("google.cloud.storage", "gcs", "gs:// access")  # noqa: F811 - the optional module
     if os.environ.get("STORAGE_EMULATOR_HOST"):
         from google.auth.credentials import AnonymousCredentials
 

@@ -12,6 +12,7 @@ import numpy as np
 from state_core.data.features import open_features
 from state_core.data.h5ad import read_obs_labels
 from state_core.data.vocab import Vocab
+from state_core.errors import ConfigError, Problem
 
 BLOCK_ROWS = 65536
 
@@ -53,7 +54,9 @@ def train_group_means(manifest, vocab: Vocab, key: str) -> GroupMeans:  # noqa: 
                 np.add.at(sums, (ct[block][ok], pert[block][ok]), x)
                 np.add.at(counts, (ct[block][ok], pert[block][ok]), 1)
     if sums is None:
-        raise ValueError("the training split is empty")
+        raise ConfigError(manifest.source, Problem("training", "the train split has no cells, so the baseline has "
+                                                   "nothing to fit", "list a dataset under [training] whose cell "
+                                                   "types are not all held out, or use a split with train rows"))
     return GroupMeans(sums=sums, counts=counts)
 
 

@@ -1,9 +1,13 @@
-"""The data side of a run: vocabulary (built once, then frozen), perturbation features, data module, dims."""
+"""The data side of a run: vocabulary (built once, then frozen), perturbation features, dims, data module.
+
+`read_run_inputs` gives what the model's resolved config depends on (dims, features); the data module is
+built after it, with the `cell_set_len` of that resolved config (`state_core.models.presets`), so the
+loader and the model use one value."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -64,16 +68,24 @@ class TrainingDataModule(CellSetDataModule):
         return _rewrap(base) if isinstance(base, DataLoader) else base
 
 
-@dataclass
-class RunData:
+@dataclass(frozen=True)
+class RunInputs:
+    """What the data decides before any model exists: labels, widths, perturbation features."""
+
     manifest: SplitManifest
     vocab: Vocab
-    datamodule: CellSetDataModule
     input_dim: int
     output_dim: int
     gene_dim: int | None
     pert_features: np.ndarray | None  # [n_pert, P] from the features file; None = one-hot
     has_val: bool
+
+
+@dataclass(frozen=True)
+class RunData(RunInputs):
+    """The inputs plus the data module, built at the model's resolved `cell_set_len`."""
+
+    datamodule: CellSetDataModule
 
 
 def build_run_vocab(cfg: TrainConfig, manifest: SplitManifest) -> Vocab:
@@ -84,32 +96,33 @@ def build_run_vocab(cfg: TrainConfig, manifest: SplitManifest) -> Vocab:
                        perturbation_features_file=kw.perturbation_features_file)
 
 
-def prepare_run_data(cfg: TrainConfig, manifest: SplitManifest, vocab: Vocab | Path) -> RunData:
-    """Data module and dims for `vocab` (or the vocab.json at that path: a resumed or finished run keeps its
-    label order)."""
+def read_run_inputs(cfg: TrainConfig, manifest: SplitManifest, vocab: Vocab | Path) -> RunInputs:
+    """Dims and perturbation features for `vocab` (or the vocab.json at that path: a resumed or finished run
+    keeps its label order)."""
     kw = cfg.data.kwargs
     if not isinstance(vocab, Vocab):
         vocab = Vocab.load(vocab)
     features = (load_perturbation_features(kw.perturbation_features_file, vocab.perturbations, vocab.control_pert)
                 if kw.perturbation_features_file else None)
+    width = len(vocab.feature_names)
+    gene_dim = len(vocab.gene_names) if vocab.gene_names and tuple(vocab.gene_names) != tuple(vocab.feature_names) else None
+    has_val = any(len(f.val) for f in manifest.files)
+    return RunInputs(manifest=manifest, vocab=vocab, input_dim=width, output_dim=width, gene_dim=gene_dim,
+                     pert_features=features, has_val=has_val)
+
+
+def with_datamodule(cfg: TrainConfig, inputs: RunInputs, cell_set_len: int) -> RunData:
+    """Add the data module; `cell_set_len` is the resolved model config's (`STConfig.cell_set_len`)."""
+    kw = cfg.data.kwargs
     dm = TrainingDataModule(
-        manifest, vocab, cell_set_len=_cell_set_len(cfg), batch_size=cfg.training.batch_size,
+        inputs.manifest, inputs.vocab, cell_set_len=cell_set_len, batch_size=cfg.training.batch_size,
         seed=cfg.training.train_seed, basal_mapping_strategy=kw.basal_mapping_strategy,
         should_yield_control_cells=kw.should_yield_control_cells, num_workers=kw.num_workers,
         store=StoreSettings(memory_budget_bytes=int(kw.memory_budget_gb * 2**30)),
     )
-    width = len(vocab.feature_names)
-    gene_dim = len(vocab.gene_names) if vocab.gene_names and tuple(vocab.gene_names) != tuple(vocab.feature_names) else None
-    has_val = any(len(f.val) for f in manifest.files)
-    return RunData(manifest=manifest, vocab=vocab, datamodule=dm, input_dim=width, output_dim=width,
-                   gene_dim=gene_dim, pert_features=features, has_val=has_val)
+    return RunData(**{f.name: getattr(inputs, f.name) for f in fields(RunInputs)}, datamodule=dm)
 
 
-def _cell_set_len(cfg: TrainConfig) -> int:
-    from state_core.models.presets import PRESETS
-
-    preset = PRESETS.get(cfg.model.name)
-    default = preset.cell_set_len if preset else 512
-    value = cfg.model.kwargs.get("cell_set_len", default)
-    # a bad value is reported by the model.kwargs check (state_core.train.preflight), naming the key
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else default
+def prepare_run_data(cfg: TrainConfig, manifest: SplitManifest, vocab: Vocab | Path, cell_set_len: int) -> RunData:
+    """Inputs and data module in one step, for a run whose model config is already resolved (predict)."""
+    return with_datamodule(cfg, read_run_inputs(cfg, manifest, vocab), cell_set_len)

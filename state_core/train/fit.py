@@ -19,12 +19,12 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from state_core.config.train_config import TrainConfig, save_config
 from state_core.errors import ConfigError, Problem, TrainingInterrupted
+from state_core.runs.layout import CHECKPOINT_DIR, CONFIG_FILE, SPLIT_DIR, VOCAB_FILE
+from state_core.runs.model_files import save_model, save_model_description
 from state_core.train.lifecycle import FiniteLossGuard, GracefulStop, HistoryCSVLogger, trim_metrics
 from state_core.train.model_setup import build_run_model
 from state_core.train.module import OptimConfig, PerturbationTrainingModule
 from state_core.train.preflight import TrainPlan, preflight
-from state_core.train.run_folder import (CHECKPOINT_DIR, CONFIG_FILE, SPLIT_DIR, VOCAB_FILE, save_model,
-                                         save_model_description)
 
 log = logging.getLogger(__name__)
 METRICS_DIR = "version_0"
@@ -125,7 +125,7 @@ def train_st(cfg: TrainConfig, known_problems: list[Problem] | None = None) -> P
         torch.set_num_threads(cfg.training.num_threads)
     pl.seed_everything(cfg.training.train_seed, workers=True, verbose=False)
     data = plan.data
-    built = build_run_model(cfg, data)
+    built = build_run_model(cfg, data, plan.model)
     _make_folder(cfg, plan)
     run_dir = plan.run_dir
     save_model_description(run_dir, built.kind, built.config)  # any checkpoint is loadable from now on

@@ -171,7 +171,7 @@ def _labels(adata: ad.AnnData, column: str, path: str, what: str) -> np.ndarray:
 
 
 def infer_adata(adata: ad.AnnData, run, options: InferOptions, predictor: Predictor, source: str = "input") -> ad.AnnData:
-    """Add predictions of a loaded run (`state_core.train.run_folder.LoadedRun`) to `adata`."""
+    """Add predictions of a loaded run (`state_core.runs.load.LoadedRun`) to `adata`."""
     vocab, cfg = run.vocab, run.config.data.kwargs
     pert_col = options.pert_col or cfg.pert_col
     ct_col = options.celltype_col or cfg.cell_type_key
@@ -188,8 +188,8 @@ def infer_adata(adata: ad.AnnData, run, options: InferOptions, predictor: Predic
         adata = adata[keep].copy()
         cell_types = cell_types[keep]
     features = _features(adata, embed_key, source)
-    expected = run.model_config.get("input_dim")
-    if expected is not None and features.shape[1] != expected:
+    expected = run.model_config.input_dim
+    if features.shape[1] != expected:
         raise DataError(f"{source}: {embed_key or 'X'} has {features.shape[1]} features but the model expects {expected} "
                         f"(fix: use the same preprocessing as training, e.g. the HVGs in the run's vocab.json)")
     perts = _labels(adata, pert_col, source, "pert col")
@@ -199,12 +199,12 @@ def infer_adata(adata: ad.AnnData, run, options: InferOptions, predictor: Predic
     if run.model_kind == "context_mean" and (cell_type_idx < 0).any():
         unknown = sorted(set(cell_types[cell_type_idx < 0]))
         raise UnknownLabelError("cell type", unknown, list(vocab.cell_types), where=source)
-    uses_batches = bool(run.model_config.get("n_batches"))
+    uses_batches = bool(run.model_config.n_batches)
     if uses_batches and batch_col:
         batch_idx = vocab.index("batch", _labels(adata, batch_col, source, "batch col"), where=source)
     else:
         batch_idx = np.zeros(adata.n_obs, dtype=np.int64)
-    max_len = int(run.model_config.get("cell_set_len", 512))
+    max_len = run.model_config.cell_set_len  # the length the run was built with
     if options.basal == "sample" and not (perts == control).any():
         raise DataError(f"{source}: no cell has the control label {control!r} in obs[{pert_col!r}], so no basal cells "
                         f"can be sampled (fix: pass --control_pert, include control cells, or use --basal self)")
@@ -244,7 +244,7 @@ def check_output_file(out: Path, flag: str) -> None:
 def infer_file(model_dir: str | Path, adata_path: str | Path, output: str | Path | None, *, checkpoint: str = "final",
                options: InferOptions = InferOptions(), triton_url: str | None = None, model_name: str = "state_st") -> Path:
     """Read `adata_path`, predict with the run in `model_dir` (locally or via Triton), write `output`."""
-    from state_core.train.run_folder import load_run
+    from state_core.runs.load import load_run
 
     adata_path = Path(adata_path)
     check_options(options)

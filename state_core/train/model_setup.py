@@ -1,4 +1,4 @@
-"""Build the model of a run from the preset, the data's dimensions and `model.kwargs`; fit baselines."""
+"""Build the model of a run from its resolved config (preset + data dims + `model.kwargs`); fit baselines."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from state_core.config.train_config import TrainConfig
 from state_core.data.vocab import gene_target_key
 from state_core.models.baselines import build_model, mean_shifts
 from state_core.models.losses import LossConfig
-from state_core.models.presets import DataDims, resolve_model_config
+from state_core.models.presets import DataDims, ResolvedModelConfig
 from state_core.train.baseline_stats import context_means, train_group_means
-from state_core.train.data_setup import RunData
+from state_core.train.data_setup import RunData, RunInputs
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class RunModel:
     requires_training: bool
 
 
-def data_dims(data: RunData) -> DataDims:
+def data_dims(data: RunInputs) -> DataDims:
     vocab = data.vocab
     return DataDims(
         input_dim=data.input_dim,
@@ -77,9 +77,9 @@ def _shift_statistics(data: RunData) -> tuple[torch.Tensor, torch.Tensor, torch.
     return torch.from_numpy(means), counts, torch.from_numpy(means[:, vocab.control_index])
 
 
-def build_run_model(cfg: TrainConfig, data: RunData) -> RunModel:
+def build_run_model(cfg: TrainConfig, data: RunData, resolved: ResolvedModelConfig) -> RunModel:
+    """The model of `resolved` (from `preflight`, resolved once against `data_dims(data)`)."""
     kind = cfg.model.name
-    resolved = resolve_model_config(kind, data_dims(data), dict(cfg.model.kwargs), source="model.kwargs")
     model = build_model(kind, resolved.model)
     if data.pert_features is not None and hasattr(model, "set_perturbation_features"):
         model.set_perturbation_features(torch.from_numpy(data.pert_features))

@@ -20,9 +20,10 @@ import torch
 from state_core.atomic import atomic_write_text, write_h5ad_atomic
 from state_core.data.splits import SplitManifest
 from state_core.errors import ArtifactError, DataError
+from state_core.runs.layout import SPLIT_DIR
+from state_core.runs.load import load_run
 from state_core.storage import is_gcs
 from state_core.train.data_setup import prepare_run_data
-from state_core.train.run_folder import SPLIT_DIR, load_run
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ def predict_test_split(run_dir: str | Path, *, checkpoint: str = "final", profil
     run_dir = Path(run_dir)
     manifest = SplitManifest.load(run_dir / SPLIT_DIR)
     check_test_data(manifest, run.vocab.embed_key)
-    data = prepare_run_data(run.config, manifest, run.vocab)
+    data = prepare_run_data(run.config, manifest, run.vocab, run.model_config.cell_set_len)
     arrays = _collect(run.model, data.datamodule.test_dataloader())
     labels = data.datamodule.row_labels(arrays["cell_id"])  # DataFrame: pert_col, cell_type_key, batch_col
     vocab = run.vocab

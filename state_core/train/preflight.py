@@ -3,7 +3,8 @@
 Config values, the experiment TOML against its data (columns, labels, a non-empty train split), NaN/Inf in
 the features and targets, `model.kwargs` against the data's dimensions, devices/precision and the output
 folder are all checked here; every problem goes into one `ConfigError`. Only then does the run folder
-appear, so a failed run leaves nothing that a re-run could trip on.
+appear, so a failed run leaves nothing that a re-run could trip on. The model config is resolved here, once
+(preset + data dims + `model.kwargs`); the data module and the model are both built from that result.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from state_core.data.features import nonfinite_message
 from state_core.data.splits import SplitManifest, build_split_manifest
 from state_core.data.vocab import Vocab, gene_target_key
 from state_core.errors import ConfigError, Problem, StateError
-from state_core.train.data_setup import RunData, build_run_vocab, prepare_run_data
-from state_core.train.run_folder import CHECKPOINT_DIR, CONFIG_FILE, SPLIT_DIR, VOCAB_FILE
+from state_core.models.presets import DataDims, ResolvedModelConfig, resolve_model_config
+from state_core.runs.layout import CHECKPOINT_DIR, CONFIG_FILE, SPLIT_DIR, VOCAB_FILE
+from state_core.train.data_setup import RunData, RunInputs, build_run_vocab, read_run_inputs, with_datamodule
+from state_core.train.model_setup import data_dims
 
 SOURCE = "state tx train"
 
@@ -32,7 +35,8 @@ class TrainPlan:
     """What validation found: the data of the run and whether it resumes an earlier one."""
 
     run_dir: Path
-    data: RunData
+    data: RunData  # its data module uses model.model.cell_set_len
+    model: ResolvedModelConfig
     resume_from: Path | None  # checkpoints/last.ckpt of the run being resumed
 
 
@@ -83,9 +87,12 @@ def _manifest(cfg: TrainConfig) -> tuple[SplitManifest | None, list[Problem]]:
     kw = cfg.data.kwargs
     if kw.split_dir:
         try:
-            return SplitManifest.load(Path(kw.split_dir)), []
+            manifest = SplitManifest.load(Path(kw.split_dir))
         except StateError as err:
             return None, _problems_of(err, "data.kwargs.split_dir")
+        empty = [Problem("data.kwargs.split_dir", f"{kw.split_dir}: the train split has no cells",
+                         "pass the split folder of an experiment whose train split has cells")]
+        return manifest, empty if manifest.n_cells("train") == 0 else []
     if not Path(kw.toml_config_path).is_file():
         return None, [Problem("data.kwargs.toml_config_path", f"{kw.toml_config_path} does not exist or is not a file",
                               "pass the path of an experiment TOML")]
@@ -128,14 +135,12 @@ def _finite_problems(manifest: SplitManifest, vocab: Vocab) -> list[Problem]:
     return problems
 
 
-def _model_problems(cfg: TrainConfig, data: RunData | None) -> list[Problem]:
-    """Problems of `model.kwargs` against the data's dims; with no usable data (its problems are reported
-    already) against stand-in dims, so unknown keys and bad values still show in the same pass."""
-    from state_core.models.presets import DataDims, resolve_model_config
-    from state_core.train.model_setup import data_dims
-
+def _resolve_model(cfg: TrainConfig, inputs: RunInputs | None) -> tuple[ResolvedModelConfig | None, list[Problem]]:
+    """The model config of the run (None with problems): `model.kwargs` against the data's dims; with no
+    usable data (its problems are reported already) against stand-in dims, so unknown keys and bad values
+    still show in the same pass."""
     kw = cfg.data.kwargs
-    dims = data_dims(data) if data is not None else DataDims(
+    dims = data_dims(inputs) if inputs is not None else DataDims(
         input_dim=8, output_dim=8, n_perturbations=2, n_batches=1, n_cell_types=1, output_space=kw.output_space,
         embed_key=None if kw.embed_key in (None, "X") else kw.embed_key)
     kwargs = dict(cfg.model.kwargs)
@@ -143,8 +148,8 @@ def _model_problems(cfg: TrainConfig, data: RunData | None) -> list[Problem]:
     # the preset check stops at unknown keys; check the rest again without them so every problem shows at once
     for _ in range(2):
         try:
-            resolve_model_config(cfg.model.name, dims, kwargs, source="model.kwargs")
-            break
+            resolved = resolve_model_config(cfg.model.name, dims, kwargs, source="model.kwargs")
+            return (resolved if inputs is not None and not found else None), found
         except ConfigError as err:
             found += [_with_suggestion(_under_kwargs(p)) for p in err.problems]
             unknown = {p.key.rpartition(".")[2] for p in err.problems if p.message == "unknown model key"}
@@ -154,7 +159,7 @@ def _model_problems(cfg: TrainConfig, data: RunData | None) -> list[Problem]:
         except (TypeError, ValueError) as err:
             found.append(Problem("model.kwargs", f"a value has the wrong type ({err})", "see docs/training.md for the types"))
             break
-    return found
+    return None, found
 
 
 def _under_kwargs(problem: Problem) -> Problem:
@@ -189,6 +194,8 @@ def preflight(cfg: TrainConfig, known: list[Problem] | None = None) -> TrainPlan
     manifest, split_problems = _manifest(cfg)
     problems += split_problems
     data: RunData | None = None
+    model: ResolvedModelConfig | None = None
+    model_checked = False
     if manifest is not None and not split_problems:
         if resume_from is not None:
             try:
@@ -210,12 +217,16 @@ def preflight(cfg: TrainConfig, known: list[Problem] | None = None) -> TrainPlan
         if vocab is not None:
             try:
                 problems += _finite_problems(manifest, vocab)
-                data = prepare_run_data(cfg, manifest, vocab)
-                problems += _model_problems(cfg, data)
+                inputs = read_run_inputs(cfg, manifest, vocab)
+                model, model_problems = _resolve_model(cfg, inputs)
+                problems += model_problems
+                model_checked = True
+                if model is not None:
+                    data = with_datamodule(cfg, inputs, model.model.cell_set_len)
             except StateError as err:
                 problems += _problems_of(err, "data.kwargs")
-    if data is None:
-        problems += _model_problems(cfg, None)
+    if not model_checked:
+        problems += _resolve_model(cfg, None)[1]
     if problems:
         raise ConfigError(SOURCE, problems)
-    return TrainPlan(run_dir=cfg.run_dir, data=data, resume_from=resume_from)
+    return TrainPlan(run_dir=cfg.run_dir, data=data, model=model, resume_from=resume_from)

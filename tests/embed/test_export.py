@@ -8,8 +8,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from state_core.embed.export import export_se, random_sentences, write_triton_config
+from state_core.embed.export import export_se, random_sentences
 from state_core.export.spec import signature_of_onnx
+from state_core.serve.triton_config import config_for_backend, write_config
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ def test_metadata_carries_the_vocabulary_and_sentence_settings(exported):
 
 
 def test_triton_config_declares_dynamic_sentence_inputs(exported):
-    text = write_triton_config(exported.folder, "state_embedding", exported.signature).read_text()
+    text = write_config(exported.folder, config_for_backend("state_embedding", exported.signature)).read_text()
     assert 'name: "gene_ids"' in text and "TYPE_INT64" in text and "dims: [ 42 ]" in text
     assert text.count("dims: [ -1 ]") == 2
 

@@ -6,7 +6,7 @@ import anndata as ad
 
 from state_core.config.experiment import load_experiment
 from state_core.data.synth import SynthSpec, write_synthetic_experiment
-from state_core.pipeline_ops.embedding import EmbedOptions, embed_experiment
+from state_core.embed.experiment import EmbedOptions, embed_experiment
 
 
 def test_se_embedding_of_an_experiment_reads_raw_counts_from_a_layer(se_model_dir, tmp_path):

@@ -15,7 +15,7 @@ import pytest
 from state_core.config.experiment import ObsColumns
 from state_core.data.splits import run_split
 from state_core.pipeline_ops.checkpoints import durable_key
-from state_core.pipeline_ops.embedding import EmbedOptions, embed_experiment
+from state_core.embed.experiment import EmbedOptions, embed_experiment
 
 pytestmark = pytest.mark.slow
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ import pytest
 
 from pipelines.kfp_host import KfpTarget, submit_run
 from state_core.cli.main import main
-from state_core.errors import ConfigError
+from state_core.errors import ConfigError, PipelineHostError, ServingError
 
 REQUIRED = [
     "--param",
@@ -223,3 +224,13 @@ def test_missing_token_file_is_one_clear_error(kfp_host, tmp_path, capsys):
     code = main(["pipeline", "submit", "train", "--host", host, "--token-file", str(tmp_path / "nope"), *REQUIRED])
     assert code != 0 and "token file not found" in capsys.readouterr().err
     assert recorded == []
+
+
+def test_an_unreachable_host_is_a_pipeline_host_error_not_a_serving_error():
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    target = KfpTarget(host=f"http://127.0.0.1:{port}", experiment="state")
+    with pytest.raises(PipelineHostError, match="cannot reach the Kubeflow Pipelines host") as err:
+        submit_run(target, "train", REQUIRED[1::2])
+    assert not isinstance(err.value, ServingError)

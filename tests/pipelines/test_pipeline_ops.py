@@ -1,13 +1,10 @@
-"""Pipeline-only helpers: publish records, cron normalisation, experiment TOML rewriting."""
+"""Pipeline-only helpers: publish records, cron normalisation, data fingerprints."""
 
 from __future__ import annotations
-
-import tomllib
 
 import pytest
 
 from state_core.errors import ArtifactError, ConfigError
-from state_core.pipeline_ops.embedding import EmbedOptions, embed_experiment
 from state_core.pipeline_ops.publish_record import (
     PublishRecord,
     serving_record,
@@ -15,7 +12,6 @@ from state_core.pipeline_ops.publish_record import (
     write_record,
 )
 from state_core.pipeline_ops.schedule import to_kfp_cron
-from state_core.pipeline_ops.toml_text import dumps
 
 
 def test_without_a_pinned_version_the_highest_numeric_version_serves(tmp_path):
@@ -76,35 +72,6 @@ def test_cron_becomes_six_fields(given, expected):
 def test_bad_cron_is_a_config_error(bad):
     with pytest.raises(ConfigError, match="--cron"):
         to_kfp_cron(bad)
-
-
-def test_toml_round_trips_experiment_tables():
-    document = {
-        "datasets": {"ds": "/data/ds"},
-        "training": {"ds": "train"},
-        "zeroshot": {"ds.ct_a": "test"},
-        "fewshot": {"ds.ct_b": {"val": ["g1"], "test": ["g2", "g3"]}},
-    }
-    assert tomllib.loads(dumps(document)) == document
-
-
-def test_precomputed_embedding_rewrites_dataset_paths(tmp_path):
-    (tmp_path / "data" / "ds").mkdir(parents=True)
-    toml = tmp_path / "data" / "exp.toml"
-    toml.write_text('[datasets]\nds = "ds"\n\n[training]\nds = "train"\n')
-    rewritten = embed_experiment(
-        toml, tmp_path / "out", EmbedOptions(method="precomputed")
-    )
-    document = tomllib.loads(rewritten.read_text())
-    assert document["datasets"]["ds"] == str((tmp_path / "data" / "ds").resolve())
-    assert document["training"] == {"ds": "train"}
-
-
-def test_unknown_embed_method_lists_valid_ones(tmp_path):
-    with pytest.raises(ConfigError, match="precomputed, hvg, se"):
-        embed_experiment(
-            tmp_path / "x.toml", tmp_path / "out", EmbedOptions(method="pca")
-        )
 
 
 def _experiment(tmp_path):

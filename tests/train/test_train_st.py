@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from state_core.errors import ArtifactError, ConfigError
 from state_core.train.fit import train_st
-from state_core.train.run_folder import load_run
+from state_core.runs.load import load_run
 
 def test_run_folder_has_every_artifact(trained):
     for name in ("config.yaml", "vocab.json", "model.json", "model.safetensors", "split/split_manifest.npz",
@@ -31,7 +31,7 @@ def test_checkpoints_load_without_unpickling_objects(trained):
 def test_load_run_rebuilds_the_model(trained):
     run = load_run(trained)
     assert run.model_kind == "state_sm" and not run.model.training
-    assert len(run.vocab.perturbations) == run.model_config["n_perturbations"]
+    assert len(run.vocab.perturbations) == run.model_config.n_perturbations
     last = load_run(trained, checkpoint="last")
     for a, b in zip(run.model.state_dict().values(), last.model.state_dict().values()):
         assert torch.equal(a, b)

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from state_core.errors import ArtifactError
-from state_core.models.arc_import import import_arc_state_run
 from state_core.models.st import STConfig, StateTransitionModel
-from state_core.train.run_folder import load_run
+from state_core.runs.arc_import import import_arc_state_run
+from state_core.runs.load import load_run
 
 PERTS = ["GENE1", "GENE2", "non-targeting"]
 
@@ -85,7 +85,7 @@ def test_imported_run_predicts_like_the_source_model(tmp_path: Path, backbone: s
     torch.testing.assert_close(got.latent, expected.latent)
     torch.testing.assert_close(got.genes, expected.genes)
     assert loaded.vocab.perturbations == tuple(PERTS) and loaded.vocab.pert_col == "target_gene"
-    assert loaded.loss_config["decoder_weight"] == 0.1
+    assert loaded.loss_config.decoder_weight == 0.1
     assert not any("embed_tokens" in k or "wte" in k for k in loaded.model.state_dict())
 
 

@@ -1,4 +1,6 @@
-"""Write experiment TOML files (the subset the experiment format uses: tables of strings and string lists)."""
+"""The one TOML writer: experiment TOML files (the subset the format uses: tables of strings, numbers, booleans
+and lists). Read them with `state_core.config.experiment`; tomllib has no writer and no TOML writer library is
+a dependency."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The pipeline's embed stage: turn the datasets of an experiment TOML into model inputs.
+"""The embed stage of the pipelines (`state_core.embed` owns it): turn the datasets of an experiment TOML into model inputs.
 
 The output is a self-contained folder: the embedded h5ad files under `<out>/<dataset>/` (same file names,
 same rows, so a split manifest made on the inputs still applies) and `<out>/experiment.toml`, a copy of the
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from state_core.config.experiment import load_experiment
 from state_core.errors import ConfigError, DataError, Problem
-from state_core.pipeline_ops.toml_text import dumps
+from state_core.config.toml_writer import dumps
 
 METHODS = ("precomputed", "hvg", "se")
 EXPERIMENT_TOML = "experiment.toml"
@@ -43,9 +43,7 @@ def _h5ad_files(location: str, cache_dir: Path) -> list[Path]:
 
     files = list_files(location)
     if not files:
-        raise DataError(
-            f"{location}: no .h5ad/.h5 files found; fix the path under [datasets] in the experiment TOML"
-        )
+        raise DataError(f"{location}: no .h5ad/.h5 files found; fix the path under [datasets] in the experiment TOML")
     return [localize(f, cache_dir) for f in files]
 
 
@@ -61,28 +59,15 @@ def _embed_file(source: Path, target: Path, options: EmbedOptions) -> None:
                        progress=False)
 
 
-def embed_experiment(
-    toml_path: str | Path, out_dir: str | Path, options: EmbedOptions
-) -> Path:
+def embed_experiment(toml_path: str | Path, out_dir: str | Path, options: EmbedOptions) -> Path:
     """Embed every dataset of the experiment; return the path of the rewritten TOML inside `out_dir`."""
     if options.method not in METHODS:
-        raise ConfigError(
-            "embed",
-            Problem(
-                "method",
-                f"unknown embed method {options.method!r}",
-                f"use one of {', '.join(METHODS)}",
-            ),
-        )
+        raise ConfigError("embed", Problem("method", f"unknown embed method {options.method!r}",
+                                           f"use one of {', '.join(METHODS)}"))
     if options.method == "se" and not options.se_model_dir:
-        raise ConfigError(
-            "embed",
-            Problem("se_model_dir", "empty", "give the SE run folder to embed with"),
-        )
+        raise ConfigError("embed", Problem("se_model_dir", "empty", "give the SE run folder to embed with"))
     toml_path = _local_toml(str(toml_path), Path(out_dir) / ".cache")
-    resolved = load_experiment(
-        toml_path
-    ).datasets  # raises ConfigError listing every structural problem
+    resolved = load_experiment(toml_path).datasets  # raises ConfigError listing every structural problem
     document = _raw_document(toml_path)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -95,9 +80,7 @@ def embed_experiment(
         target_dir.mkdir(exist_ok=True)
         for file in _h5ad_files(source, out / ".cache"):
             _embed_file(file, target_dir / file.name, options)
-        datasets[name] = (
-            name  # relative to the rewritten TOML, so the folder can move as one artifact
-        )
+        datasets[name] = name  # relative to the rewritten TOML, so the folder can move as one artifact
     document["datasets"] = datasets
     rewritten = out / EXPERIMENT_TOML
     rewritten.write_text(dumps(document))
@@ -107,8 +90,4 @@ def embed_experiment(
 def _local_toml(toml_uri: str, cache_dir: Path) -> Path:
     from state_core.storage import localize
 
-    return (
-        localize(toml_uri, cache_dir)
-        if toml_uri.startswith("gs://")
-        else Path(toml_uri)
-    )
+    return localize(toml_uri, cache_dir) if toml_uri.startswith("gs://") else Path(toml_uri)
