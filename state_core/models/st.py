@@ -71,6 +71,10 @@ class STConfig:
     # runs start it at the training split's mean shift of each perturbation (what perturb_mean predicts), so
     # the transformer learns the cell-type- and cell-specific remainder instead of the whole effect from zero.
     pert_shift: bool = False
+    # Scale the shift gene by gene by a gain read from the set's control cells (1 + Linear(mean basal code)),
+    # started at 1: a perturbation's mean effect differs between cell types mostly in strength per gene, and
+    # the gain learned from a cell type's other perturbations carries over to its held-out ones.
+    context_gain: bool = False
     legacy_all_bottleneck: bool = False
     output_space: str = "all"
     output_activation: str = "none"
@@ -117,6 +121,9 @@ class STConfig:
         elif self.pert_shift and self.residual != "input":
             out.append(Problem("pert_shift", "needs residual_space=input (the shift is added to the input cells)",
                                "set pert_shift=false or residual_space=input"))
+        elif self.context_gain and not self.pert_shift:
+            out.append(Problem("context_gain", "scales the perturbation shift, so it needs pert_shift=true",
+                               "set context_gain=false or pert_shift=true"))
         elif self.residual == "input" and self.input_dim != self.output_dim:
             out.append(Problem("residual_space", f"'input' adds the input cells to the output, but "
                                f"input_dim={self.input_dim} != output_dim={self.output_dim}",
@@ -224,6 +231,10 @@ class StateTransitionModel(nn.Module):
         self.pert_norm = RMSNorm(c.hidden_dim) if c.code_norm else None
         self.basal_norm = RMSNorm(c.hidden_dim) if c.code_norm else None
         self.pert_shift = nn.Parameter(torch.zeros(c.n_perturbations, c.output_dim)) if c.pert_shift else None
+        self.context_gain = nn.Linear(c.hidden_dim, c.output_dim) if c.context_gain else None
+        if self.context_gain is not None:
+            nn.init.zeros_(self.context_gain.weight)  # gain 1 at the start: the plain shift
+            nn.init.zeros_(self.context_gain.bias)
         self.transformer = SetTransformer(c.backbone, c.hidden_dim, c.n_layers, c.n_heads, c.ffn_dim,
                                           c.backbone_dropout, c.norm_eps, c.head_dim)
         self.project_out = build_mlp(c.hidden_dim, c.output_dim, c.hidden_dim, c.n_decoder_layers, c.dropout, c.activation)
@@ -293,7 +304,10 @@ class StateTransitionModel(nn.Module):
         else:
             latent = ctrl + self.project_out(h)  # [B, S, D_out]
             if self.pert_shift is not None:
-                latent = latent + self.pert_shift[pert_idx][:, None, :]
+                shift = self.pert_shift[pert_idx]  # [B, D_out]
+                if self.context_gain is not None:
+                    shift = shift * (1 + self.context_gain(masked_mean(basal_code, mask)))
+                latent = latent + shift[:, None, :]
         latent = self._output_activation(latent)
         genes = self.gene_decoder(latent) if self.gene_decoder is not None else None  # [B, S, G]
         return STOutput(latent, genes)
@@ -308,6 +322,14 @@ def zero_padding(x: Tensor, mask: Tensor | None) -> Tensor:
     if mask is None:
         return x
     return torch.where(mask[..., None], x, torch.zeros((), dtype=x.dtype, device=x.device))
+
+
+def masked_mean(x: Tensor, mask: Tensor | None) -> Tensor:
+    """Mean over the set axis of x [B, S, H], over real cells only (mask True) -> [B, H]."""
+    if mask is None:
+        return x.mean(1)
+    w = mask.to(x.dtype)[..., None]  # [B, S, 1]
+    return (x * w).sum(1) / w.sum(1).clamp_min(1)
 
 
 def apply_output_activation(y: Tensor, name: str) -> Tensor:
