@@ -8,6 +8,8 @@ the `state` commands a user runs. Each model is scored twice:
   - test: `state tx predict` on the TOML test split;
   - fresh: new cells of the held-out groups, drawn from the same ground truth (`SynthSpec.cell_seed`), through
     `state tx infer` (basal cells = controls of the same cell type) and then `state eval run`.
+A reference row, "real cells, 2nd draw", scores a second sample of the real held-out cells (same ground truth,
+same size) as if it were a prediction: what a perfect model of the cells scores, given finite cells on both sides.
 It prints one table per dataset and split, and a verdict: ST against the best baseline on each headline metric
 on the fresh cells, and the spread ratio (predicted / real within-group variance, median over perturbations).
 
@@ -53,6 +55,7 @@ DATASETS: dict[str, SynthSpec] = {
 README_ST = ["model=state_sm", "model.kwargs.hidden_dim=336", "model.kwargs.cell_set_len=64",
              "training.batch_size=8", "training.lr=1e-4"]
 BASELINES = ("perturb_mean", "perturb_mean_celltype", "context_mean")
+REDRAW = "real cells, 2nd draw"  # a reference, not a baseline: never in the verdict
 HEADLINE = ("pearson_delta", "de_direction_match", "de_sig_genes_recall", "overlap_at_N")
 COLUMNS = ("pearson_delta", "mse_delta", "de_direction_match", "de_sig_genes_recall", "overlap_at_N",
            "discrimination_score_l1", "spread")
@@ -82,25 +85,33 @@ def run(cmd: list[str], log: Path) -> float:
 def prepare(name: str, spec: SynthSpec) -> Path:
     """The experiment folder (training data + TOMLs) and fresh cells of each held-out split."""
     out = CACHE / name
-    if (out / "fresh_zeroshot.h5ad").exists():
+    if (out / "redraw_zeroshot.h5ad").exists():
         return out
     exp = write_synthetic_experiment(out, spec, num_hvgs=N_GENES, embed_key=None)
-    fresh = preprocess_train_adata(make_synthetic_adata(replace(spec, cell_seed=1)), num_hvgs=N_GENES)
-    obs = fresh.obs
-    pert, ct = obs[spec.pert_col].astype(str), obs[spec.cell_type_key].astype(str)
-    held_out = {
-        "fewshot": (ct == exp.fewshot_cell_type) & pert.isin([CONTROL, *exp.fewshot_test_perts]),
-        "zeroshot": ct == exp.zeroshot_test_cell_type,
-    }
-    for split, keep in held_out.items():
-        write_h5ad_atomic(fresh[keep.to_numpy()].copy(), out / f"fresh_{split}.h5ad")
+    # cell_seed 1: the fresh cells every model is scored on; cell_seed 2: a second draw of the same groups,
+    # scored as if it were a prediction (the "real cells, 2nd draw" reference row)
+    for prefix, cell_seed in (("fresh", 1), ("redraw", 2)):
+        cells = preprocess_train_adata(make_synthetic_adata(replace(spec, cell_seed=cell_seed)), num_hvgs=N_GENES)
+        pert, ct = cells.obs[spec.pert_col].astype(str), cells.obs[spec.cell_type_key].astype(str)
+        held_out = {
+            "fewshot": (ct == exp.fewshot_cell_type) & pert.isin([CONTROL, *exp.fewshot_test_perts]),
+            "zeroshot": ct == exp.zeroshot_test_cell_type,
+        }
+        for split, keep in held_out.items():
+            write_h5ad_atomic(cells[keep.to_numpy()].copy(), out / f"{prefix}_{split}.h5ad")
     return out
 
 
 def spread_ratio(pred: np.ndarray, real: np.ndarray, labels: np.ndarray) -> float:
     """Median over perturbations of total within-group variance, predicted / real."""
-    ratios = [pred[labels == p].var(0).sum() / max(real[labels == p].var(0).sum(), 1e-12)
-              for p in np.unique(labels) if p != CONTROL and (labels == p).sum() > 1]
+    return spread_ratio_unpaired(pred, labels, real, labels)
+
+
+def spread_ratio_unpaired(pred: np.ndarray, pred_labels: np.ndarray, real: np.ndarray, real_labels: np.ndarray) -> float:
+    """As spread_ratio, for predicted and real cells that are not the same rows."""
+    ratios = [pred[pred_labels == p].var(0).sum() / max(real[real_labels == p].var(0).sum(), 1e-12)
+              for p in np.unique(real_labels)
+              if p != CONTROL and (real_labels == p).sum() > 1 and (pred_labels == p).sum() > 1]
     return float(np.median(ratios))
 
 
@@ -124,17 +135,36 @@ def score_fresh(run_dir: Path, fresh: Path, work: Path, log: Path) -> dict[str, 
     run(STATE + ["tx", "infer", "--model_dir", str(run_dir), "--adata", str(fresh), "--output", str(inferred),
                  "--pert_col", "gene", "--embed_key", "X_hvg"], log)
     out = ad.read_h5ad(inferred)
-    labels = out.obs[["gene"]].copy()
-    pred = ad.AnnData(X=np.asarray(out.obsm["X_hvg_pred"], dtype=np.float32), obs=labels)
-    real = ad.AnnData(X=np.asarray(out.obsm["X_hvg"], dtype=np.float32), obs=labels.copy())
+    return score_pair(np.asarray(out.obsm["X_hvg_pred"]), out.obs[["gene"]], np.asarray(out.obsm["X_hvg"]),
+                      out.obs[["gene"]], work, log)
+
+
+def score_redraw(data: Path, split: str, log: Path) -> Scored:
+    """Reference row: a second draw of real held-out cells scored as a prediction of the fresh cells. It is what
+    a perfect model of the cells would score with as many cells as the real data (finite-sample noise in both)."""
+    work = data / f"redraw_{split}"
+    work.mkdir(exist_ok=True)
+    redraw, fresh = ad.read_h5ad(data / f"redraw_{split}.h5ad"), ad.read_h5ad(data / f"fresh_{split}.h5ad")
+    scores = score_pair(np.asarray(redraw.obsm["X_hvg"]), redraw.obs[["gene"]], np.asarray(fresh.obsm["X_hvg"]),
+                        fresh.obs[["gene"]], work, log)
+    return Scored(REDRAW, {}, scores, 0.0)
+
+
+def score_pair(pred_x: np.ndarray, pred_obs: pd.DataFrame, real_x: np.ndarray, real_obs: pd.DataFrame, work: Path,
+               log: Path) -> dict[str, float]:
+    """Write a (pred, real) pair of h5ad files and score it with `state eval run`; adds the spread ratio."""
+    pred = ad.AnnData(X=np.asarray(pred_x, dtype=np.float32), obs=pred_obs.copy())
+    real = ad.AnnData(X=np.asarray(real_x, dtype=np.float32), obs=real_obs.copy())
     pred.var_names = real.var_names = [f"g{i}" for i in range(real.n_vars)]
+    pred.obs_names, real.obs_names = [f"p{i}" for i in range(pred.n_obs)], [f"r{i}" for i in range(real.n_obs)]
     write_h5ad_atomic(pred, work / "fresh_pred.h5ad")
     write_h5ad_atomic(real, work / "fresh_real.h5ad")
     run(STATE + ["eval", "run", "-ap", str(work / "fresh_pred.h5ad"), "-ar", str(work / "fresh_real.h5ad"),
                  "--pert-col", "gene", "--control-pert", CONTROL, "--profile", "full", "-o", str(work / "fresh_eval"),
                  "--no-report"], log)
     summary = agg_means(work / "fresh_eval" / "agg_results.csv")
-    summary["spread"] = spread_ratio(pred.X, real.X, labels["gene"].astype(str).to_numpy())
+    summary["spread"] = spread_ratio_unpaired(pred.X, pred.obs["gene"].astype(str).to_numpy(), real.X,
+                                              real.obs["gene"].astype(str).to_numpy())
     return summary
 
 
@@ -172,7 +202,8 @@ def table(rows: list[Scored]) -> str:
     lines = [head, "|" + "---|" * (len(COLUMNS) + 2)]
     for r in rows:
         cells = [f"{cell(r.test.get(c), c, r.model)} / {cell(r.fresh.get(c), c, r.model)}" for c in COLUMNS]
-        lines.append(f"| {r.model} | {r.train_cpu_s:.0f} | " + " | ".join(cells) + " |")
+        cpu = "-" if r.model == REDRAW else f"{r.train_cpu_s:.0f}"
+        lines.append(f"| {r.model} | {cpu} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -180,7 +211,7 @@ def verdict(rows: list[Scored]) -> list[str]:
     st = next(r for r in rows if r.model == "st")
     out = []
     for metric in HEADLINE:
-        base = [(r.fresh.get(metric, np.nan), r.model) for r in rows if r.model != "st"]
+        base = [(r.fresh.get(metric, np.nan), r.model) for r in rows if r.model not in ("st", REDRAW)]
         best, who = max((v, m) for v, m in base if np.isfinite(v))
         mine = st.fresh.get(metric, np.nan)
         out.append(f"{metric}: ST {mine:.3f} vs best baseline {best:.3f} ({who}) -> {'OK' if mine >= best else 'BELOW'}")
@@ -205,6 +236,7 @@ def main() -> None:
             log.write_text("")
             models = ["st", *[b for b in BASELINES if b != "perturb_mean_celltype" or split == "fewshot"]]
             rows = [train_and_score(data, split, m, args.st_steps, args.st_extra, log) for m in models]
+            rows.append(score_redraw(data, split, log))
             print(f"\n### {name} / {split} (log: {log})\n\n{table(rows)}\n", flush=True)
             print("\n".join(verdict(rows)), flush=True)
         print(f"({name}: {time.time() - t0:.0f} s wall)", flush=True)

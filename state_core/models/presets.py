@@ -77,6 +77,7 @@ class ResolvedModelConfig:
 # arc-state's: MLP dropout 0.1, hidden-space residual, no code norms, no shift table, fixed YAML sizes.
 DEFAULT_DROPOUT = 0.0
 ARC_DROPOUT = 0.1
+DEFAULT_SHIFT_LR_SCALE = 10.0
 # Baselines that add a mean shift to control cells: unclipped by default, as the field defines them (clipping
 # at 0 keeps zero cells from moving down, which alone cost 0.08 pearson_delta); output_activation=relu clips.
 SHIFT_BASELINES = ("perturb_mean", "perturb_mean_celltype")
@@ -87,7 +88,7 @@ _DIRECT_KEYS = ("hidden_dim", "cell_set_len", "n_encoder_layers", "n_decoder_lay
                 "residual_decoder", "output_activation")
 # keys handled specially below
 _SPECIAL_KEYS = ("batch_encoder", "gene_decoder_bool", "transformer_backbone_key", "transformer_backbone_kwargs",
-                 "residual_space", "arc_compat", "code_norm", "pert_shift")
+                 "residual_space", "arc_compat", "code_norm", "pert_shift", "context_gain", "shift_lr_scale")
 # backbone kwargs (HF names) -> STConfig field
 _BACKBONE_FIELDS = {
     "hidden_size": "hidden_dim", "n_embd": "hidden_dim",
@@ -134,6 +135,7 @@ def resolve_model_config(preset: str, dims: DataDims, overrides: Mapping[str, An
     requested_residual = str(overrides.pop("residual_space", "auto"))
     residual_space = "hidden" if arc_compat else requested_residual
     code_norm, pert_shift = overrides.pop("code_norm", None), overrides.pop("pert_shift", None)
+    context_gain, shift_lr_scale = overrides.pop("context_gain", None), overrides.pop("shift_lr_scale", None)
     gene_decoder = row.gene_decoder
     loss_values: dict[str, Any] = {}
     width_overridden = "hidden_dim" in overrides and overrides["hidden_dim"] != row.hidden_dim
@@ -170,6 +172,9 @@ def resolve_model_config(preset: str, dims: DataDims, overrides: Mapping[str, An
     values["residual_space"] = residual_space
     values["code_norm"] = bool(code_norm if code_norm is not None else not arc_compat)
     values["pert_shift"] = bool(pert_shift if pert_shift is not None else not arc_compat and residual_space == "input")
+    values["context_gain"] = bool(context_gain if context_gain is not None else values["pert_shift"])
+    values["shift_lr_scale"] = float(shift_lr_scale if shift_lr_scale is not None else
+                                     1.0 if arc_compat else DEFAULT_SHIFT_LR_SCALE)
     if problems:
         raise ConfigError(source, problems)
     loss = LossConfig.from_dict(loss_values, source)

@@ -127,6 +127,9 @@ class PerturbationTrainingModule(pl.LightningModule):
             return None
         # The fused kernel updates all parameters in one pass (4x faster than the per-tensor loop on CPU).
         fused = self.optim_cfg.fused and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
-        opt = torch.optim.AdamW(params, lr=self.optim_cfg.lr, weight_decay=self.optim_cfg.weight_decay, fused=fused)
+        lr = self.optim_cfg.lr
+        groups = ([{"params": [p for p in ps if p.requires_grad], "lr": lr * scale} for ps, scale in self.model.lr_groups()]
+                  if hasattr(self.model, "lr_groups") else [{"params": params}])
+        opt = torch.optim.AdamW(groups, lr=lr, weight_decay=self.optim_cfg.weight_decay, fused=fused)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, self.optim_cfg))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -14,12 +14,14 @@ HVG_TAHOE = DataDims(input_dim=2000, output_dim=2000, n_perturbations=1138, outp
 @pytest.mark.parametrize("preset, millions", [("state", 70.0), ("state_sm", 35.1), ("state_lg", 233.5), ("pertsets", 12.7)])
 def test_parameter_counts_match_the_spec(preset: str, millions: float) -> None:
     # arc-state's architecture (arc_compat) has the published sizes; the default recipe adds exactly a
-    # per-perturbation shift table [n_pert, D] and two RMSNorm scales [H] on the codes
+    # per-perturbation shift table [n_pert, D], two RMSNorm scales [H] on the codes and the context gain
+    # Linear(H -> D)
     arc = resolve_model_config(preset, HVG_TAHOE, {"arc_compat": True}).model
     trainable = sum(p.numel() for p in build_model(preset, arc).parameters() if p.requires_grad) / 1e6
     assert abs(trainable - millions) / millions < 0.02
     default = resolve_model_config(preset, HVG_TAHOE).model
-    extra = HVG_TAHOE.n_perturbations * HVG_TAHOE.output_dim + 2 * default.hidden_dim
+    d_out = HVG_TAHOE.output_dim
+    extra = HVG_TAHOE.n_perturbations * d_out + 2 * default.hidden_dim + (default.hidden_dim + 1) * d_out
     assert sum(p.numel() for p in build_model(preset, default).parameters()) == \
         sum(p.numel() for p in build_model(preset, arc).parameters()) + extra
 

@@ -128,3 +128,30 @@ def test_residual_rules_are_validated() -> None:
         tiny_config(residual_space="hidden", pert_shift=True).validate()
     with pytest.raises(ConfigError, match="residual_space"):
         tiny_config(residual_space="sideways").validate()
+
+
+def test_context_gain_starts_at_the_plain_shift_and_scales_it_per_set() -> None:
+    plain = tiny_model(output_space="gene", residual_space="input", code_norm=True, pert_shift=True)
+    gained = tiny_model(output_space="gene", residual_space="input", code_norm=True, pert_shift=True, context_gain=True)
+    shifts = torch.randn(4, 6)
+    plain.init_pert_shift(shifts)
+    gained.init_pert_shift(shifts)
+    ctrl, pert = torch.rand(2, 5, 6), torch.tensor([1, 2])
+    with torch.no_grad():
+        assert torch.allclose(plain(ctrl, pert).latent, gained(ctrl, pert).latent, atol=1e-6)
+        # a gain of 1 + b on gene j moves every cell's prediction by b_j * shift[p, j]
+        gained.context_gain.bias.copy_(torch.linspace(-0.5, 0.5, 6))
+        moved = gained(ctrl, pert).latent - plain(ctrl, pert).latent
+    expected = torch.linspace(-0.5, 0.5, 6) * shifts[pert][:, None, :]
+    assert torch.allclose(moved, expected.expand_as(moved), atol=1e-5)
+
+
+def test_context_gain_needs_the_shift_table_and_learns_faster() -> None:
+    with pytest.raises(ConfigError, match="context_gain"):
+        tiny_config(residual_space="input", context_gain=True).validate()
+    with pytest.raises(ConfigError, match="shift_lr_scale"):
+        tiny_config(shift_lr_scale=0.0).validate()
+    model = tiny_model(residual_space="input", pert_shift=True, context_gain=True, shift_lr_scale=10.0)
+    (rest, one), (fast, ten) = model.lr_groups()
+    assert (one, ten) == (1.0, 10.0) and len(fast) == 3  # the table, the gain's weight and bias
+    assert len(rest) + len(fast) == len(list(model.parameters()))
