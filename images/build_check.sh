@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Prove docker/train.Dockerfile builds and its entrypoint runs, on a machine with no registry access.
+# Prove images/train.Dockerfile builds and its entrypoint runs, on a machine with no registry access.
 #
-#   sudo docker/build_check.sh            # logs to stdout; takes minutes (debootstrap + pip), not run in CI
+#   sudo images/build_check.sh            # logs to stdout; takes minutes (debootstrap + pip), not run in CI
 #
 # Steps: (1) debootstrap a Debian bookworm root with python3 and import it as the base image,
 # (2) podman build with that base and the CPU torch wheel from $WHEELS (the CUDA wheel is gigabytes and is
@@ -39,16 +39,16 @@ if ! "${PODMAN[@]}" image exists "$BASE_TAG"; then
 fi
 "${PODMAN[@]}" run --rm "${LIMITS[@]}" "$BASE_TAG" python3 --version
 
-step "2/4 build docker/train.Dockerfile on that base"
+step "2/4 build images/train.Dockerfile on that base"
 "${PODMAN[@]}" build "${LIMITS[@]}" --network host \
-  --ignorefile "$ROOT/docker/train.dockerignore" \
+  --ignorefile "$ROOT/images/train.Dockerfile.dockerignore" \
   --volume "$WHEELS:/wheels:ro" \
   --volume "$HOST_CA:/run/build-ca.crt:ro" \
   --build-arg BASE_IMAGE="$BASE_TAG" \
   --build-arg TORCH_SPEC="torch==2.13.0+cpu" \
   --build-arg PIP_FIND_LINKS=/wheels \
   --build-arg PIP_CERT=/run/build-ca.crt \
-  -f "$ROOT/docker/train.Dockerfile" -t "$IMAGE_TAG" "$ROOT"
+  -f "$ROOT/images/train.Dockerfile" -t "$IMAGE_TAG" "$ROOT"
 
 step "3/4 entrypoint: state --help"
 "${PODMAN[@]}" run --rm "${LIMITS[@]}" "$IMAGE_TAG" --help

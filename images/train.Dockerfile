@@ -1,10 +1,10 @@
 # The training / pipeline image: state_core, the `state` CLI, KFP components and a CUDA build of torch.
 # Every KFP task of pipelines/ runs in this image (`python3 -m kfp.dsl.executor_main`, no pip at pod start).
 #
-#   docker build -f docker/train.Dockerfile -t <registry>/state-train:0.1.0 .
+#   docker build -f images/train.Dockerfile -t <registry>/state-train:0.1.0 .
 #
 # torch from PyPI bundles its CUDA libraries as nvidia-* wheels, so a plain Debian Python base is enough; the
-# node only needs the NVIDIA driver. BASE_IMAGE / TORCH_SPEC / PIP_FIND_LINKS / PIP_CERT exist so docker/build_check.sh
+# node only needs the NVIDIA driver. BASE_IMAGE / TORCH_SPEC / PIP_FIND_LINKS / PIP_CERT exist so images/build_check.sh
 # can build offline from a locally made base with the CPU wheel.
 ARG BASE_IMAGE=docker.io/library/python:3.11.11-slim-bookworm
 
