@@ -5,7 +5,8 @@ The versions are read from the environment the test suite ran in, so the image i
     .venv/bin/python images/write_constraints.py            # rewrite the file
     .venv/bin/python images/write_constraints.py --check    # exit 1 if the file is out of date
 
-Only the run-time closure of the project's own dependencies is pinned (no dev extras, no tools). torch is
+Only the run-time closure of the project's own dependencies is pinned, with the extras the Dockerfile
+installs (`/src[...]`; no dev extras, no tools). torch is
 pinned by version only: the image installs the CUDA build of that version, CI the CPU build, and the CUDA
 build's own `nvidia-*` dependencies are pinned exactly by torch itself.
 """
@@ -13,6 +14,7 @@ build's own `nvidia-*` dependencies are pinned exactly by torch itself.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -22,6 +24,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 OUT = Path(__file__).with_name("train-constraints.txt")
+DOCKERFILE = Path(__file__).with_name("train.Dockerfile")
 PROJECT = "state-core"
 HEADER = (
     "# Exact run-time versions of state-core's dependencies, used by images/train.Dockerfile and `make`\n"
@@ -36,10 +39,18 @@ def _wanted(requirement: Requirement, extras: set[str]) -> bool:
     return any(requirement.marker.evaluate(env) for env in environments)
 
 
-def closure(project: str = PROJECT) -> dict[str, str]:
-    """name -> installed version of every package `project` pulls in (itself excluded)."""
+def image_extras(dockerfile: str) -> set[str]:
+    """The extras of the project install line (`pip install -c ... /src[a,b]`) of the Dockerfile."""
+    match = re.search(r"pip install -c \S+ /src(?:\[([^\]]*)\])?", dockerfile)
+    if match is None:
+        raise SystemExit(f"{DOCKERFILE}: no `pip install -c <constraints> /src` line")
+    return {extra.strip() for extra in (match.group(1) or "").split(",") if extra.strip()}
+
+
+def closure(project: str = PROJECT, extras: set[str] | None = None) -> dict[str, str]:
+    """name -> installed version of every package `project` (with `extras`) pulls in (itself excluded)."""
     found: dict[str, str] = {}
-    pending: list[tuple[str, set[str]]] = [(project, set())]
+    pending: list[tuple[str, set[str]]] = [(project, set(extras or ()))]
     visited: set[tuple[str, frozenset[str]]] = set()
     while pending:
         name, extras = pending.pop()
@@ -66,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only compare with the file on disk")
     args = parser.parse_args(argv)
-    text = render(closure())
+    text = render(closure(extras=image_extras(DOCKERFILE.read_text())))
     if args.check:
         if OUT.exists() and OUT.read_text() == text:
             return 0
