@@ -38,8 +38,6 @@ def _gpus_used(devices: object, accelerator: str) -> int:
 
 
 def _check_shared_memory(devices: object, accelerator: str) -> None:
-    import shutil
-
     shm = shutil.disk_usage(SHARED_MEMORY).total if SHARED_MEMORY.is_dir() else 0
     problem = shared_memory_problem(_gpus_used(devices, accelerator), shm)
     if problem:
