@@ -1,4 +1,4 @@
-"""The container image every component runs in (built from docker/train.Dockerfile).
+"""The container image every component runs in (built from images/train.Dockerfile).
 
 This is only the compile-time default: `state pipeline compile --image REF` replaces it on every task.
 """

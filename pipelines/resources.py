@@ -43,19 +43,19 @@ def set_resources(task: dsl.PipelineTask, resources: Resources) -> dsl.PipelineT
             .set_memory_request(resources.memory_request).set_memory_limit(resources.memory_limit))
 
 
-def on_gpu(task: dsl.PipelineTask, gpu_resource, gpu_count, gpu_node_selector=None  # noqa: ANN001 - channels
-           ) -> dsl.PipelineTask:
-    """Request `gpu_count` of `gpu_resource` and a /dev/shm emptyDir (several GPUs talk through it).
+def on_gpu(task: dsl.PipelineTask, gpu_resource, gpu_count, gpu_node_selector=None,  # noqa: ANN001 - channels
+           shared_memory: bool = False) -> dsl.PipelineTask:
+    """Request `gpu_count` of `gpu_resource`; with `shared_memory` a /dev/shm emptyDir (several GPUs talk
+    through it; the compile-time `--multi-gpu` choice).
 
     gpu_node_selector: schedule on that node pool and tolerate its taint. Batch inference passes None, so
     with gpu_count=0 it runs on an ordinary CPU node; GKE adds the GPU toleration itself to pods that
     request GPUs.
     """
     task.set_accelerator_type(gpu_resource).set_accelerator_limit(gpu_count)
-    # Mounted for every GPU task: its size counts against the memory limit only when used, and the compiled
-    # YAML cannot make a volume depend on a run parameter (gpu_count > 1).
-    kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory",
-                               size_limit=SHM_SIZE)
+    if shared_memory:
+        kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory",
+                                   size_limit=SHM_SIZE)
     if gpu_node_selector is not None:
         kubernetes.add_node_selector_json(task, gpu_node_selector)
         kubernetes.add_toleration(task, key=GPU_TOLERATION_KEY, operator="Exists", effect="NoSchedule")

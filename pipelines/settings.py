@@ -20,6 +20,10 @@ class PipelineSettings:
     image: str = STATE_IMAGE
     train_timeout_s: int = 24 * 3600  # a stuck training pod is killed after this
     retries: int = 3  # per preemptible step; 0 for local runs, where a failure is a bug, not a preemption
+    # A memory-backed /dev/shm for the GPU training task, which NCCL needs with several GPUs. A compile-time
+    # choice because a KFP volume cannot depend on a run parameter (gpu_count); a multi-GPU run of a YAML
+    # compiled without it stops at start with the fix (state_core.pipeline_ops.training).
+    multi_gpu: bool = False
 
 
 def step(

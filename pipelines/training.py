@@ -81,7 +81,8 @@ def add_training_tasks(settings: PipelineSettings, p: dict) -> None:
         if role == "candidate":  # baselines are a few means over the training cells; CPU is enough
             train.set_cpu_request(p["train_cpu"]).set_cpu_limit(p["train_cpu"])
             train.set_memory_request(p["train_memory"]).set_memory_limit(p["train_memory"])
-            on_gpu(train, p["gpu_resource"], p["gpu_count"], p["gpu_node_selector"])
+            on_gpu(train, p["gpu_resource"], p["gpu_count"], p["gpu_node_selector"],
+                   shared_memory=settings.multi_gpu)
         evaluate = step(
             evaluate_model(model=train.outputs["model"], data_fingerprint=data_fingerprint),
             settings, f"evaluate {role}", cache=True, preemptible=True, resources=sizes.EVALUATE,

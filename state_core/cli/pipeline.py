@@ -8,6 +8,7 @@ The `pipelines` app layer (and KFP with it) is imported only inside the command 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from state_core.extras import require
 
@@ -21,9 +22,14 @@ def _need_pipelines() -> None:
 
 def _settings(args: argparse.Namespace):
     _need_pipelines()
+    from components.image import STATE_IMAGE
+    from pipelines.image_ref import pinned_image
     from pipelines.settings import PipelineSettings
 
-    return PipelineSettings(image=args.image) if args.image else PipelineSettings()
+    image, warning = pinned_image(args.image or STATE_IMAGE, args.image_digest, resolve=not args.no_resolve)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    return PipelineSettings(image=image, multi_gpu=args.multi_gpu)
 
 
 def _compile(args: argparse.Namespace) -> int:
@@ -106,6 +112,21 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--image",
         help="container image for every task (default: the project image tag)",
+    )
+    p.add_argument(
+        "--image-digest",
+        metavar="SHA256",
+        help="pin the image to this digest (sha256:...); default: ask the image's registry",
+    )
+    p.add_argument(
+        "--no-resolve",
+        action="store_true",
+        help="do not ask the registry for the digest (the YAML then names a movable tag)",
+    )
+    p.add_argument(
+        "--multi-gpu",
+        action="store_true",
+        help="give the GPU training task a memory-backed /dev/shm for NCCL (needed with gpu_count > 1)",
     )
 
 

@@ -1,6 +1,6 @@
 """What the serving image's ONNX Runtime can load, and the opset / IR version every export is pinned to.
 
-The production server is the Triton image `docker/serve.Dockerfile` pins; its onnxruntime backend links
+The production server is the Triton image `images/serve.Dockerfile` pins; its onnxruntime backend links
 one ONNX Runtime release, and a graph with a newer opset or IR version than that release knows fails to
 load there even though the (newer) ONNX Runtime in our venv runs it. So exports ask torch for a fixed
 opset and are refused when the file exceeds what the serving runtime supports; a test loads an exported

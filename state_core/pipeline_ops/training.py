@@ -6,9 +6,42 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+from state_core.errors import ConfigError, Problem
 from state_core.pipeline_ops.checkpoints import durable_key, mirrored
 
 EXPERIMENT_TOML = "experiment.toml"  # written by the embed stage
+SHARED_MEMORY = Path("/dev/shm")
+# NCCL between GPUs of one pod goes through /dev/shm; container runtimes give 64 MiB unless a volume is mounted
+SHARED_MEMORY_NEEDED = 1 << 30
+
+
+def shared_memory_problem(gpus: int, shm_bytes: int) -> Problem | None:
+    """Why a run on `gpus` GPUs cannot start with `shm_bytes` of /dev/shm, or None."""
+    if gpus <= 1 or shm_bytes >= SHARED_MEMORY_NEEDED:
+        return None
+    return Problem("gpu_count", f"{gpus} GPUs but /dev/shm holds only {shm_bytes >> 20} MiB",
+                   "compile the pipeline with `state pipeline compile --multi-gpu` (a memory-backed /dev/shm), "
+                   "or run it with gpu_count=1")
+
+
+def _gpus_used(devices: object, accelerator: str) -> int:
+    """How many GPUs Lightning will start processes on for these `training.*` values."""
+    import torch
+
+    if accelerator == "cpu" or not torch.cuda.is_available():
+        return 0
+    if isinstance(devices, list):
+        return len(devices)
+    if str(devices).lstrip("-").isdigit() and int(devices) > 0:
+        return int(devices)
+    return torch.cuda.device_count()  # auto / -1: every visible GPU
+
+
+def _check_shared_memory(devices: object, accelerator: str) -> None:
+    shm = shutil.disk_usage(SHARED_MEMORY).total if SHARED_MEMORY.is_dir() else 0
+    problem = shared_memory_problem(_gpus_used(devices, accelerator), shm)
+    if problem:
+        raise ConfigError("training task", problem)
 
 
 def train_for_pipeline(
@@ -48,6 +81,7 @@ def train_for_pipeline(
             f"name={work.name}",
         ]
     )
+    _check_shared_memory(config.training.devices, config.training.accelerator)
     if not checkpoint_uri:
         train_st(config)
         return out

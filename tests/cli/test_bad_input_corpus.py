@@ -296,6 +296,11 @@ CASES = [
     C("emb-transform-not-se", "emb transform --checkpoint {run} --input {h5} --output {out}/e.h5ad", "st"),
     C("emb-export-no-model", "emb export --checkpoint {out}/nope --output {out}/x", "nope"),
     C("emb-import-no-folder", "emb import --model-folder {out}/nope --output {out}/x", "nope"),
+    # --- pipeline ---------------------------------------------------------------------------------
+    C("pipeline-compile-digest-text", "pipeline compile --out {out}/t.yaml --image-digest latest", "latest",
+      "--image-digest"),
+    C("pipeline-compile-two-digests", "pipeline compile --out {out}/t.yaml --image-digest sha256:" + "a" * 64
+      + " --image reg.local/s@sha256:" + "b" * 64, "--image", "reg.local/s"),
     # --- top level --------------------------------------------------------------------------------
     C("unknown-group", "bogus", "bogus"),
     C("unknown-tx-command", "tx bogus", "bogus"),

@@ -1,8 +1,9 @@
 """Compiled pipeline YAML: matches the golden files, is deterministic, loads back, carries GPU/retry/k8s settings.
 
-Regenerate the golden files after an intended change with:
+Regenerate the golden files after an intended change with (the digest is an example; compile pins the
+image to whatever digest it is given or the registry reports):
 
-    state pipeline compile --all --out tests/pipelines/golden
+    state pipeline compile --all --out tests/pipelines/golden --image-digest sha256:5e1f...  (GOLDEN_DIGEST)
 """
 
 from __future__ import annotations
@@ -13,22 +14,27 @@ import pytest
 import yaml
 from kfp import components
 
+from components.image import STATE_IMAGE
 from pipelines.compile import PIPELINES, compile_pipeline
+from pipelines.image_ref import pin
 from pipelines.settings import PipelineSettings
 
 GOLDEN = Path(__file__).parent / "golden"
-REGENERATE = "state pipeline compile --all --out tests/pipelines/golden"
+GOLDEN_DIGEST = "sha256:5e1f6a3c0d2b4e8f9a7c1b3d5e7f9a0b2c4d6e8f0a1b3c5d7e9f1a2b4c6d8e0f"
+GOLDEN_SETTINGS = PipelineSettings(image=pin(STATE_IMAGE, GOLDEN_DIGEST))
+REGENERATE = f"state pipeline compile --all --out tests/pipelines/golden --image-digest {GOLDEN_DIGEST}"
 
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("compiled")
-    return {name: compile_pipeline(name, out / f"{name}.yaml") for name in PIPELINES}
+    return {name: compile_pipeline(name, out / f"{name}.yaml", GOLDEN_SETTINGS) for name in PIPELINES}
 
 
 def _documents(path: Path) -> tuple[dict, dict]:
-    spec, platform = list(yaml.safe_load_all(path.read_text()))
-    return spec, platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    """The pipeline spec and the kubernetes settings per executor (no second document: none at all)."""
+    spec, *platform = list(yaml.safe_load_all(path.read_text()))
+    return spec, platform[0]["platforms"]["kubernetes"]["deploymentSpec"]["executors"] if platform else {}
 
 
 def _tasks(spec: dict) -> dict[str, dict]:
@@ -50,7 +56,7 @@ def test_matches_golden_file(compiled, name):
 
 
 def test_compiles_byte_identically_twice(compiled, tmp_path):
-    again = compile_pipeline("train", tmp_path / "train.yaml")
+    again = compile_pipeline("train", tmp_path / "train.yaml", GOLDEN_SETTINGS)
     assert again.read_bytes() == compiled["train"].read_bytes()
 
 
@@ -144,6 +150,13 @@ def test_image_setting_reaches_every_task(tmp_path):
 
 
 @pytest.mark.parametrize("name", sorted(PIPELINES))
+def test_every_task_runs_the_image_pinned_by_digest(compiled, name):
+    spec, _ = _documents(compiled[name])
+    images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values() if "container" in e}
+    assert images == {f"{STATE_IMAGE}@{GOLDEN_DIGEST}"}
+
+
+@pytest.mark.parametrize("name", sorted(PIPELINES))
 def test_every_task_has_cpu_and_memory_requests_and_limits(compiled, name):
     spec, _ = _documents(compiled[name])
     for executor, body in spec["deploymentSpec"]["executors"].items():
@@ -196,15 +209,23 @@ def test_data_steps_take_the_data_fingerprint(compiled):
     assert tasks["data fingerprint"]["cachingOptions"] == {}
 
 
-def test_multi_gpu_training_gets_shared_memory(compiled):
-    _, executors = _documents(compiled["train"])
+def test_multi_gpu_training_gets_shared_memory(tmp_path):
+    path = compile_pipeline("train", tmp_path / "t.yaml", PipelineSettings(multi_gpu=True))
+    _, executors = _documents(path)
     assert executors["exec-train-model"]["emptyDirMounts"] == [
         {"medium": "Memory", "mountPath": "/dev/shm", "sizeLimit": "16Gi", "volumeName": "dshm"}
     ]
+    assert "emptyDirMounts" not in executors["exec-train-model-2"]  # the baseline trains on CPU
+
+
+@pytest.mark.parametrize("name", sorted(PIPELINES))
+def test_single_gpu_compile_mounts_no_shared_memory(compiled, name):
+    _, executors = _documents(compiled[name])
+    assert not [e for e, body in executors.items() if "emptyDirMounts" in body]
 
 
 def test_batch_inference_without_gpu_is_not_pinned_to_the_gpu_pool(compiled):
     spec, platform = _documents(compiled["batch-infer"])
-    predict = platform["exec-predict-cells"]
+    predict = platform.get("exec-predict-cells", {})
     assert "nodeSelector" not in predict and "tolerations" not in predict
     assert spec["root"]["inputDefinitions"]["parameters"]["gpu_count"]["defaultValue"] == 0

@@ -63,6 +63,13 @@ def test_run_that_does_not_beat_the_serving_model_publishes_nothing(two_runs):
     assert "not the serving model" in second.gate_decision.read_text()
 
 
+def test_a_rerun_on_the_same_data_reuses_the_trained_models(two_runs):
+    # the bundled data is written once: rewritten files would change the data fingerprint and miss the cache
+    _, second = two_runs
+    assert not (second.run_root / "train-model").exists() and not (second.run_root / "split-cells").exists()
+    assert (second.run_root / "promotion-gate").is_dir()  # the gate and publish always run
+
+
 def test_batch_inference_pipeline_predicts_with_the_trained_run(two_runs, tmp_path):
     import anndata as ad
 

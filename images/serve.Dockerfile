@@ -2,7 +2,7 @@
 # The model repository is not baked in: the Deployment (manifests/triton-deployment.yaml) points Triton at
 # gs://... and reads it with workload identity, so a new model version needs no new image.
 #
-#   docker build -f docker/serve.Dockerfile -t <registry>/state-serve:24.10 .
+#   docker build -f images/serve.Dockerfile -t <registry>/state-serve:24.10 .
 #
 # 24.10 = Triton 2.51.0, the same server core as the PyTriton wheel we test with locally (docs/pipelines.md).
 ARG TRITON_IMAGE=nvcr.io/nvidia/tritonserver:24.10-py3
