@@ -108,7 +108,20 @@ def _scope_values(model: ReportModel, scope: str) -> dict[str, float]:
 
 
 def _metric_table(models: Sequence[ReportModel], scope: str, gate_metric: str | None) -> str:
+    """Headline metrics (and the gate's) in view; the others folded below, in the same layout."""
     metrics = _order(sorted({m for model in models for m in _scope_values(model, scope)}))
+    shown = [m for m in metrics if m in HEADLINE or m == gate_metric]
+    table, notes = _rows_table(models, scope, gate_metric, shown)
+    rest = [m for m in metrics if m not in shown]
+    if rest:
+        more, more_notes = _rows_table(models, scope, gate_metric, rest)
+        table += f"<details><summary>{len(rest)} more metrics</summary>{more}</details>"
+        notes += more_notes
+    return table + (f"<ul class='reasons'>{''.join(notes)}</ul>" if notes else "")
+
+
+def _rows_table(models: Sequence[ReportModel], scope: str, gate_metric: str | None,
+                metrics: list[str]) -> tuple[str, list[str]]:
     head = "".join(f"<th>{html.escape(m.label)}</th>" for m in models)
     head += "".join(f"<th>Δ vs {html.escape(m.label)}</th>" for m in models[1:])
     rows, reasons = [], []
@@ -122,8 +135,7 @@ def _metric_table(models: Sequence[ReportModel], scope: str, gate_metric: str | 
             if not math.isfinite(value) and metric in model.summary.reasons:
                 reasons.append(f"<li><b>{html.escape(metric)}</b> of {html.escape(model.label)}: "
                                f"{html.escape(_scoped_reason(model.summary.reasons[metric], scope))}</li>")
-    notes = f"<ul class='reasons'>{''.join(reasons)}</ul>" if reasons else ""
-    return f"<table><tr><th>metric</th>{head}</tr>{''.join(rows)}</table>{notes}"
+    return f"<table><tr><th>metric</th>{head}</tr>{''.join(rows)}</table>", reasons
 
 
 def _scoped_reason(text: str, scope: str) -> str:
@@ -149,7 +161,7 @@ def bar_chart_svg(metric: str, main: pd.Series, others: Sequence[tuple[str, pd.S
     values = [v for s in (main, *(o for _, o in others)) for v in s.to_numpy(float) if math.isfinite(v)]
     lo, hi = min([0.0, *values]), max([0.0, *values])
     span = (hi - lo) or 1.0
-    label_w, bar_w, value_w, row_h = 150, 380, 70, 18
+    label_w, bar_w, value_w, row_h = 130, 300, 60, 18
     width, height = label_w + bar_w + value_w, row_h * len(ordered) + 30
     x = lambda v: label_w + (v - lo) / span * bar_w  # noqa: E731
     parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' role='img' "
@@ -272,7 +284,7 @@ def render_html(models: Sequence[ReportModel], *, title: str = "Evaluation repor
     """The report page for `models` (the first is the one judged; the others are its references)."""
     gate_metric = gate.metric if gate else None
     n_perts = sum(models[0].summary.n_perturbations.values())
-    sub = f"{len(models[0].summary.by_cell_type)} cell type(s), {n_perts} perturbation evaluations; models: " + \
+    sub = f"{len(models[0].summary.by_cell_type)} cell type(s), {n_perts} perturbations; models: " + \
         ", ".join(html.escape(m.label) for m in models)
     body = [f"<h1>{html.escape(title)}</h1><p class='sub'>{sub}</p>"]
     if gate:

@@ -56,11 +56,18 @@ class PairKeys:
     feature_names: tuple[str, ...] = ()  # names of an obsm space (tx infer's feature names), if known
 
 
-def read_infer_metadata(path: str | Path) -> dict[str, object]:
-    """`uns["state_infer"]` of a `tx infer` output as plain values ({} when absent)."""
+def _open(path: str | Path, role: str):  # noqa: ANN202 - h5py.File, imported lazily
     import h5py
 
-    with h5py.File(path, "r") as file:
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise DataError(f"cannot read {role} AnnData {path}: {err}\n    fix: pass a valid .h5ad file") from err
+
+
+def read_infer_metadata(path: str | Path) -> dict[str, object]:
+    """`uns["state_infer"]` of a `tx infer` output as plain values ({} when absent)."""
+    with _open(path, "pred") as file:
         node = file.get(f"uns/{INFER_METADATA}")
         if node is None or not hasattr(node, "keys"):
             return {}
@@ -113,14 +120,14 @@ def _real_for(pred: MatrixKey, meta: dict[str, object]) -> MatrixKey:
 def read_cells(path: str | Path, key: MatrixKey, columns: list[str], role: str,
                feature_names: tuple[str, ...] = ()) -> CellData:
     """The matrix `key` of `path` with the obs `columns`, as evaluation reads it."""
-    import h5py
-
     from state_core.data.h5ad import read_obs_labels, read_var_names
 
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{role} AnnData file not found: {path}\n    fix: pass an existing .h5ad path")
-    with h5py.File(path, "r") as file:
+    with _open(path, role) as file:
+        if key.kind == "X" and "X" not in file:
+            raise DataError(f"{path} has no X\n    fix: store the expression matrix in X")
         if key.h5_path() not in file:
             group = "obsm" if key.kind == "obsm" else "layers"
             have = sorted(file[group].keys()) if key.kind != "X" and group in file else []
