@@ -27,9 +27,12 @@ EVENTS = (
     ("start", re.compile(rf"^Executing task {TASK}")),
     ("finish", re.compile(rf"^Task {TASK} finished with status (\w+)")),
     ("cached", re.compile(rf"^Task {TASK} cache hit")),
-    ("skipped", re.compile(rf"^Skipping (?:conditional )?task {TASK}")),
+    ("upstream failed", re.compile(rf"^Skipping task {TASK}: upstream")),
+    ("skipped", re.compile(rf"^Skipping conditional task {TASK}")),
 )
+KFP_INDENT = "    "  # kfp.local indents a task's streamed output
 ERROR_LINES = 25  # of a failed stage's output shown on the terminal
+KEPT_LINES = 400  # of each stage's output kept to find its error in
 
 
 @dataclass
@@ -56,10 +59,11 @@ class StageEvents:
     def _event(self, kind: str, task: str, rest: tuple[str, ...]) -> None:
         if kind == "start":
             self.started[task] = time.monotonic()
-            self.tails[task] = deque(maxlen=ERROR_LINES)
+            self.tails[task] = deque(maxlen=KEPT_LINES)
             self.current[threading.get_ident()] = task
             return
         duration = time.monotonic() - self.started.get(task, time.monotonic())
+        self.current = {thread: name for thread, name in self.current.items() if name != task}
         if kind == "finish":
             status = "ok" if rest[0] == "SUCCESS" else "FAILED"
             if status == "FAILED":
@@ -68,8 +72,10 @@ class StageEvents:
             self._line(task, status, f"{duration:5.1f}s", figure)
         elif kind == "cached":
             self._line(task, "cached", "    -", self.key_figure(task))
+        elif kind == "upstream failed":
+            self._line(task, "skipped", "    -", "an earlier stage failed")
         else:
-            self._line(task, "skipped", "    -", "gate held the candidate")
+            self._line(task, "skipped", "    -", "its condition is false (the gate held the candidate)")
 
     def _line(self, task: str, status: str, duration: str, figure: str) -> None:
         name = self.display_names.get(task, task)
@@ -80,11 +86,18 @@ class StageEvents:
     def on_output(self, text: str) -> None:
         task = self.current.get(threading.get_ident())
         if task is not None:
-            self.tails[task].append(ANSI.sub("", text.rstrip("\n")))
+            line = ANSI.sub("", text.rstrip("\n"))
+            self.tails[task].append(line[len(KFP_INDENT):] if line.startswith(KFP_INDENT) else line)
 
     def failure_tail(self) -> str:
+        """The failed stage's error: the exception lines of its last traceback, else its last lines."""
         lines = [line for line in self.tails.get(self.failed or "", []) if line.strip()]
-        return "\n".join(f"    | {line.strip()}" for line in lines)
+        starts = [i for i, line in enumerate(lines) if line.startswith("Traceback (most recent call last)")]
+        if starts:
+            after = lines[starts[-1] + 1:]
+            first = next((i for i, line in enumerate(after) if not line.startswith(" ")), 0)  # after the frames
+            lines = [line for line in after[first:] if " - ERROR - " not in line and not line.startswith("---")]
+        return "\n".join(f"    | {line}" for line in lines[-ERROR_LINES:])
 
 
 class _Tee:
@@ -129,16 +142,22 @@ def stage_lines(log_path: Path, key_figure: Callable[[str], str],
     echo = sys.stdout
     log_path.parent.mkdir(parents=True, exist_ok=True)
     root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
     with log_path.open("w", encoding="utf-8") as log:
         events = StageEvents(key_figure=key_figure, echo=echo, display_names=display_names or {})
         record_filter = _RecordFilter(events)
+        tee = _Tee(log, events)  # stderr too: Python warnings of every task would fill the terminal
+        # kfp.local logs skipped tasks outside its per-task logging context: send those to the file too
+        # (each task context restores the handlers it found, i.e. this one)
+        root.handlers = [logging.StreamHandler(tee)]
+        root.setLevel(logging.INFO)
         root.addFilter(record_filter)
         try:
-            tee = _Tee(log, events)  # stderr too: Python warnings of every task would fill the terminal
             with contextlib.redirect_stdout(tee), contextlib.redirect_stderr(tee):
                 yield events
         finally:
             root.removeFilter(record_filter)
+            root.handlers, root.level = handlers, level
 
 
 def executor_figure(pipeline_root: Path, gate_metric: str) -> Callable[[str], str]:

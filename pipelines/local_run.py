@@ -211,7 +211,7 @@ def run_local(options: LocalRunOptions) -> LocalRunResult:
         except RuntimeError as err:  # kfp.local's "task ... finished with status FAILURE"
             if events is None or events.failed is None:
                 raise
-            raise ArtifactError(f"pipeline stage {events.failed} failed; its last output:\n{events.failure_tail()}\n"
+            raise ArtifactError(f"pipeline stage {events.failed} failed:\n{events.failure_tail()}\n"
                                 f"    full log: {log_file}") from err
     run_root = _latest_run(out / "kfp")
 
