@@ -28,7 +28,7 @@ KNOWN_CAUSES = {
     "(a model that predicts no change, such as context_mean)",
     "de_spearman_sig": "needs at least two genes significant in both real and predicted DE",
     "de_spearman_lfc_sig": "needs at least two genes significant in both real and predicted DE",
-    "de_sig_genes_recall": "the real data has no significant DE genes for some perturbations",
+    "de_sig_genes_recall": "null for perturbations without real DE genes, NaN when no perturbation has any",
 }
 
 
