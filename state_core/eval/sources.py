@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,9 @@ import scipy.sparse as sp
 
 from state_core.errors import DataError
 from state_core.eval.inputs import CellData, _read_h5ad_matrix
+
+if TYPE_CHECKING:
+    from state_core.eval.evaluation import EvalResult
 
 INFER_METADATA = "state_infer"  # uns key written by `tx infer` (see state_core/train/infer.py)
 KINDS = ("X", "obsm", "layer")
@@ -162,11 +166,11 @@ def refuse_self_scoring(pred: CellData, real: CellData, keys: PairKeys, pred_pat
 
 def evaluate_files(adata_pred: str | Path, adata_real: str | Path, *, pred_key: str | None = None,
                    real_key: str | None = None, pert_col: str = "gene", celltype_col: str | None = None,
-                   embed_key: str | None = None, report: bool = True, **options: object):  # noqa: ANN201
+                   embed_key: str | None = None, report: bool = True,
+                   **options: Any) -> tuple[EvalResult, PairKeys]:
     """`state eval run`: resolve where the predictions are, refuse self-scoring, evaluate, write the report.
 
-    `options` go to `state_core.eval.evaluate` (profile, outdir, control_pert, ...). Returns
-    (EvalResult, PairKeys).
+    `options` go to `state_core.eval.evaluate` (profile, outdir, control_pert, ...).
     """
     from state_core.eval.evaluation import evaluate
     from state_core.eval.report import write_report
