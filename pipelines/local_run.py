@@ -10,7 +10,9 @@ backend; the cluster pipeline publishes the same files for the onnxruntime backe
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +51,7 @@ class LocalRunOptions:
     cache: bool = True  # reuse finished pure steps (split ... export) of earlier runs with the same inputs
     n_cells: int = 3000
     seed: int = 0
+    verbose: bool = False  # print kfp.local's full log instead of one line per stage (it always goes to the log file)
 
 
 @dataclass(frozen=True)
@@ -58,8 +61,10 @@ class LocalRunResult:
     published_version: int | None  # None: the gate held the candidate
     gate_decision: Path
     metrics: dict[str, float]
-    report_html: Path
+    report_html: Path  # the comparison page: candidate / baseline / serving, per cell type, gate outcome
     query: str = ""
+    log_file: Path | None = None  # kfp.local's full output
+    gate_metric: str = ""
 
     def summary(self) -> str:
         published = (
@@ -68,18 +73,20 @@ class LocalRunResult:
             else "gate held the candidate: nothing published"
         )
         reason = self.gate_decision.read_text().strip().splitlines()[-1]
+        figure = self.metrics.get(self.gate_metric)
         lines = [
-            f"pipeline outputs: {self.run_root}",
-            published,
-            f"gate: {reason} ({self.gate_decision})",
-            f"report: {self.report_html}",
+            "summary:",
+            f"  {published}",
+            f"  gate: {reason}",
         ]
-        lines += [
-            f"  {name} = {value:.4g}"
-            for name, value in sorted(self.metrics.items())[:8]
-        ]
+        if figure is not None:
+            lines.append(f"  candidate {self.gate_metric} = {figure:.4g}")
         if self.query:
-            lines.append(f"gRPC query: {self.query}")
+            lines.append(f"  gRPC query: {self.query}")
+        lines.append(f"  report:   {self.report_html}")
+        if self.log_file:
+            lines.append(f"  full log: {self.log_file}")
+        lines.append(f"  outputs:  {self.run_root}")
         return "\n".join(lines)
 
 
@@ -186,6 +193,7 @@ def run_local(options: LocalRunOptions) -> LocalRunResult:
     """Run the training pipeline locally on the bundled synthetic dataset (see the module docstring)."""
     from kfp import local
 
+    from pipelines.local_progress import display_names, executor_figure
     from pipelines.settings import PipelineSettings
     from pipelines.training import build_training_pipeline
     from state_core.pipeline_ops.evaluation import metrics_from_metadata
@@ -206,7 +214,17 @@ def run_local(options: LocalRunOptions) -> LocalRunResult:
         raise_on_error=True,
         enable_caching=options.cache,
     )
-    build_training_pipeline(PipelineSettings(retries=0))(**arguments)
+    log_file = out / "pipeline.log"
+    pipeline = build_training_pipeline(PipelineSettings(retries=0))
+    figure = executor_figure(out / "kfp", arguments["gate_metric"])
+    with _run_output(options.verbose, log_file, figure, display_names(pipeline)) as events:
+        try:
+            pipeline(**arguments)
+        except RuntimeError as err:  # kfp.local's "task ... finished with status FAILURE"
+            if events is None or events.failed is None:
+                raise
+            raise ArtifactError(f"pipeline stage {events.failed} failed:\n{events.failure_tail()}\n"
+                                f"    full log: {log_file}") from err
     run_root = _latest_run(out / "kfp")
 
     model_name = arguments.get("model_name", "state_st")
@@ -226,7 +244,9 @@ def run_local(options: LocalRunOptions) -> LocalRunResult:
         published_version=published,
         gate_decision=run_root / "promotion-gate" / "decision",
         metrics=metrics_from_metadata(_executor_metadata(metrics_task, "metrics")),
-        report_html=task_output(pipeline_root, "evaluate-model", "report"),
+        report_html=_copy_report(run_root / "promotion-gate" / "report", out / "report.html"),
+        log_file=None if options.verbose else log_file,
+        gate_metric=str(arguments["gate_metric"]),
     )
     if options.query and published is not None:
         run_dir = task_output(pipeline_root, "train-model", "model")
@@ -234,6 +254,23 @@ def run_local(options: LocalRunOptions) -> LocalRunResult:
         query = _query(repository, model_name, out / "triton", run_dir, data_file)
         result = LocalRunResult(**{**result.__dict__, "query": query})
     return result
+
+
+def _run_output(verbose: bool, log_file: Path, key_figure, names: dict[str, str]):  # noqa: ANN001, ANN202
+    """One line per stage (`pipelines.local_progress`), or kfp.local's own output with `verbose`."""
+    from pipelines.local_progress import stage_lines
+
+    if verbose:
+        return contextlib.nullcontext(None)
+    return stage_lines(log_file, key_figure, names)
+
+
+def _copy_report(report: Path, target: Path) -> Path:
+    """The gate's comparison page, also at the top of the output folder where a user looks first."""
+    if not report.is_file():
+        raise ArtifactError(f"{report}: the promotion gate wrote no report; see {target.parent / 'pipeline.log'}")
+    shutil.copyfile(report, target)
+    return target
 
 
 def _executor_metadata(task_dir: Path, output: str) -> dict:

@@ -103,6 +103,8 @@ def add_training_tasks(settings: PipelineSettings, p: dict) -> None:
         promotion_gate(
             candidate=candidate_eval.outputs["metrics"],
             baseline=baseline_eval.outputs["metrics"],
+            candidate_results=candidate_eval.outputs["results"],
+            baseline_results=baseline_eval.outputs["results"],
             comparison=serving.outputs["comparison"],
             metric=p["gate_metric"],
             higher_is_better=p["higher_is_better"],

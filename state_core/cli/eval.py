@@ -16,18 +16,22 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from state_core.eval import evaluate, write_report
-
     from state_core.cli.checks import require_finite, require_label
+    from state_core.eval.sources import MatrixKey, evaluate_files, resolve_keys
 
-    for path in (args.adata_pred, args.adata_real):
-        require_finite(path)
+    keys = resolve_keys(args.adata_pred, args.pred_key, args.real_key)
+    for path, key in ((args.adata_pred, keys.pred), (args.adata_real, keys.real)):
+        if key.kind != "layer":
+            require_finite(path, key.name if key.kind == "obsm" else "X")
         if args.embed_key:
             require_finite(path, args.embed_key)
         require_label(path, args.pert_col, args.control_pert, "--control-pert")
-    result = evaluate(
+    result, keys = evaluate_files(
         args.adata_pred,
         args.adata_real,
+        pred_key=args.pred_key,
+        real_key=args.real_key,
+        report=args.report,
         pert_col=args.pert_col,
         control_pert=args.control_pert,
         profile=args.profile,
@@ -42,9 +46,11 @@ def _run(args: argparse.Namespace) -> int:
         epsilon=args.epsilon,
         cpm_filter=args.cpm_filter,
     )
-    if args.report and args.celltype_col is None:
-        write_report(args.outdir)
-    print(result.agg.set_index("statistic").T[["mean"]].to_string())
+    if keys.pred != MatrixKey("X"):
+        print(f"scored pred {keys.pred} against real {keys.real} ({keys.origin})")
+    means = result.agg[result.agg["statistic"] == "mean"].drop(columns="statistic")
+    means = means.set_index("celltype").T if "celltype" in means else means.T.set_axis(["mean"], axis=1)
+    print(means.to_string())
     return 0
 
 
@@ -97,6 +103,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     run = sub.add_parser("run", help="evaluate predictions against real data")
     run.add_argument("-ap", "--adata-pred", required=True, help="predicted .h5ad")
     run.add_argument("-ar", "--adata-real", required=True, help="real .h5ad")
+    run.add_argument("--pred-key", help="where pred holds the predictions: X, obsm:KEY or layer:KEY "
+                     "[from `tx infer` metadata when present, else X]")
+    run.add_argument("--real-key", help="matrix of the real file to score against [obsm:<embed_key> for an obsm "
+                     "prediction of `tx infer`, else X]")
     run.add_argument("-dp", "--de-pred", help="precomputed predicted DE CSV")
     run.add_argument("-dr", "--de-real", help="precomputed real DE CSV")
     run.add_argument("-o", "--outdir", default="./cell-eval-outdir")

@@ -60,6 +60,7 @@ def _run(args: argparse.Namespace) -> int:
             params=args.param,
             query=not args.no_query,
             cache=not args.no_cache,
+            verbose=args.full_log,
         )
     )
     print(result.summary())
@@ -212,6 +213,12 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--no-cache",
         action="store_true",
         help="rerun every step instead of reusing earlier results",
+    )
+    p.add_argument(
+        "--verbose",
+        dest="full_log",
+        action="store_true",
+        help="print kfp.local's full log (default: one line per stage; the full log is in <out>/pipeline.log)",
     )
     p.set_defaults(func=_run)
 

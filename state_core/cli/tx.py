@@ -47,8 +47,11 @@ def _infer(args: argparse.Namespace) -> int:
                         basal=args.basal, pred_key=args.pred_key, batch_size=args.batch_size,
                         celltypes=args.celltypes.split(",") if args.celltypes else None)
     out = infer_file(args.model_dir, args.adata, args.output, checkpoint=args.checkpoint, options=opts,
-                     triton_url=args.triton)
+                     triton_url=args.triton, eval_pair=args.eval_pair)
     print(f"predictions written to {out}")
+    if args.eval_pair:
+        print(f"evaluation pair in {args.eval_pair}: state eval run -ap {args.eval_pair}/adata_pred.h5ad "
+              f"-ar {args.eval_pair}/adata_real.h5ad")
     return 0
 
 
@@ -112,6 +115,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     _flag(p, "pred_key", default=None, help="obsm key for predictions (default <embed_key>_pred)")
     _flag(p, "batch_size", type=int, default=16, help="cell sets per forward pass")
     _flag(p, "seed", type=int, default=0)
+    _flag(p, "eval_pair", default=None, metavar="DIR",
+          help="also write DIR/adata_pred.h5ad (predictions in X) and DIR/adata_real.h5ad (the input features), "
+               "ready for `state eval run`, for held-out cells labelled with their real perturbations")
     _flag(p, "triton", default=None, metavar="HOST:PORT", help="run the model on a Triton server over gRPC")
     p.set_defaults(func=_infer)
 

@@ -1,6 +1,8 @@
 """cell-eval compatible evaluation of predicted vs real perturbation data, with an HTML report.
 
-Public API: `evaluate`, `EvalResult`, `write_report`, `score`, `build_baseline`, `profile_metrics`.
+Public API: `evaluate`, `EvalResult`, `write_report`, `score`, `build_baseline`, `profile_metrics`,
+`summarize` / `MetricSummary` (one number per metric over cell types), `read_result` (a stored outdir),
+`evaluate_files` (`state eval run`: prediction location, self-scoring refused).
 Modules are imported lazily so `import state_core.eval` stays cheap.
 """
 
@@ -14,6 +16,9 @@ if TYPE_CHECKING:
     from state_core.eval.evaluation import EvalResult, evaluate
     from state_core.eval.registry import profile_metrics
     from state_core.eval.report import write_report
+    from state_core.eval.result_files import read_result
+    from state_core.eval.sources import evaluate_files
+    from state_core.eval.summary import MetricSummary, summarize
 
 _EXPORTS = {
     "evaluate": "state_core.eval.evaluation",
@@ -22,6 +27,10 @@ _EXPORTS = {
     "build_baseline": "state_core.eval.baseline",
     "write_report": "state_core.eval.report",
     "profile_metrics": "state_core.eval.registry",
+    "summarize": "state_core.eval.summary",
+    "MetricSummary": "state_core.eval.summary",
+    "read_result": "state_core.eval.result_files",
+    "evaluate_files": "state_core.eval.sources",
 }
 
 __all__ = list(_EXPORTS)

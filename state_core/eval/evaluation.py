@@ -66,13 +66,16 @@ def evaluate(
     epsilon: float = 0.0,
     cpm_filter: float | None = None,
     fdr_threshold: float = FDR_THRESHOLD,
+    celltype_folders: bool = False,
 ) -> EvalResult:
     """Evaluate predictions against real data with cell-eval 0.8's metric definitions.
 
     Writes `results.csv`, `agg_results.csv` and `real_de.csv`/`pred_de.csv` (unless DE tables were
     given or the profile is `pds`) into `outdir` when it is set. With `celltype_col`, each cell type is
-    evaluated on its own and its files are prefixed `<celltype>_`; the returned tables then start
-    with a `celltype` column. Inputs are never modified.
+    evaluated on its own (its own controls) and its files are prefixed `<celltype>_` as cell-eval names
+    them, or go to `<outdir>/<celltype>/` with `celltype_folders`; the returned tables then start with a
+    `celltype` column (`state_core.eval.summary` reduces them to one number per metric). Inputs are
+    never modified.
     """
     opts = EvalOptions(
         pert_col=pert_col,
@@ -95,7 +98,7 @@ def evaluate(
     with threadpool_limits(limits=max(1, num_threads) if num_threads > 0 else None):
         if celltype_col is None:
             return _evaluate_one(pred, real, opts, metrics, out, "", de_pred, de_real)
-        return _evaluate_by_celltype(pred, real, opts, metrics, out, celltype_col, de_pred, de_real)
+        return _evaluate_by_celltype(pred, real, opts, metrics, out, celltype_col, de_pred, de_real, celltype_folders)
 
 
 def _evaluate_by_celltype(
@@ -107,6 +110,7 @@ def _evaluate_by_celltype(
     celltype_col: str,
     de_pred: str | Path | None,
     de_real: str | Path | None,
+    folders: bool,
 ) -> EvalResult:
     real_types = label_array(real, celltype_col, "real")
     pred_types = label_array(pred, celltype_col, "pred")
@@ -117,9 +121,12 @@ def _evaluate_by_celltype(
                 f"cell type {cell_type!r} of real {celltype_col!r} has no predicted cells\n"
                 "    fix: predict every cell type of the real file"
             )
-        prefix = cell_type.replace("/", "-") + "_"
+        safe = cell_type.replace("/", "-")
+        where, prefix = (out / safe if out is not None else None, "") if folders else (out, safe + "_")
+        if where is not None:
+            where.mkdir(parents=True, exist_ok=True)
         one = _evaluate_one(
-            pred.subset(pred_types == cell_type), real.subset(real_types == cell_type), opts, metrics, out, prefix, de_pred, de_real
+            pred.subset(pred_types == cell_type), real.subset(real_types == cell_type), opts, metrics, where, prefix, de_pred, de_real
         )
         results.append(one.results.assign(celltype=cell_type))
         aggs.append(one.agg.assign(celltype=cell_type))

@@ -1,4 +1,5 @@
-"""The promotion gate: publish a candidate model only if it beats the baseline and the model now serving."""
+"""The promotion gate: publish a candidate model only if it beats the baseline and the model now serving;
+and the comparison page that shows the decision with the numbers behind it."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
+
+from state_core.atomic import atomic_write_text
 
 from state_core.errors import ConfigError, Problem
 from state_core.pipeline_ops.comparison import COMPARED, NONE_SERVING, SameCellsComparison
@@ -23,6 +27,13 @@ class PromotionDecision:
     serving: float | None  # the serving model on the candidate's test cells
     reason: str
     candidate_same_cells: float | None = None  # the candidate on those cells (differs when labels were left out)
+    min_improvement: float = 0.0
+
+    def rule(self) -> str:
+        direction = "higher" if self.higher_is_better else "lower"
+        return (f"publish when {self.metric} ({direction} is better) beats the baseline and the serving model "
+                f"(re-evaluated on the same test cells) by more than {self.min_improvement:g}; "
+                "an undefined (NaN) candidate or baseline value holds")
 
     def as_markdown(self) -> str:
         direction = "higher" if self.higher_is_better else "lower"
@@ -88,7 +99,8 @@ def should_promote(
 
     def decide(promote: bool, reason: str) -> PromotionDecision:
         return PromotionDecision(
-            promote, metric, higher_is_better, candidate, baseline, serving, reason
+            promote, metric, higher_is_better, candidate, baseline, serving, reason,
+            min_improvement=min_improvement,
         )
 
     if math.isnan(candidate):
@@ -165,3 +177,28 @@ def gate_on_same_cells(
                       f"(same test cells; margin required: {min_improvement:g}).", serving, candidate)
     return decide(True, "The candidate beats both the baseline and the serving model (same test cells).",
                   serving, candidate)
+
+
+def write_gate_report(decision: PromotionDecision, candidate_results: str | Path, baseline_results: str | Path,
+                      comparison_folder: str | Path, out_html: str | Path) -> Path:
+    """The one page a reviewer reads: candidate vs baseline vs the serving version, metric by metric and per
+    cell type, with the gate's rule and outcome (`state_core.eval.report` renders it)."""
+    from state_core.eval.report import GateView, ReportModel, render_html
+    from state_core.pipeline_ops.comparison import read_comparison
+    from state_core.pipeline_ops.same_cells import CANDIDATE_EVAL, SERVING_EVAL
+
+    models = [ReportModel.from_folder("candidate", candidate_results),
+              ReportModel.from_folder("baseline", baseline_results)]
+    comparison = read_comparison(comparison_folder)
+    notes = [comparison.note]
+    title = "Candidate vs baseline"
+    if comparison.status == COMPARED:
+        title += f" vs serving version {comparison.serving_version}"
+        folder = Path(comparison_folder)
+        if (folder / CANDIDATE_EVAL).is_dir():
+            models.append(ReportModel.from_folder("candidate on the serving model's cells", folder / CANDIDATE_EVAL))
+        models.append(ReportModel.from_folder(f"serving v{comparison.serving_version}", folder / SERVING_EVAL))
+    gate = GateView(metric=decision.metric, rule=decision.rule(), promote=decision.promote, reason=decision.reason)
+    page = render_html(models, title=title, gate=gate, notes=notes)
+    atomic_write_text(Path(out_html), page)
+    return Path(out_html)

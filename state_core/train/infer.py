@@ -5,7 +5,9 @@ perturbation) so a set never mixes them (fix of state#187); every cell gets a ba
 same cell type from the input (`basal="sample"`, seeded) or the cell itself (`basal="self"`, for control
 templates made by `preprocess_infer`). Groups are cut into chunks of at most `cell_set_len` cells of nearly
 equal size; chunks are batched with a key-padding mask, so padding never influences real cells.
-Predictions go to `obsm[pred_key]` (default `<embed_key>_pred`), never over `X`.
+Predictions go to `obsm[pred_key]` (default `<embed_key>_pred`), never over `X`; `uns["state_infer"]` says
+which keys were used, so `state eval run` scores the predictions, not the input. `--eval_pair DIR` also writes
+the evaluation-ready pair `DIR/adata_pred.h5ad` + `DIR/adata_real.h5ad`.
 """
 
 from __future__ import annotations
@@ -215,9 +217,38 @@ def infer_adata(adata: ad.AnnData, run, options: InferOptions, predictor: Predic
     adata.obsm[key] = latent
     if genes is not None:
         adata.obsm[f"{key}_genes"] = genes
-    adata.uns["state_infer"] = {"run": str(run.run_dir), "pred_key": key, "basal": options.basal, "seed": options.seed,
-                                "n_sets": len(plan.rows), "gene_names": list(vocab.gene_names)}
+    # `state eval run` reads this to score obsm[pred_key] against obsm[embed_key] (state_core.eval.sources)
+    adata.uns["state_infer"] = {"run": str(run.run_dir), "pred_key": key, "embed_key": embed_key or "X",
+                                "basal": options.basal, "seed": options.seed, "n_sets": len(plan.rows),
+                                "gene_names": list(vocab.gene_names), "feature_names": list(vocab.feature_names)}
     return adata
+
+
+EVAL_PRED, EVAL_REAL = "adata_pred.h5ad", "adata_real.h5ad"  # the names `tx predict` uses too
+
+
+def write_eval_pair(adata: ad.AnnData, folder: Path, columns: list[str]) -> tuple[Path, Path]:
+    """An evaluation-ready pair from `infer_adata`'s output: `X` = predictions and `X` = the input features
+    they are to be compared with (the model's feature space, named by the run's feature names), same obs.
+
+    Meant for inputs whose labels are the real perturbations of real cells (held-out data): each predicted
+    cell is then scored against the real cell it stands for.
+    """
+    meta = adata.uns["state_infer"]
+    embed_key, pred_key = str(meta["embed_key"]), str(meta["pred_key"])
+    real = adata.X if embed_key == "X" else adata.obsm[embed_key]
+    real = real.toarray() if sp.issparse(real) else np.asarray(real)
+    obs = adata.obs[[c for c in dict.fromkeys(columns) if c in adata.obs]].copy()
+    names = [str(n) for n in meta["feature_names"]]
+    if len(names) != real.shape[1]:
+        names = [f"feature_{i}" for i in range(real.shape[1])]
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = folder / EVAL_PRED, folder / EVAL_REAL
+    for path, x in zip(paths, (adata.obsm[pred_key], real), strict=True):
+        part = ad.AnnData(X=np.asarray(x, dtype=np.float32), obs=obs.copy())
+        part.var_names = names
+        write_h5ad_atomic(part, path)
+    return paths
 
 
 def check_options(options: InferOptions) -> None:
@@ -242,14 +273,19 @@ def check_output_file(out: Path, flag: str) -> None:
 
 
 def infer_file(model_dir: str | Path, adata_path: str | Path, output: str | Path | None, *, checkpoint: str = "final",
-               options: InferOptions = InferOptions(), triton_url: str | None = None, model_name: str = "state_st") -> Path:
-    """Read `adata_path`, predict with the run in `model_dir` (locally or via Triton), write `output`."""
+               options: InferOptions = InferOptions(), triton_url: str | None = None, model_name: str = "state_st",
+               eval_pair: str | Path | None = None) -> Path:
+    """Read `adata_path`, predict with the run in `model_dir` (locally or via Triton), write `output`; with
+    `eval_pair`, also `<eval_pair>/adata_{pred,real}.h5ad` for `state eval run` (`write_eval_pair`)."""
     from state_core.runs.load import load_run
 
     adata_path = Path(adata_path)
     check_options(options)
     out = Path(output) if output else adata_path.with_name(adata_path.stem + "_simulated.h5ad")
     check_output_file(out, "--output")
+    if eval_pair is not None and Path(eval_pair).is_file():
+        raise ConfigError("state tx infer", Problem("--eval_pair", f"{eval_pair} is a file",
+                                                   "give a folder (it is created if missing)"))
     adata = read_h5ad_file(adata_path)
     run = load_run(model_dir, checkpoint=checkpoint)
     if triton_url:
@@ -261,4 +297,8 @@ def infer_file(model_dir: str | Path, adata_path: str | Path, output: str | Path
     adata = infer_adata(adata, run, options, predictor, source=str(adata_path))
     write_h5ad_atomic(adata, out)
     log.info("wrote %s (%d cells)", out, adata.n_obs)
+    if eval_pair is not None:
+        cfg = run.config.data.kwargs
+        columns = [options.pert_col or cfg.pert_col, options.celltype_col or cfg.cell_type_key]
+        write_eval_pair(adata, Path(eval_pair), columns)
     return out

@@ -3,13 +3,15 @@
 Writes `<run>/eval_<checkpoint>/adata_pred.h5ad` and `adata_real.h5ad`: one row per test cell (each real
 cell exactly once, in sets cut from its (cell type, perturbation) group with a mask, never padded with
 copies), obs labels stored as labels (not stringified one-hots), predictions in `X` (gene space when the
-model has one) and the latent in `obsm[embed_key]`; then cell-eval-compatible metrics per cell type.
+model has one) and the latent in `obsm[embed_key]`; then cell-eval-compatible metrics per cell type
+through `state_core.eval` (the one evaluation path), returned by `predict_and_evaluate`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import anndata as ad
@@ -20,6 +22,8 @@ import torch
 from state_core.atomic import atomic_write_text, write_h5ad_atomic
 from state_core.data.splits import SplitManifest
 from state_core.errors import ArtifactError, DataError
+from state_core.eval.evaluation import EvalResult
+from state_core.eval.summary import MetricSummary
 from state_core.runs.layout import SPLIT_DIR
 from state_core.runs.load import load_run
 from state_core.storage import is_gcs
@@ -76,9 +80,25 @@ def check_test_data(manifest: SplitManifest, embed_key: str) -> None:
             raise DataError(message)
 
 
+@dataclass(frozen=True)
+class TestSplitResult:
+    """The folder with the AnnData files (and metrics), and the evaluator's result when it ran."""
+
+    folder: Path
+    evaluation: EvalResult | None = None  # per-perturbation tables with a `celltype` column
+    summary: MetricSummary | None = None  # one number per metric (state_core.eval.summary's NaN rule)
+
+
 def predict_test_split(run_dir: str | Path, *, checkpoint: str = "final", profile: str = "full",
                        evaluate: bool = True, out_dir: str | Path | None = None) -> Path:
     """Predict the test split of `run_dir`; returns the folder with the AnnData files and metrics."""
+    return predict_and_evaluate(run_dir, checkpoint=checkpoint, profile=profile, evaluate=evaluate,
+                                out_dir=out_dir).folder
+
+
+def predict_and_evaluate(run_dir: str | Path, *, checkpoint: str = "final", profile: str = "full",
+                         evaluate: bool = True, out_dir: str | Path | None = None) -> TestSplitResult:
+    """`predict_test_split`, returning the evaluation too (None when skipped)."""
     if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise ArtifactError(f"--eval_dir {out_dir} is a file; give a folder (it is created if missing)")
     run = load_run(run_dir, checkpoint=checkpoint)
@@ -107,31 +127,26 @@ def predict_test_split(run_dir: str | Path, *, checkpoint: str = "final", profil
         log.warning("predictions are %s embeddings, not expression: metrics skipped (train with "
                     "output_space=gene or all to get a gene decoder whose output can be evaluated)", key)
         evaluate = False
-    if evaluate:
-        summary = evaluate_by_cell_type(pred, real, vocab, profile, out)
-        atomic_write_text(out / "metrics.json", json.dumps(summary, indent=2))
-    return out
+    if not evaluate:
+        return TestSplitResult(out)
+    return TestSplitResult(out, *evaluate_by_cell_type(pred, real, vocab, profile, out))
 
 
-def evaluate_by_cell_type(pred: ad.AnnData, real: ad.AnnData, vocab, profile: str, out: Path) -> dict:  # noqa: ANN001
+def evaluate_by_cell_type(pred: ad.AnnData, real: ad.AnnData, vocab, profile: str,  # noqa: ANN001 - Vocab
+                          out: Path) -> tuple[EvalResult, MetricSummary]:
     """Evaluate each test cell type on its own (its own controls), as the original `tx predict` did.
 
-    Writes `<out>/<cell type>/{results,agg_results,real_de,pred_de}.csv` and `report.{html,md}`, and
-    returns {"cell_types": {ct: {metric: mean}}, "mean": {metric: mean over cell types}}.
+    Writes `<out>/<cell type>/{results,agg_results,real_de,pred_de}.csv`, one `report.{html,md}` for all
+    cell types and `metrics.json` (`MetricSummary.to_json_dict`: finite means per cell type and over cell
+    types, undefined metrics with their reason).
     """
     from state_core.eval import evaluate as run_eval
     from state_core.eval import write_report
+    from state_core.eval.summary import summarize
 
-    per_type: dict[str, dict[str, float]] = {}
-    cell_types = real.obs[vocab.cell_type_key].astype(str).to_numpy()
-    for cell_type in sorted(set(cell_types)):
-        keep = cell_types == cell_type
-        folder = out / cell_type.replace("/", "-")
-        result = run_eval(pred[keep], real[keep], pert_col=vocab.pert_col, control_pert=vocab.control_pert,
-                          profile=profile, outdir=folder)
-        write_report(folder)
-        means = result.agg.set_index("statistic").loc["mean"]
-        per_type[cell_type] = {k: float(v) for k, v in means.items() if np.isfinite(float(v))}
-    metrics = sorted({m for values in per_type.values() for m in values})
-    overall = {m: float(np.mean([v[m] for v in per_type.values() if m in v])) for m in metrics}
-    return {"profile": profile, "cell_types": per_type, "mean": overall}
+    result = run_eval(pred, real, pert_col=vocab.pert_col, control_pert=vocab.control_pert, profile=profile,
+                      outdir=out, celltype_col=vocab.cell_type_key, celltype_folders=True)
+    summary = summarize(result)
+    atomic_write_text(out / "metrics.json", json.dumps(summary.to_json_dict(profile), indent=2, allow_nan=False))
+    write_report(out)
+    return result, summary

@@ -6,7 +6,9 @@ run over the same data reuses the cached steps, does not beat the model now serv
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import json
 
 import pytest
@@ -20,11 +22,29 @@ HAS_TRITONSERVER = importlib.util.find_spec("pytriton") is not None
 
 
 @pytest.fixture(scope="module")
-def two_runs(tmp_path_factory) -> tuple[LocalRunResult, LocalRunResult]:
+def printed_runs(tmp_path_factory) -> tuple[LocalRunResult, LocalRunResult, str]:
     out = tmp_path_factory.mktemp("pipeline_out")
-    first = run_local(LocalRunOptions(out_dir=str(out), query=HAS_TRITONSERVER))
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        first = run_local(LocalRunOptions(out_dir=str(out), query=HAS_TRITONSERVER))
+        print(first.summary())
     second = run_local(LocalRunOptions(out_dir=str(out), query=False))
-    return first, second
+    return first, second, printed.getvalue()
+
+
+@pytest.fixture(scope="module")
+def two_runs(printed_runs) -> tuple[LocalRunResult, LocalRunResult]:
+    return printed_runs[:2]
+
+
+def test_a_run_prints_one_line_per_stage_and_a_summary(printed_runs):
+    first, _, text = printed_runs
+    lines = text.splitlines()
+    assert len(lines) <= 40, text
+    stages = [line.split()[:3] for line in lines if line.startswith("  ") and not line.startswith("   ")]
+    assert ["train", "candidate", "ok"] in stages and ["promotion", "gate", "ok"] in stages, text
+    assert f"report:   {first.report_html}" in text and f"full log: {first.log_file}" in text
+    assert "Streamed logs" in first.log_file.read_text() and "Streamed logs" not in text
 
 
 def test_first_run_publishes_a_served_version_with_its_record(two_runs):
@@ -44,8 +64,17 @@ def test_first_run_publishes_a_served_version_with_its_record(two_runs):
 def test_first_run_leaves_metrics_report_and_gate_decision(two_runs):
     first, _ = two_runs
     assert first.metrics["de_direction_match"] > 0
-    assert "<section>" in first.report_html.read_text()
+    assert first.report_html == first.run_root.parents[1] / "report.html"
+    page = first.report_html.read_text()
+    assert "Gate: PROMOTE" in page and "<th>candidate</th><th>baseline</th>" in page and "serving v" not in page
+    assert f"{first.metrics['de_direction_match']:.4g}" in page
     assert "PROMOTE" in first.gate_decision.read_text()
+
+
+def test_second_run_report_compares_with_the_serving_version(two_runs):
+    _, second = two_runs
+    page = second.report_html.read_text()
+    assert "Gate: HOLD" in page and "<th>serving v1</th>" in page and "Δ vs serving v1" in page
 
 
 @pytest.mark.skipif(

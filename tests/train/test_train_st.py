@@ -87,7 +87,8 @@ def test_predict_writes_one_row_per_test_cell_and_metrics(trained, synth_experim
 
     summary = json.loads((out / "metrics.json").read_text())
     assert "pearson_delta" in summary["mean"]
-    assert (out / synth_experiment.fewshot_cell_type / "report.html").is_file()
+    assert (out / synth_experiment.fewshot_cell_type / "agg_results.csv").is_file()
+    assert synth_experiment.fewshot_cell_type in (out / "report.html").read_text()  # one report, all cell types
 
 
 def test_bad_experiment_leaves_no_run_folder(tmp_path, train_cfg):
