@@ -1,12 +1,19 @@
-"""ST training throughput (cells/s) next to the original arc-state measured in the same run.
+"""ST training throughput (cells/s) and MFU, ours against arc-state at equal precision, interleaved.
 
 Config (issue "State Transition model"): state_sm shape with hidden 336, cell sets of 64, 8 sets per batch,
-X_hvg 2000-d inputs, on the synthetic fewshot experiment. Steady-state throughput is measured as the
-difference of two runs (short and long) so start-up (imports, data loading, model build) cancels out.
-The peer is `arc-state` from PyPI in its own virtual environment (created on first use under
-bench/.cache/arcvenv, with the local CPU torch wheel and transformers 4.52.3); pass --no-peer to skip it.
+X_hvg 2000-d inputs, on the synthetic fewshot experiment. Each run is one `state tx train` process (ours, or
+arc-state's README command line in its own venv under bench/.cache/arcvenv) with a timing callback added
+inside the process (bench/step_timer.py): cells/s = B*S*(end-start) / time from step `start` to step
+`end`, so start-up and warm-up steps are outside the window. Both sides run at the same precision (arc-state
+through Lightning's standard PL_TRAINER_PRECISION, no code change); runs are interleaved (the order rotates
+each repeat) and reported as median [min-max] with the load average of each run.
 
-    python bench/train.py [--cells 20000] [--steps 10 40] [--no-peer]
+MFU = model FLOPs per second / the machine's peak for that dtype. Model FLOPs per step are
+6 x (cells) x (nn.Linear weights) + 12 x layers x B x S^2 x attention width (forward + backward), counted on
+each side's own module; the loss and element-wise ops are left out. CPU peak = cores x clock x FLOP/cycle
+(Zen 4: 32 fp32, 64 bf16 with AVX512-BF16); a measured large-GEMM rate is printed next to it.
+
+    python bench/train.py [--repeats 3] [--steps 10 60] [--precisions bf16-mixed 32-true] [--no-peer]
 """
 
 from __future__ import annotations
@@ -16,15 +23,28 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-CACHE = ROOT / "bench" / ".cache"
-PEER_VENV = Path(os.environ.get("STATE_BENCH_ARC_VENV", CACHE / "arcvenv"))
+from benchlib import CACHE, ROOT, fmt_spread, load_average, peer_venv
+
 S, B, HIDDEN, HVG = 64, 8, 336, 2000
-REFERENCE_ARC_CELLS_PER_S = 607.0  # arc-state 0.11.1 on this machine class (spec); printed for context
+TIMER = ROOT / "bench" / "step_timer.py"
+# "ours-arcsize": our code with arc_compat, whose backbone keeps arc-state's YAML widths at hidden 336
+# (attention 8 x 84, SwiGLU 2688; ours scales them to 336 / 1344), so both sides do the same FLOPs per step
+OURS = {"ours": [], "ours-arcsize": ["model.kwargs.arc_compat=true"]}
+FLOP_PER_CYCLE = {"32-true": 32, "bf16-mixed": 64}  # per core, Zen 4 (2 x 256-bit FMA; bf16 dot products)
+
+
+@dataclass(frozen=True)
+class Run:
+    side: str
+    precision: str
+    cells_per_s: float
+    flops_per_step: float
+    load: str
+    reported_precision: str
 
 
 def make_data(n_cells: int) -> Path:
@@ -37,101 +57,113 @@ def make_data(n_cells: int) -> Path:
     return out
 
 
-def ours(data: Path, steps: int, precision: str = "auto") -> float:
-    """Wall seconds of `state tx train` for `steps` steps (subprocess, like a user runs it)."""
-    run = CACHE / "runs_ours"
-    cmd = [sys.executable, "-m", "state_core.cli.main", "tx", "train",
-           f"data.kwargs.toml_config_path={data / 'fewshot.toml'}", "data.kwargs.embed_key=X_hvg",
-           "data.kwargs.batch_col=gem_group", "data.kwargs.pert_col=gene", "data.kwargs.cell_type_key=cell_type",
-           "data.kwargs.control_pert=non-targeting", f"training.max_steps={steps}", "training.val_freq=100000",
-           "training.ckpt_every_n_steps=100000", f"training.batch_size={B}", "training.lr=1e-4",
-           f"model.kwargs.cell_set_len={S}", f"model.kwargs.hidden_dim={HIDDEN}", "model=state_sm",
-           "training.progress_bar=false", f"training.precision={precision}", f"output_dir={run}", "name=bench",
-           "overwrite=true"]
-    start = time.perf_counter()
-    subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
+def common_args(data: Path, steps: int) -> list[str]:
+    return [f"data.kwargs.toml_config_path={data / 'fewshot.toml'}", "data.kwargs.embed_key=X_hvg",
+            "data.kwargs.batch_col=gem_group", "data.kwargs.pert_col=gene", "data.kwargs.cell_type_key=cell_type",
+            "data.kwargs.control_pert=non-targeting", f"training.max_steps={steps}", "training.val_freq=100000",
+            "training.ckpt_every_n_steps=100000", f"training.batch_size={B}", "training.lr=1e-4",
+            f"model.kwargs.cell_set_len={S}", f"model.kwargs.hidden_dim={HIDDEN}", "model=state_sm"]
 
 
-def ensure_peer() -> Path | None:
-    python = PEER_VENV / "bin" / "python"
-    if (PEER_VENV / ".ok").exists():
-        return python
-    print(f"installing arc-state into {PEER_VENV} (one-off, a few minutes) ...", flush=True)
-    try:
-        subprocess.run([sys.executable, "-m", "venv", str(PEER_VENV)], check=True)
-        pip = [str(python), "-m", "pip", "install", "--quiet"]
-        subprocess.run(pip + ["torch==2.13.0"], check=True)
-        subprocess.run(pip + ["arc-state", "transformers==4.52.3"], check=True)
-    except subprocess.CalledProcessError as err:
-        print(f"peer unavailable: {err}")
-        return None
-    (PEER_VENV / ".ok").touch()
-    return python
-
-
-def peer(python: Path, data: Path, steps: int) -> float:
-    """Wall seconds of arc-state's `state tx train` with the README command line for `steps` steps."""
-    run = CACHE / "runs_peer"
-    script = textwrap.dedent(f"""
-        import sys
-        from state.__main__ import main
-        sys.argv = ["state", "tx", "train",
-            "data.kwargs.toml_config_path={data / 'fewshot.toml'}", "data.kwargs.embed_key=X_hvg",
-            "data.kwargs.num_workers=0", "data.kwargs.batch_col=gem_group", "data.kwargs.pert_col=gene",
-            "data.kwargs.cell_type_key=cell_type", "data.kwargs.control_pert=non-targeting",
-            "data.kwargs.output_space=gene",
-            "training.max_steps={steps}", "training.val_freq=100000", "training.ckpt_every_n_steps=100000",
-            "training.batch_size={B}", "training.lr=1e-4", "model.kwargs.cell_set_len={S}",
-            "model.kwargs.hidden_dim={HIDDEN}", "model=state_sm", "use_wandb=false",
-            "output_dir={run}", "name=bench_{steps}", "overwrite=true"]
-        main()
-    """)
-    env = dict(os.environ, WANDB_MODE="disabled")
-    start = time.perf_counter()
+def command(side: str, python: Path, data: Path, steps: int, precision: str, out: Path) -> tuple[list[str], dict, Path]:
+    """(argv, env, cwd) of one timed training process."""
+    timer = [str(python), str(TIMER), "--out", str(out)]
+    if side in OURS:
+        args = common_args(data, steps) + OURS[side] + ["training.progress_bar=false", f"training.precision={precision}",
+                                           f"output_dir={CACHE / 'runs_ours'}", "name=bench", "overwrite=true"]
+        return timer + ["--module", "state_core.cli.main", "--", "tx", "train", *args], dict(os.environ), ROOT
+    args = common_args(data, steps) + ["data.kwargs.num_workers=0", "data.kwargs.output_space=gene",
+                                       "use_wandb=false", f"output_dir={CACHE / 'runs_peer'}", "name=bench",
+                                       "overwrite=true"]
+    env = dict(os.environ, WANDB_MODE="disabled", PL_TRAINER_PRECISION=precision, PYTHONPATH="")
     # cell-load resolves relative dataset paths against the working directory, not the TOML file
-    subprocess.run([str(python), "-c", script], check=True, cwd=data, env=env, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    return timer + ["--module", "state", "--", "tx", "train", *args], env, data
 
 
-def steady_cells_per_s(timer, short: int, long: int) -> float:
-    extra = timer(long) - timer(short)
-    return (long - short) * B * S / max(extra, 1e-9)
+def timed_run(side: str, python: Path, data: Path, window: tuple[int, int], precision: str) -> Run:
+    start, end = window
+    out = CACHE / f"steps_{side}.json"
+    out.unlink(missing_ok=True)
+    argv, env, cwd = command(side, python, data, end, precision, out)
+    load = load_average()
+    done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
+    if done.returncode != 0 or not out.exists():
+        raise RuntimeError(f"{side} training failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    info = json.loads(out.read_text())
+    times = info["times"]
+    rate = (end - start) * B * S / (times[end - 1] - times[start - 1])
+    flops = 6 * B * S * info["linear_params"] + 12 * info["attention_layers"] * B * S * S * info["attention_width"]
+    return Run(side, precision, rate, flops, load, info["precision"])
+
+
+def cpu_peak(precision: str) -> float:
+    """Theoretical peak FLOP/s of the cores this process may use, from the clock in /proc/cpuinfo."""
+    mhz = [float(line.split(":")[1]) for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("cpu MHz")]
+    return len(os.sched_getaffinity(0)) * (max(mhz) * 1e6) * FLOP_PER_CYCLE[precision]
+
+
+def gemm_rate(precision: str, n: int = 2048, repeats: int = 5) -> float:
+    """Best FLOP/s of an n x n x n matmul in this process (torch, all threads), for scale."""
+    import torch
+
+    dtype = torch.bfloat16 if precision == "bf16-mixed" else torch.float32
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cells", type=int, default=20000)
-    parser.add_argument("--steps", type=int, nargs=2, default=(10, 40))
+    parser.add_argument("--steps", type=int, nargs=2, default=(10, 60), help="timed window: from step A to step B")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--precisions", nargs="+", default=["bf16-mixed", "32-true"], choices=sorted(FLOP_PER_CYCLE))
     parser.add_argument("--no-peer", action="store_true")
     args = parser.parse_args()
     CACHE.mkdir(parents=True, exist_ok=True)
     data = make_data(args.cells)
-    short, long = args.steps
-    result: dict[str, float | str] = {"config": f"state_sm hidden={HIDDEN} S={S} B={B} X_hvg={HVG}",
-                                      "threads": str(os.cpu_count())}
-    from state_core.train.fit import resolve_precision
-
-    result["ours_auto_precision"] = resolve_precision("auto")
-    result["ours_cells_per_s"] = round(steady_cells_per_s(lambda n: ours(data, n), short, long), 1)
-    print(f"ours (precision auto = {result['ours_auto_precision']}): {result['ours_cells_per_s']:>8} cells/s", flush=True)
-    result["ours_fp32_cells_per_s"] = round(steady_cells_per_s(lambda n: ours(data, n, "32-true"), short, long), 1)
-    print(f"ours (32-true):  {result['ours_fp32_cells_per_s']:>8} cells/s", flush=True)
-    python = None if args.no_peer else ensure_peer()
-    if python is not None:
-        try:
-            result["arc_state_cells_per_s"] = round(steady_cells_per_s(lambda n: peer(python, data, n), short, long), 1)
-            result["ratio"] = round(result["ours_cells_per_s"] / result["arc_state_cells_per_s"], 2)
-            result["ratio_fp32"] = round(result["ours_fp32_cells_per_s"] / result["arc_state_cells_per_s"], 2)
-            print(f"arc-state (fp32): {result['arc_state_cells_per_s']:>8} cells/s   ratio {result['ratio']}x "
-                  f"(target >= 2x); fp32 against fp32 {result['ratio_fp32']}x")
-        except subprocess.CalledProcessError as err:
-            print(f"arc-state run failed ({err}); reference figure from the spec: {REFERENCE_ARC_CELLS_PER_S} cells/s")
-    else:
-        print(f"arc-state not run; reference from the spec: {REFERENCE_ARC_CELLS_PER_S} cells/s, "
-              f"ratio vs reference {result['ours_cells_per_s'] / REFERENCE_ARC_CELLS_PER_S:.2f}x")
-    print(json.dumps(result))
+    pythons = {side: Path(sys.executable) for side in OURS}
+    if not args.no_peer:
+        peer = peer_venv("arcvenv", ["arc-state==0.11.1", "transformers==4.52.3"], torch_first=True)
+        if peer is not None:
+            pythons["arc-state"] = peer
+    cases = [(side, p) for p in args.precisions for side in pythons]
+    print(f"state_sm hidden={HIDDEN} S={S} B={B} X_hvg={HVG}; steps {args.steps[0]}->{args.steps[1]}; "
+          f"{args.repeats} interleaved repeats; {load_average()}", flush=True)
+    runs: list[Run] = []
+    for rep in range(args.repeats):
+        shift = rep % len(cases)
+        for side, precision in cases[shift:] + cases[:shift]:  # rotate the order so no side always goes first
+            run = timed_run(side, pythons[side], data, tuple(args.steps), precision)
+            runs.append(run)
+            print(f"  repeat {rep}: {side:9} {precision:10} {run.cells_per_s:7.0f} cells/s  ({run.load}; "
+                  f"trainer precision {run.reported_precision})", flush=True)
+    summary: dict[str, dict] = {}
+    print(f"\n{'side':9} {'precision':10} {'cells/s median [min-max]':>26} {'GFLOP/step':>10} {'MFU':>6}")
+    for side, precision in cases:
+        mine = [r for r in runs if r.side == side and r.precision == precision]
+        rates = [r.cells_per_s for r in mine]
+        steps_per_s = sorted(rates)[len(rates) // 2] / (B * S)
+        mfu = steps_per_s * mine[0].flops_per_step / cpu_peak(precision)
+        summary[f"{side} {precision}"] = {"cells_per_s": rates, "mfu": mfu, "gflop_per_step": mine[0].flops_per_step / 1e9,
+                                          "loads": [r.load for r in mine]}
+        print(f"{side:9} {precision:10} {fmt_spread(rates):>26} {mine[0].flops_per_step / 1e9:10.1f} {mfu:6.1%}")
+    if "arc-state" in pythons:
+        for precision in args.precisions:
+            peer = summary[f"arc-state {precision}"]["cells_per_s"]
+            for side in OURS:
+                ours = summary[f"{side} {precision}"]["cells_per_s"]
+                ratios = [a / b for a, b in zip(ours, peer)]  # per repeat: runs next to each other
+                print(f"ratio {side} / arc-state at {precision}: {fmt_spread(ratios, 2)} (target >= 2x)")
+    for precision in args.precisions:
+        print(f"peak {precision}: {cpu_peak(precision) / 1e9:.0f} GFLOP/s theoretical (MFU above uses this), "
+              f"{gemm_rate(precision) / 1e9:.0f} GFLOP/s measured 2048^3 GEMM ({load_average()})")
+    print(json.dumps(summary))
     return 0
 
 

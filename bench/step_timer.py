@@ -1,0 +1,81 @@
+"""Run a Lightning training CLI with a per-step timing callback added to every Trainer it builds.
+
+Used by bench/train.py for both sides (our `state tx train` and arc-state's), so both are timed the same
+way inside their own process: start-up, imports and data loading are outside the timed window. Only
+the standard library, torch and lightning are imported, so it runs in the peer's venv as well.
+
+    python bench/step_timer.py --out times.json --module state_core.cli.main -- tx train ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import runpy
+import sys
+import time
+from pathlib import Path
+
+
+def _matmul_shape(module) -> dict[str, int]:  # noqa: ANN001 - a LightningModule of either project
+    """Weights of every nn.Linear (each is used once per cell per step) and the attention widths."""
+    from torch import nn
+
+    linears = {name: m.weight.numel() for name, m in module.named_modules() if isinstance(m, nn.Linear)}
+    linear = sum(linears.values())
+    attn = [m.q_proj.out_features for m in module.modules() if isinstance(getattr(m, "q_proj", None), nn.Linear)]
+    return {"linears": linears, "linear_params": int(linear), "attention_layers": len(attn), "attention_width": int(max(attn, default=0))}
+
+
+def _callback_class():
+    import lightning.pytorch as pl
+    import torch
+
+    class StepTimer(pl.Callback):
+        """perf_counter() after every optimizer step (after a CUDA sync on GPU); written at the end."""
+
+        def __init__(self, out: Path):
+            self.out, self.times = out, []
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            self.times.append(time.perf_counter())
+
+        def on_train_end(self, trainer, pl_module) -> None:  # noqa: ANN001
+            info = {"times": self.times, "precision": str(trainer.precision), "threads": torch.get_num_threads(),
+                    "device": str(pl_module.device), **_matmul_shape(pl_module)}
+            self.out.write_text(json.dumps(info))
+
+    return StepTimer
+
+
+def install(out: Path) -> None:
+    """Wrap lightning.pytorch.Trainer.__init__ so each Trainer gets a StepTimer writing to `out`."""
+    import lightning.pytorch as pl
+
+    timer_cls, original = _callback_class(), pl.Trainer.__init__
+
+    @functools.wraps(original)  # keeps the signature, which Lightning's PL_TRAINER_* env defaults read
+    def init(self, *args, **kwargs):  # noqa: ANN001, ANN202
+        kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), timer_cls(out)]
+        original(self, *args, **kwargs)
+
+    pl.Trainer.__init__ = init
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--module", required=True, help="the CLI's module, run as __main__")
+    parser.add_argument("args", nargs=argparse.REMAINDER)
+    ns = parser.parse_args()
+    install(ns.out)
+    argv = ns.args[1:] if ns.args[:1] == ["--"] else ns.args
+    sys.argv = [ns.module, *argv]
+    runpy.run_module(ns.module, run_name="__main__", alter_sys=True)
+
+
+if __name__ == "__main__":
+    main()
