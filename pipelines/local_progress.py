@@ -47,6 +47,7 @@ class StageEvents:
     failed: str | None = None
     lines: list[str] = field(default_factory=list)
     display_names: dict[str, str] = field(default_factory=dict)
+    not_run: list[str] = field(default_factory=list)  # stages skipped because an earlier one failed
 
     def on_message(self, text: str) -> None:
         text = ANSI.sub("", text).strip()
@@ -73,7 +74,7 @@ class StageEvents:
         elif kind == "cached":
             self._line(task, "cached", "    -", self.key_figure(task))
         elif kind == "upstream failed":
-            self._line(task, "skipped", "    -", "an earlier stage failed")
+            self.not_run.append(self.display_names.get(task, task))  # one summary line, not one per stage
         else:
             self._line(task, "skipped", "    -", "its condition is false (the gate held the candidate)")
 
@@ -82,6 +83,13 @@ class StageEvents:
         line = f"  {name:<33} {status:<7} {duration:>7}  {figure}".rstrip()
         self.lines.append(line)
         print(line, file=self.echo, flush=True)
+
+    def report_not_run(self) -> None:
+        if self.not_run:
+            line = f"  not run, an earlier stage failed: {', '.join(self.not_run)}"
+            self.lines.append(line)
+            print(line, file=self.echo, flush=True)
+            self.not_run.clear()
 
     def on_output(self, text: str) -> None:
         task = self.current.get(threading.get_ident())
@@ -158,6 +166,7 @@ def stage_lines(log_path: Path, key_figure: Callable[[str], str],
         finally:
             root.removeFilter(record_filter)
             root.handlers, root.level = handlers, level
+            events.report_not_run()
 
 
 def executor_figure(pipeline_root: Path, gate_metric: str) -> Callable[[str], str]:

@@ -64,8 +64,8 @@ def test_first_run_publishes_a_served_version_with_its_record(two_runs):
 def test_first_run_leaves_metrics_report_and_gate_decision(two_runs):
     first, _ = two_runs
     assert first.metrics["de_direction_match"] > 0
-    assert first.report_html == first.run_root.parents[1] / "report.html"
-    page = first.report_html.read_text()
+    assert first.report_html == first.run_root.parents[1] / "report.html"  # the latest run's page, on top
+    page = (first.run_root / "promotion-gate" / "report").read_text()  # this run's own page (a rerun followed)
     assert "Gate: PROMOTE" in page and "<th>candidate</th><th>baseline</th>" in page and "serving v" not in page
     assert f"{first.metrics['de_direction_match']:.4g}" in page
     assert "PROMOTE" in first.gate_decision.read_text()

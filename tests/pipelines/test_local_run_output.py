@@ -23,7 +23,8 @@ def test_failed_stage_shows_its_error_in_a_few_lines(tmp_path):
     with contextlib.redirect_stdout(printed), pytest.raises(ArtifactError) as err:
         run_local(LocalRunOptions(out_dir=str(tmp_path), params=BAD, query=False, cache=False))
     lines = printed.getvalue().splitlines()
-    assert len(lines) <= 5 and lines[-1].split()[:2] == ["split", "FAILED"], lines
+    assert len(lines) <= 5 and ["split", "FAILED"] in [line.split()[:2] for line in lines], lines
+    assert lines[-1].startswith("  not run, an earlier stage failed: ") and "train candidate" in lines[-1], lines
     message = str(err.value)
     assert "stage split-cells failed" in message and "NO_SUCH_CONTROL" in message
     assert str(tmp_path / "pipeline.log") in message
