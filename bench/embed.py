@@ -60,8 +60,16 @@ def main() -> None:
     adata.write_h5ad(h5ad)
     genes = list(adata.var_names)
     table = GeneTable(genes, torch.randn(len(genes), args.token_dim, generator=torch.Generator().manual_seed(0)))
-    cfg = SEConfig(token_dim=args.token_dim, d_model=args.d_model, d_hid=2 * args.d_model, nhead=8,
-                   nlayers=args.layers, output_dim=args.d_model, dropout=0.0, num_datasets=1)
+    cfg = SEConfig(
+        token_dim=args.token_dim,
+        d_model=args.d_model,
+        d_hid=2 * args.d_model,
+        nhead=8,
+        nlayers=args.layers,
+        output_dim=args.d_model,
+        dropout=0.0,
+        num_datasets=1,
+    )
     torch.manual_seed(0)
     spec = SentenceSpec(pad_length=args.pad_length)
     meta = SEMeta("bench", cfg, spec, InputConvention("raw", None), table.digest())
@@ -106,13 +114,16 @@ def main() -> None:
     t_onnx = timed(run_onnx)
     diff = float(np.abs(np.concatenate(eager_out) - np.concatenate(onnx_out)).max())
 
-    t_transform = timed(lambda: transform_h5ad(model_dir, h5ad, work / "out.h5ad", batch_size=args.batch_size,
-                                               progress=False))
+    t_transform = timed(
+        lambda: transform_h5ad(model_dir, h5ad, work / "out.h5ad", batch_size=args.batch_size, progress=False)
+    )
 
     n = args.cells
-    print(f"SE bench: {n} cells x {args.genes} genes, E={args.token_dim} d={args.d_model} layers={args.layers} "
-          f"L={args.pad_length} batch={args.batch_size}, {args.threads} threads, torch {torch.__version__}, "
-          f"onnxruntime {ort.__version__}")
+    print(
+        f"SE bench: {n} cells x {args.genes} genes, E={args.token_dim} d={args.d_model} layers={args.layers} "
+        f"L={args.pad_length} batch={args.batch_size}, {args.threads} threads, torch {torch.__version__}, "
+        f"onnxruntime {ort.__version__}"
+    )
     print(f"  sentences  {rate(n, t_sent):10.1f} cells/s")
     print(f"  eager      {rate(n, t_eager):10.1f} cells/s  (encoder only)")
     print(f"  onnx       {rate(n, t_onnx):10.1f} cells/s  (encoder only; export took {t_export:.1f} s)")

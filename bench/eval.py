@@ -84,13 +84,43 @@ def bench_one(n_perts: int, profile: str, cache: Path, cell_eval: Path | None) -
     common = ["--pert-col", spec.pert_col, "--control-pert", spec.control_pert, "--profile", profile]
     ours_dir, theirs_dir = work / f"ours_{profile}", work / f"cell_eval_{profile}"
     state = str(Path(sys.executable).with_name("state"))
-    t_ours, cpu_ours = timed([state, "eval", "run", "-ap", str(pred), "-ar", str(real), "-o", str(ours_dir), "--no-report", "-t", "1", *common])
+    t_ours, cpu_ours = timed(
+        [
+            state,
+            "eval",
+            "run",
+            "-ap",
+            str(pred),
+            "-ar",
+            str(real),
+            "-o",
+            str(ours_dir),
+            "--no-report",
+            "-t",
+            "1",
+            *common,
+        ]
+    )
     print(f"\n== {n_perts} perturbations x 100 cells, 2000 genes, profile {profile}")
     print(f"state eval run : {t_ours:7.2f} s wall, {cpu_ours:7.2f} s CPU")
     if cell_eval is None:
         print("cell-eval      : skipped (reference on this machine class: full 38.9 s, minimal 18 s for 20 perts)")
         return
-    t_theirs, cpu_theirs = timed([str(cell_eval), "run", "-ap", str(pred), "-ar", str(real), "-o", str(theirs_dir), "--num-threads", "2", *common])
+    t_theirs, cpu_theirs = timed(
+        [
+            str(cell_eval),
+            "run",
+            "-ap",
+            str(pred),
+            "-ar",
+            str(real),
+            "-o",
+            str(theirs_dir),
+            "--num-threads",
+            "2",
+            *common,
+        ]
+    )
     print(f"cell-eval run  : {t_theirs:7.2f} s wall, {cpu_theirs:7.2f} s CPU")
     print(f"speed-up       : x{t_theirs / t_ours:.1f} wall, x{cpu_theirs / cpu_ours:.1f} CPU")
     for name in ("results.csv", "agg_results.csv"):

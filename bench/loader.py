@@ -112,29 +112,49 @@ def main() -> None:
     toml = args.cache_dir / "bench.toml"
     toml.write_text(f'[datasets]\nbench = "{h5ad}"\n[training]\nbench = "train"\n')
     manifest = build_split_manifest(load_experiment(toml), ObsColumns(), seed=0)
-    vocab = build_vocab(manifest, pert_col="gene", cell_type_key="cell_type", batch_col="gem_group",
-                        control_pert="non-targeting", embed_key="X_hvg", output_space="gene")
+    vocab = build_vocab(
+        manifest,
+        pert_col="gene",
+        cell_type_key="cell_type",
+        batch_col="gem_group",
+        control_pert="non-targeting",
+        embed_key="X_hvg",
+        output_space="gene",
+    )
     print(f"data ready in {time.perf_counter() - t0:.1f}s: {h5ad} ({manifest.n_cells('train')} train cells)")
 
     budget = 0 if args.stream else 16 * 2**30
-    store = StoreSettings(dtype=args.dtype, memory_budget_bytes=budget, cache_dir=str(args.cache_dir / "stores"),
-                          batch_in_store_dtype=args.keep_dtype)
+    store = StoreSettings(
+        dtype=args.dtype,
+        memory_budget_bytes=budget,
+        cache_dir=str(args.cache_dir / "stores"),
+        batch_in_store_dtype=args.keep_dtype,
+    )
     dm = CellSetDataModule(manifest, vocab, cell_set_len=args.set_len, batch_size=args.batch_size, seed=0, store=store)
     t0 = time.perf_counter()
     dm.setup("fit")
     features = dm.split_data("train").features
-    print(f"setup (labels, layout, store {'memmap' if features.streamed else 'RAM'} {args.dtype}) "
-          f"{time.perf_counter() - t0:.1f}s; RSS {rss_mib()[0]:.0f} MiB")
+    print(
+        f"setup (labels, layout, store {'memmap' if features.streamed else 'RAM'} {args.dtype}) "
+        f"{time.perf_counter() - t0:.1f}s; RSS {rss_mib()[0]:.0f} MiB"
+    )
     reference_array = features.array  # the same rows the loader reads (RAM array, or the memmap with --stream)
 
     loader = dm.train_dataloader()
-    print(f"{'epoch':>5} {'batches':>7} {'loader cells/s':>15} {'numpy cells/s':>14} {'ratio':>6} {'RSS MiB':>8} {'peak MiB':>9}")
+    print(
+        f"{'epoch':>5} {'batches':>7} {'loader cells/s':>15} {'numpy cells/s':>14} {'ratio':>6} "
+        f"{'RSS MiB':>8} {'peak MiB':>9}"
+    )
     for epoch in range(args.epochs):
         loader_rate, ref, n_batches = epoch_rates(dm, loader, epoch, reference_array)
         current, peak = rss_mib()
-        print(f"{epoch:>5} {n_batches:>7} {loader_rate:>15,.0f} {ref:>14,.0f} {loader_rate / ref:>6.2f} "
-              f"{current:>8.0f} {peak:>9.0f}")
-    print("note: shared 2-core machine; other processes affect absolute figures (the ratio is measured in the same run)")
+        print(
+            f"{epoch:>5} {n_batches:>7} {loader_rate:>15,.0f} {ref:>14,.0f} {loader_rate / ref:>6.2f} "
+            f"{current:>8.0f} {peak:>9.0f}"
+        )
+    print(
+        "note: shared 2-core machine; other processes affect absolute figures (the ratio is measured in the same run)"
+    )
 
 
 if __name__ == "__main__":

@@ -46,19 +46,52 @@ N_GENES = 2000
 # Two structurally different experiments: 16k cells x 2000 genes, 3 cell types, 30 perturbations, 2 batches,
 # co-regulated programmes, cell-type response strength and cell-type-specific programme gains.
 DATASETS: dict[str, SynthSpec] = {
-    "strong": SynthSpec(n_cells=16000, n_genes=N_GENES, n_cell_types=3, n_perturbations=30, n_batches=2, seed=1,
-                        n_programmes=8, programme_effect=1.0, programme_gain_sd=0.6),
-    "weak": SynthSpec(n_cells=16000, n_genes=N_GENES, n_cell_types=3, n_perturbations=30, n_batches=2, seed=2,
-                      n_programmes=12, programme_fraction=0.04, programme_effect=0.4, programme_gain_sd=0.8,
-                      response_strength=(0.3, 1.7), knockdown_residual=(0.2, 0.6), mean_dispersion=2.0),
+    "strong": SynthSpec(
+        n_cells=16000,
+        n_genes=N_GENES,
+        n_cell_types=3,
+        n_perturbations=30,
+        n_batches=2,
+        seed=1,
+        n_programmes=8,
+        programme_effect=1.0,
+        programme_gain_sd=0.6,
+    ),
+    "weak": SynthSpec(
+        n_cells=16000,
+        n_genes=N_GENES,
+        n_cell_types=3,
+        n_perturbations=30,
+        n_batches=2,
+        seed=2,
+        n_programmes=12,
+        programme_fraction=0.04,
+        programme_effect=0.4,
+        programme_gain_sd=0.8,
+        response_strength=(0.3, 1.7),
+        knockdown_residual=(0.2, 0.6),
+        mean_dispersion=2.0,
+    ),
 }
-README_ST = ["model=state_sm", "model.kwargs.hidden_dim=336", "model.kwargs.cell_set_len=64",
-             "training.batch_size=8", "training.lr=1e-4"]
+README_ST = [
+    "model=state_sm",
+    "model.kwargs.hidden_dim=336",
+    "model.kwargs.cell_set_len=64",
+    "training.batch_size=8",
+    "training.lr=1e-4",
+]
 BASELINES = ("perturb_mean", "perturb_mean_celltype", "context_mean")
 REDRAW = "real cells, 2nd draw"  # a reference, not a baseline: never in the verdict
 HEADLINE = ("pearson_delta", "de_direction_match", "de_sig_genes_recall", "overlap_at_N")
-COLUMNS = ("pearson_delta", "mse_delta", "de_direction_match", "de_sig_genes_recall", "overlap_at_N",
-           "discrimination_score_l1", "spread")
+COLUMNS = (
+    "pearson_delta",
+    "mse_delta",
+    "de_direction_match",
+    "de_sig_genes_recall",
+    "overlap_at_N",
+    "discrimination_score_l1",
+    "spread",
+)
 
 
 @dataclass(frozen=True)
@@ -107,11 +140,15 @@ def spread_ratio(pred: np.ndarray, real: np.ndarray, labels: np.ndarray) -> floa
     return spread_ratio_unpaired(pred, labels, real, labels)
 
 
-def spread_ratio_unpaired(pred: np.ndarray, pred_labels: np.ndarray, real: np.ndarray, real_labels: np.ndarray) -> float:
+def spread_ratio_unpaired(
+    pred: np.ndarray, pred_labels: np.ndarray, real: np.ndarray, real_labels: np.ndarray
+) -> float:
     """As spread_ratio, for predicted and real cells that are not the same rows."""
-    ratios = [pred[pred_labels == p].var(0).sum() / max(real[real_labels == p].var(0).sum(), 1e-12)
-              for p in np.unique(real_labels)
-              if p != CONTROL and (real_labels == p).sum() > 1 and (pred_labels == p).sum() > 1]
+    ratios = [
+        pred[pred_labels == p].var(0).sum() / max(real[real_labels == p].var(0).sum(), 1e-12)
+        for p in np.unique(real_labels)
+        if p != CONTROL and (real_labels == p).sum() > 1 and (pred_labels == p).sum() > 1
+    ]
     return float(np.median(ratios))
 
 
@@ -132,11 +169,33 @@ def score_test(run_dir: Path, log: Path) -> dict[str, float]:
 def score_fresh(run_dir: Path, fresh: Path, work: Path, log: Path) -> dict[str, float]:
     """`tx infer` on fresh held-out cells, then `eval run` of the predictions against those same cells."""
     inferred = work / "fresh_inferred.h5ad"
-    run(STATE + ["tx", "infer", "--model_dir", str(run_dir), "--adata", str(fresh), "--output", str(inferred),
-                 "--pert_col", "gene", "--embed_key", "X_hvg"], log)
+    run(
+        STATE
+        + [
+            "tx",
+            "infer",
+            "--model_dir",
+            str(run_dir),
+            "--adata",
+            str(fresh),
+            "--output",
+            str(inferred),
+            "--pert_col",
+            "gene",
+            "--embed_key",
+            "X_hvg",
+        ],
+        log,
+    )
     out = ad.read_h5ad(inferred)
-    return score_pair(np.asarray(out.obsm["X_hvg_pred"]), out.obs[["gene"]], np.asarray(out.obsm["X_hvg"]),
-                      out.obs[["gene"]], work, log)
+    return score_pair(
+        np.asarray(out.obsm["X_hvg_pred"]),
+        out.obs[["gene"]],
+        np.asarray(out.obsm["X_hvg"]),
+        out.obs[["gene"]],
+        work,
+        log,
+    )
 
 
 def score_redraw(data: Path, split: str, log: Path) -> Scored:
@@ -145,13 +204,20 @@ def score_redraw(data: Path, split: str, log: Path) -> Scored:
     work = data / f"redraw_{split}"
     work.mkdir(exist_ok=True)
     redraw, fresh = ad.read_h5ad(data / f"redraw_{split}.h5ad"), ad.read_h5ad(data / f"fresh_{split}.h5ad")
-    scores = score_pair(np.asarray(redraw.obsm["X_hvg"]), redraw.obs[["gene"]], np.asarray(fresh.obsm["X_hvg"]),
-                        fresh.obs[["gene"]], work, log)
+    scores = score_pair(
+        np.asarray(redraw.obsm["X_hvg"]),
+        redraw.obs[["gene"]],
+        np.asarray(fresh.obsm["X_hvg"]),
+        fresh.obs[["gene"]],
+        work,
+        log,
+    )
     return Scored(REDRAW, {}, scores, 0.0)
 
 
-def score_pair(pred_x: np.ndarray, pred_obs: pd.DataFrame, real_x: np.ndarray, real_obs: pd.DataFrame, work: Path,
-               log: Path) -> dict[str, float]:
+def score_pair(
+    pred_x: np.ndarray, pred_obs: pd.DataFrame, real_x: np.ndarray, real_obs: pd.DataFrame, work: Path, log: Path
+) -> dict[str, float]:
     """Write a (pred, real) pair of h5ad files and score it with `state eval run`; adds the spread ratio."""
     pred = ad.AnnData(X=np.asarray(pred_x, dtype=np.float32), obs=pred_obs.copy())
     real = ad.AnnData(X=np.asarray(real_x, dtype=np.float32), obs=real_obs.copy())
@@ -159,23 +225,52 @@ def score_pair(pred_x: np.ndarray, pred_obs: pd.DataFrame, real_x: np.ndarray, r
     pred.obs_names, real.obs_names = [f"p{i}" for i in range(pred.n_obs)], [f"r{i}" for i in range(real.n_obs)]
     write_h5ad_atomic(pred, work / "fresh_pred.h5ad")
     write_h5ad_atomic(real, work / "fresh_real.h5ad")
-    run(STATE + ["eval", "run", "-ap", str(work / "fresh_pred.h5ad"), "-ar", str(work / "fresh_real.h5ad"),
-                 "--pert-col", "gene", "--control-pert", CONTROL, "--profile", "full", "-o", str(work / "fresh_eval"),
-                 "--no-report"], log)
+    run(
+        STATE
+        + [
+            "eval",
+            "run",
+            "-ap",
+            str(work / "fresh_pred.h5ad"),
+            "-ar",
+            str(work / "fresh_real.h5ad"),
+            "--pert-col",
+            "gene",
+            "--control-pert",
+            CONTROL,
+            "--profile",
+            "full",
+            "-o",
+            str(work / "fresh_eval"),
+            "--no-report",
+        ],
+        log,
+    )
     summary = agg_means(work / "fresh_eval" / "agg_results.csv")
-    summary["spread"] = spread_ratio_unpaired(pred.X, pred.obs["gene"].astype(str).to_numpy(), real.X,
-                                              real.obs["gene"].astype(str).to_numpy())
+    summary["spread"] = spread_ratio_unpaired(
+        pred.X, pred.obs["gene"].astype(str).to_numpy(), real.X, real.obs["gene"].astype(str).to_numpy()
+    )
     return summary
 
 
 def train_and_score(data: Path, split: str, model: str, st_steps: int, extra: list[str], log: Path) -> Scored:
     name = f"{split}_{model}"
-    overrides = [f"data.kwargs.toml_config_path={data / f'{split}.toml'}", "data.kwargs.embed_key=X_hvg",
-                 "data.kwargs.output_space=gene", f"output_dir={data / 'runs'}", f"name={name}", "overwrite=true",
-                 "training.progress_bar=false"]
+    overrides = [
+        f"data.kwargs.toml_config_path={data / f'{split}.toml'}",
+        "data.kwargs.embed_key=X_hvg",
+        "data.kwargs.output_space=gene",
+        f"output_dir={data / 'runs'}",
+        f"name={name}",
+        "overwrite=true",
+        "training.progress_bar=false",
+    ]
     if model == "st":
-        overrides += README_ST + [f"training.max_steps={st_steps}", f"training.val_freq={st_steps}",
-                                  f"training.ckpt_every_n_steps={st_steps}", *extra]
+        overrides += README_ST + [
+            f"training.max_steps={st_steps}",
+            f"training.val_freq={st_steps}",
+            f"training.ckpt_every_n_steps={st_steps}",
+            *extra,
+        ]
     else:
         overrides += [f"model={model}", "training.max_steps=1"]
     run_dir = data / "runs" / name
@@ -214,7 +309,9 @@ def verdict(rows: list[Scored]) -> list[str]:
         base = [(r.fresh.get(metric, np.nan), r.model) for r in rows if r.model not in ("st", REDRAW)]
         best, who = max((v, m) for v, m in base if np.isfinite(v))
         mine = st.fresh.get(metric, np.nan)
-        out.append(f"{metric}: ST {mine:.3f} vs best baseline {best:.3f} ({who}) -> {'OK' if mine >= best else 'BELOW'}")
+        out.append(
+            f"{metric}: ST {mine:.3f} vs best baseline {best:.3f} ({who}) -> {'OK' if mine >= best else 'BELOW'}"
+        )
     spread = st.fresh.get("spread", np.nan)
     out.append(f"spread (pred/real variance): {spread:.2f} -> {'OK' if 0.5 <= spread <= 2.0 else 'OUTSIDE 0.5-2'}")
     return out

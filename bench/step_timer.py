@@ -25,7 +25,12 @@ def _matmul_shape(module) -> dict[str, int]:  # noqa: ANN001 - a LightningModule
     linears = {name: m.weight.numel() for name, m in module.named_modules() if isinstance(m, nn.Linear)}
     linear = sum(linears.values())
     attn = [m.q_proj.out_features for m in module.modules() if isinstance(getattr(m, "q_proj", None), nn.Linear)]
-    return {"linears": linears, "linear_params": int(linear), "attention_layers": len(attn), "attention_width": int(max(attn, default=0))}
+    return {
+        "linears": linears,
+        "linear_params": int(linear),
+        "attention_layers": len(attn),
+        "attention_width": int(max(attn, default=0)),
+    }
 
 
 def _callback_class():
@@ -44,8 +49,13 @@ def _callback_class():
             self.times.append(time.perf_counter())
 
         def on_train_end(self, trainer, pl_module) -> None:  # noqa: ANN001
-            info = {"times": self.times, "precision": str(trainer.precision), "threads": torch.get_num_threads(),
-                    "device": str(pl_module.device), **_matmul_shape(pl_module)}
+            info = {
+                "times": self.times,
+                "precision": str(trainer.precision),
+                "threads": torch.get_num_threads(),
+                "device": str(pl_module.device),
+                **_matmul_shape(pl_module),
+            }
             self.out.write_text(json.dumps(info))
 
     return StepTimer

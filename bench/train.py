@@ -58,23 +58,48 @@ def make_data(n_cells: int) -> Path:
 
 
 def common_args(data: Path, steps: int) -> list[str]:
-    return [f"data.kwargs.toml_config_path={data / 'fewshot.toml'}", "data.kwargs.embed_key=X_hvg",
-            "data.kwargs.batch_col=gem_group", "data.kwargs.pert_col=gene", "data.kwargs.cell_type_key=cell_type",
-            "data.kwargs.control_pert=non-targeting", f"training.max_steps={steps}", "training.val_freq=100000",
-            "training.ckpt_every_n_steps=100000", f"training.batch_size={B}", "training.lr=1e-4",
-            f"model.kwargs.cell_set_len={S}", f"model.kwargs.hidden_dim={HIDDEN}", "model=state_sm"]
+    return [
+        f"data.kwargs.toml_config_path={data / 'fewshot.toml'}",
+        "data.kwargs.embed_key=X_hvg",
+        "data.kwargs.batch_col=gem_group",
+        "data.kwargs.pert_col=gene",
+        "data.kwargs.cell_type_key=cell_type",
+        "data.kwargs.control_pert=non-targeting",
+        f"training.max_steps={steps}",
+        "training.val_freq=100000",
+        "training.ckpt_every_n_steps=100000",
+        f"training.batch_size={B}",
+        "training.lr=1e-4",
+        f"model.kwargs.cell_set_len={S}",
+        f"model.kwargs.hidden_dim={HIDDEN}",
+        "model=state_sm",
+    ]
 
 
 def command(side: str, python: Path, data: Path, steps: int, precision: str, out: Path) -> tuple[list[str], dict, Path]:
     """(argv, env, cwd) of one timed training process."""
     timer = [str(python), str(TIMER), "--out", str(out)]
     if side in OURS:
-        args = common_args(data, steps) + OURS[side] + ["training.progress_bar=false", f"training.precision={precision}",
-                                           f"output_dir={CACHE / 'runs_ours'}", "name=bench", "overwrite=true"]
+        args = (
+            common_args(data, steps)
+            + OURS[side]
+            + [
+                "training.progress_bar=false",
+                f"training.precision={precision}",
+                f"output_dir={CACHE / 'runs_ours'}",
+                "name=bench",
+                "overwrite=true",
+            ]
+        )
         return timer + ["--module", "state_core.cli.main", "--", "tx", "train", *args], dict(os.environ), ROOT
-    args = common_args(data, steps) + ["data.kwargs.num_workers=0", "data.kwargs.output_space=gene",
-                                       "use_wandb=false", f"output_dir={CACHE / 'runs_peer'}", "name=bench",
-                                       "overwrite=true"]
+    args = common_args(data, steps) + [
+        "data.kwargs.num_workers=0",
+        "data.kwargs.output_space=gene",
+        "use_wandb=false",
+        f"output_dir={CACHE / 'runs_peer'}",
+        "name=bench",
+        "overwrite=true",
+    ]
     env = dict(os.environ, WANDB_MODE="disabled", PL_TRAINER_PRECISION=precision, PYTHONPATH="")
     # cell-load resolves relative dataset paths against the working directory, not the TOML file
     return timer + ["--module", "state", "--", "tx", "train", *args], env, data
@@ -98,7 +123,11 @@ def timed_run(side: str, python: Path, data: Path, window: tuple[int, int], prec
 
 def cpu_peak(precision: str) -> float:
     """Theoretical peak FLOP/s of the cores this process may use, from the clock in /proc/cpuinfo."""
-    mhz = [float(line.split(":")[1]) for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("cpu MHz")]
+    mhz = [
+        float(line.split(":")[1])
+        for line in Path("/proc/cpuinfo").read_text().splitlines()
+        if line.startswith("cpu MHz")
+    ]
     return len(os.sched_getaffinity(0)) * (max(mhz) * 1e6) * FLOP_PER_CYCLE[precision]
 
 
@@ -133,16 +162,22 @@ def main() -> int:
         if peer is not None:
             pythons["arc-state"] = peer
     cases = [(side, p) for p in args.precisions for side in pythons]
-    print(f"state_sm hidden={HIDDEN} S={S} B={B} X_hvg={HVG}; steps {args.steps[0]}->{args.steps[1]}; "
-          f"{args.repeats} interleaved repeats; {load_average()}", flush=True)
+    print(
+        f"state_sm hidden={HIDDEN} S={S} B={B} X_hvg={HVG}; steps {args.steps[0]}->{args.steps[1]}; "
+        f"{args.repeats} interleaved repeats; {load_average()}",
+        flush=True,
+    )
     runs: list[Run] = []
     for rep in range(args.repeats):
         shift = rep % len(cases)
         for side, precision in cases[shift:] + cases[:shift]:  # rotate the order so no side always goes first
             run = timed_run(side, pythons[side], data, tuple(args.steps), precision)
             runs.append(run)
-            print(f"  repeat {rep}: {side:9} {precision:10} {run.cells_per_s:7.0f} cells/s  ({run.load}; "
-                  f"trainer precision {run.reported_precision})", flush=True)
+            print(
+                f"  repeat {rep}: {side:9} {precision:10} {run.cells_per_s:7.0f} cells/s  ({run.load}; "
+                f"trainer precision {run.reported_precision})",
+                flush=True,
+            )
     summary: dict[str, dict] = {}
     print(f"\n{'side':9} {'precision':10} {'cells/s median [min-max]':>26} {'GFLOP/step':>10} {'MFU':>6}")
     for side, precision in cases:
@@ -150,8 +185,12 @@ def main() -> int:
         rates = [r.cells_per_s for r in mine]
         steps_per_s = sorted(rates)[len(rates) // 2] / (B * S)
         mfu = steps_per_s * mine[0].flops_per_step / cpu_peak(precision)
-        summary[f"{side} {precision}"] = {"cells_per_s": rates, "mfu": mfu, "gflop_per_step": mine[0].flops_per_step / 1e9,
-                                          "loads": [r.load for r in mine]}
+        summary[f"{side} {precision}"] = {
+            "cells_per_s": rates,
+            "mfu": mfu,
+            "gflop_per_step": mine[0].flops_per_step / 1e9,
+            "loads": [r.load for r in mine],
+        }
         print(f"{side:9} {precision:10} {fmt_spread(rates):>26} {mine[0].flops_per_step / 1e9:10.1f} {mfu:6.1%}")
     if "arc-state" in pythons:
         for precision in args.precisions:
@@ -161,8 +200,10 @@ def main() -> int:
                 ratios = [a / b for a, b in zip(ours, peer)]  # per repeat: runs next to each other
                 print(f"ratio {side} / arc-state at {precision}: {fmt_spread(ratios, 2)} (target >= 2x)")
     for precision in args.precisions:
-        print(f"peak {precision}: {cpu_peak(precision) / 1e9:.0f} GFLOP/s theoretical (MFU above uses this), "
-              f"{gemm_rate(precision) / 1e9:.0f} GFLOP/s measured 2048^3 GEMM ({load_average()})")
+        print(
+            f"peak {precision}: {cpu_peak(precision) / 1e9:.0f} GFLOP/s theoretical (MFU above uses this), "
+            f"{gemm_rate(precision) / 1e9:.0f} GFLOP/s measured 2048^3 GEMM ({load_average()})"
+        )
     print(json.dumps(summary))
     return 0
 

@@ -28,16 +28,25 @@ def executor_input(spec: dict, executor: str, params: dict[str, object], work: P
     component = next(c for c in spec["components"].values() if c.get("executorLabel") == executor)
     outputs = component.get("outputDefinitions", {})
     artifacts = {
-        name: {"artifacts": [{"name": name, "type": {"schemaTitle": body["artifactType"]["schemaTitle"]},
-                              "uri": str(work / "outputs" / name), "metadata": {}}]}
+        name: {
+            "artifacts": [
+                {
+                    "name": name,
+                    "type": {"schemaTitle": body["artifactType"]["schemaTitle"]},
+                    "uri": str(work / "outputs" / name),
+                    "metadata": {},
+                }
+            ]
+        }
         for name, body in outputs.get("artifacts", {}).items()
     }
     return {
         "inputs": {"parameterValues": params},
         "outputs": {
             "artifacts": artifacts,
-            "parameters": {name: {"outputFile": str(work / "outputs" / f"{name}.txt")}
-                           for name in outputs.get("parameters", {})},
+            "parameters": {
+                name: {"outputFile": str(work / "outputs" / f"{name}.txt")} for name in outputs.get("parameters", {})
+            },
             "outputFile": str(work / "executor_output.json"),
         },
     }
@@ -75,8 +84,18 @@ def main(argv: list[str] | None = None) -> int:
         folder.chmod(0o777)  # the image runs as its own non-root user (uid 10001), who writes the outputs here
     payload = executor_input(spec, args.executor, {k: _value(v) for k, v in params.items()}, work)
     argv_in_image = command_line(spec, args.executor, payload)
-    engine = [*shlex.split(args.engine), "run", "--rm", *shlex.split(args.engine_args),
-              "--volume", f"{work}:{work}", "--entrypoint", argv_in_image[0], args.image, *argv_in_image[1:]]
+    engine = [
+        *shlex.split(args.engine),
+        "run",
+        "--rm",
+        *shlex.split(args.engine_args),
+        "--volume",
+        f"{work}:{work}",
+        "--entrypoint",
+        argv_in_image[0],
+        args.image,
+        *argv_in_image[1:],
+    ]
     done = subprocess.run(engine, check=False)
     if done.returncode != 0:
         print(f"{args.executor} exited {done.returncode} in {args.image}", file=sys.stderr)

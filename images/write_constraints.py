@@ -81,8 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         if OUT.exists() and OUT.read_text() == text:
             return 0
-        print(f"{OUT} is out of date: run {Path(__file__).name} with the tested environment's python",
-              file=sys.stderr)
+        print(f"{OUT} is out of date: run {Path(__file__).name} with the tested environment's python", file=sys.stderr)
         return 1
     OUT.write_text(text)
     print(f"wrote {OUT} ({text.count(chr(10)) - 2} packages)")

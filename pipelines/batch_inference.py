@@ -38,7 +38,11 @@ def build_batch_inference_pipeline(settings: PipelineSettings | None = None):
                 embed_key=p["embed_key"],
                 triton_model_name=p["triton_model_name"],
             ),
-            settings, "predict", cache=False, preemptible=True, resources=sizes.PREDICT,
+            settings,
+            "predict",
+            cache=False,
+            preemptible=True,
+            resources=sizes.PREDICT,
         )
         on_gpu(predict, p["gpu_resource"], p["gpu_count"])
 
@@ -46,5 +50,8 @@ def build_batch_inference_pipeline(settings: PipelineSettings | None = None):
         name=PIPELINE_NAME,
         description="Predict perturbation responses for every cell of an AnnData "
         "file with a trained State Transition model.",
-    )(pipeline_function("Predict every (cell type, perturbation) group of an AnnData file.", BATCH_INFERENCE,
-                        state_batch_infer))
+    )(
+        pipeline_function(
+            "Predict every (cell type, perturbation) group of an AnnData file.", BATCH_INFERENCE, state_batch_infer
+        )
+    )

@@ -35,9 +35,7 @@ def build_pipeline(name: str, settings: PipelineSettings | None = None):
     return PIPELINES[name](settings)
 
 
-def compile_pipeline(
-    name: str, out_path: str | Path, settings: PipelineSettings | None = None
-) -> Path:
+def compile_pipeline(name: str, out_path: str | Path, settings: PipelineSettings | None = None) -> Path:
     """Write the compiled YAML of pipeline `name` to `out_path` (folders are created)."""
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -47,11 +45,6 @@ def compile_pipeline(
     return out
 
 
-def compile_all(
-    out_dir: str | Path, settings: PipelineSettings | None = None
-) -> list[Path]:
+def compile_all(out_dir: str | Path, settings: PipelineSettings | None = None) -> list[Path]:
     """Compile every pipeline to `<out_dir>/<name>.yaml`."""
-    return [
-        compile_pipeline(name, Path(out_dir) / f"{name}.yaml", settings)
-        for name in PIPELINES
-    ]
+    return [compile_pipeline(name, Path(out_dir) / f"{name}.yaml", settings) for name in PIPELINES]

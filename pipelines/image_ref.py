@@ -54,11 +54,19 @@ def pin(ref: str, digest: str) -> str:
     """`ref` with `digest` attached; a malformed digest or a ref pinned to another digest is a ConfigError."""
     image = ImageRef.parse(ref)
     if not DIGEST.fullmatch(digest):
-        raise ConfigError("--image-digest", Problem(digest, "is not an image digest",
-                                                    "give sha256: and 64 hex digits, as `podman inspect` prints"))
+        raise ConfigError(
+            "--image-digest",
+            Problem(digest, "is not an image digest", "give sha256: and 64 hex digits, as `podman inspect` prints"),
+        )
     if image.digest and image.digest != digest:
-        raise ConfigError("--image", Problem(ref, f"is pinned to {image.digest}, not {digest}",
-                                             "give the digest once, in --image or in --image-digest"))
+        raise ConfigError(
+            "--image",
+            Problem(
+                ref,
+                f"is pinned to {image.digest}, not {digest}",
+                "give the digest once, in --image or in --image-digest",
+            ),
+        )
     return str(ImageRef(image.name, image.tag, digest))
 
 
@@ -92,8 +100,9 @@ def _anonymous_token(headers, timeout_s: float) -> str:  # noqa: ANN001 - reques
     fields = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
     if not challenge.lower().startswith("bearer") or "realm" not in fields:
         raise RuntimeError("the registry wants credentials")
-    answer = requests.get(fields["realm"], timeout=timeout_s,
-                          params={k: v for k, v in fields.items() if k in ("service", "scope")})
+    answer = requests.get(
+        fields["realm"], timeout=timeout_s, params={k: v for k, v in fields.items() if k in ("service", "scope")}
+    )
     body = answer.json() if answer.ok else {}
     token = body.get("token") or body.get("access_token")
     if not token:
@@ -112,5 +121,7 @@ def pinned_image(ref: str, digest: str | None = None, resolve: bool = True) -> t
     try:
         return pin(ref, registry_digest(ref)), None
     except RuntimeError as err:
-        return ref, (f"{ref} is not pinned by digest: {err}. The YAML names the tag; "
-                     "pass --image-digest sha256:... (podman/docker inspect) to pin it")
+        return ref, (
+            f"{ref} is not pinned by digest: {err}. The YAML names the tag; "
+            "pass --image-digest sha256:... (podman/docker inspect) to pin it"
+        )

@@ -41,8 +41,9 @@ class KfpAuth:
 
     @classmethod
     def from_environment(cls, token_file: str | None = None) -> KfpAuth:
-        return cls(token_file=token_file, token=os.environ.get(TOKEN_ENV) or None,
-                   cookie=os.environ.get(COOKIE_ENV) or None)
+        return cls(
+            token_file=token_file, token=os.environ.get(TOKEN_ENV) or None, cookie=os.environ.get(COOKIE_ENV) or None
+        )
 
 
 @dataclass(frozen=True)
@@ -68,16 +69,16 @@ def client_credentials(auth: KfpAuth) -> dict[str, Any]:
         return {"existing_token": auth.token}
     path = auth.token_file or os.environ.get(KF_PIPELINES_SA_TOKEN_ENV)
     if path and not Path(path).is_file():
-        raise ConfigError("kfp credentials", Problem(path, "token file not found",
-                                                     "pass --token-file with a file that holds a bearer token"))
+        raise ConfigError(
+            "kfp credentials",
+            Problem(path, "token file not found", "pass --token-file with a file that holds a bearer token"),
+        )
     if path or Path(KF_PIPELINES_SA_TOKEN_PATH).is_file():
         return {"credentials": ServiceAccountTokenVolumeCredentials(path or KF_PIPELINES_SA_TOKEN_PATH)}
     return {}
 
 
-def pipeline_parameters(
-    name: str, settings: PipelineSettings | None = None
-) -> dict[str, bool]:
+def pipeline_parameters(name: str, settings: PipelineSettings | None = None) -> dict[str, bool]:
     """Parameter name -> optional? for pipeline `name`."""
     inputs = build_pipeline(name, settings).component_spec.inputs or {}
     return {key: bool(spec.optional) for key, spec in inputs.items()}
@@ -85,8 +86,7 @@ def pipeline_parameters(
 
 def _client(target: KfpTarget) -> kfp.Client:
     try:
-        return kfp.Client(host=target.host, namespace=target.namespace or "kubeflow",
-                          **client_credentials(target.auth))
+        return kfp.Client(host=target.host, namespace=target.namespace or "kubeflow", **client_credentials(target.auth))
     except ConfigError:
         raise
     except Exception as err:  # kfp raises urllib3/ApiException types that vary by version
@@ -108,9 +108,7 @@ def submit_run(
     enable_caching: bool | None = None,
 ) -> str:
     """Start one run of pipeline `name` with `key=value` params; returns the run id."""
-    arguments: dict[str, Any] = parse_run_arguments(
-        params, pipeline_parameters(name, target.settings)
-    )
+    arguments: dict[str, Any] = parse_run_arguments(params, pipeline_parameters(name, target.settings))
     client = _client(target)
     with tempfile.TemporaryDirectory() as tmp:
         result = client.create_run_from_pipeline_package(
@@ -137,9 +135,7 @@ def schedule_runs(
     cron_expression = to_kfp_cron(cron)
     arguments = parse_run_arguments(params, pipeline_parameters(name, target.settings))
     client = _client(target)
-    experiment = client.create_experiment(
-        name=target.experiment, namespace=target.namespace
-    )
+    experiment = client.create_experiment(name=target.experiment, namespace=target.namespace)
     with tempfile.TemporaryDirectory() as tmp:
         recurring = client.create_recurring_run(
             experiment_id=experiment.experiment_id,

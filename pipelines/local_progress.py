@@ -95,14 +95,14 @@ class StageEvents:
         task = self.current.get(threading.get_ident())
         if task is not None:
             line = ANSI.sub("", text.rstrip("\n"))
-            self.tails[task].append(line[len(KFP_INDENT):] if line.startswith(KFP_INDENT) else line)
+            self.tails[task].append(line[len(KFP_INDENT) :] if line.startswith(KFP_INDENT) else line)
 
     def failure_tail(self) -> str:
         """The failed stage's error: the exception lines of its last traceback, else its last lines."""
         lines = [line for line in self.tails.get(self.failed or "", []) if line.strip()]
         starts = [i for i, line in enumerate(lines) if line.startswith("Traceback (most recent call last)")]
         if starts:
-            after = lines[starts[-1] + 1:]
+            after = lines[starts[-1] + 1 :]
             first = next((i for i, line in enumerate(after) if not line.startswith(" ")), 0)  # after the frames
             lines = [line for line in after[first:] if " - ERROR - " not in line and not line.startswith("---")]
         return "\n".join(f"    | {line}" for line in lines[-ERROR_LINES:])
@@ -143,8 +143,9 @@ class _RecordFilter(logging.Filter):
 
 
 @contextlib.contextmanager
-def stage_lines(log_path: Path, key_figure: Callable[[str], str],
-                display_names: dict[str, str] | None = None) -> Iterator[StageEvents]:
+def stage_lines(
+    log_path: Path, key_figure: Callable[[str], str], display_names: dict[str, str] | None = None
+) -> Iterator[StageEvents]:
     """Inside: stdout and stderr go to `log_path`, each finished stage prints one line to the real stdout
     (named by `display_names`: kfp task name -> the name set in the pipeline)."""
     echo = sys.stdout
@@ -174,8 +175,9 @@ def executor_figure(pipeline_root: Path, gate_metric: str) -> Callable[[str], st
 
     def figure(task: str) -> str:
         runs = sorted(pipeline_root.glob("state-train-*"), reverse=True)
-        found = next((r / task / "executor_output.json" for r in runs if (r / task / "executor_output.json").is_file()),
-                     None)
+        found = next(
+            (r / task / "executor_output.json" for r in runs if (r / task / "executor_output.json").is_file()), None
+        )
         if found is None:
             return ""
         output = json.loads(found.read_text())
@@ -190,8 +192,6 @@ def executor_figure(pipeline_root: Path, gate_metric: str) -> Callable[[str], st
         return "" if value is None else f"-> {str(value)[:16]}"
 
     return figure
-
-
 
 
 def display_names(pipeline: object) -> dict[str, str]:

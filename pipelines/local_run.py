@@ -44,9 +44,7 @@ LOCAL_BASELINE_OVERRIDES = [
 @dataclass(frozen=True)
 class LocalRunOptions:
     out_dir: str = "pipeline_out"
-    params: list[str] = field(
-        default_factory=list
-    )  # key=value overrides of training-pipeline parameters
+    params: list[str] = field(default_factory=list)  # key=value overrides of training-pipeline parameters
     query: bool = True  # serve the published model and send one gRPC request
     cache: bool = True  # reuse finished pure steps (split ... export) of earlier runs with the same inputs
     n_cells: int = 3000
@@ -125,7 +123,6 @@ def _given_arguments(params: list[str]) -> dict:
 
 
 def _arguments(experiment_toml: Path, repository: Path, given: dict) -> dict:
-
     # The bundled test split is tiny (three perturbations per cell type), so coarse or NaN-prone metrics
     # decide by chance. de_direction_match is 0 for context_mean (it predicts no change) and positive for any
     # model that learned some effect, so a short CPU run decides the gate the same way every time.
@@ -144,15 +141,11 @@ def _arguments(experiment_toml: Path, repository: Path, given: dict) -> dict:
 def task_output(pipeline_root: Path, task: str, output: str) -> Path:
     """The newest `<run>/<task>/<output>`: a cached task writes nothing in the new run's folder, its
     outputs stay where the run that computed them put them."""
-    runs = sorted(
-        pipeline_root.glob("state-train-*"), reverse=True
-    )  # names end in a sortable timestamp
+    runs = sorted(pipeline_root.glob("state-train-*"), reverse=True)  # names end in a sortable timestamp
     for run in runs:
         if (run / task / output).exists():
             return run / task / output
-    raise ArtifactError(
-        f"{pipeline_root}: no run left {task}/{output}; see the task log above"
-    )
+    raise ArtifactError(f"{pipeline_root}: no run left {task}/{output}; see the task log above")
 
 
 def _latest_run(pipeline_root: Path) -> Path:
@@ -162,9 +155,7 @@ def _latest_run(pipeline_root: Path) -> Path:
     return runs[-1]
 
 
-def _query(
-    repository: Path, model_name: str, work_dir: Path, run_dir: Path, adata_path: Path
-) -> str:
+def _query(repository: Path, model_name: str, work_dir: Path, run_dir: Path, adata_path: Path) -> str:
     """Serve the repository, predict a slice of the data over gRPC, stop the server."""
     import anndata as ad
 
@@ -223,21 +214,16 @@ def run_local(options: LocalRunOptions) -> LocalRunResult:
         except RuntimeError as err:  # kfp.local's "task ... finished with status FAILURE"
             if events is None or events.failed is None:
                 raise
-            raise ArtifactError(f"pipeline stage {events.failed} failed:\n{events.failure_tail()}\n"
-                                f"    full log: {log_file}") from err
+            raise ArtifactError(
+                f"pipeline stage {events.failed} failed:\n{events.failure_tail()}\n    full log: {log_file}"
+            ) from err
     run_root = _latest_run(out / "kfp")
 
     model_name = arguments.get("model_name", "state_st")
     after = serving_record(str(repository), model_name)
-    published = (
-        after.version
-        if after and (before is None or after.version != before.version)
-        else None
-    )
+    published = after.version if after and (before is None or after.version != before.version) else None
     pipeline_root = out / "kfp"
-    metrics_task = task_output(
-        pipeline_root, "evaluate-model", "executor_output.json"
-    ).parent
+    metrics_task = task_output(pipeline_root, "evaluate-model", "executor_output.json").parent
     result = LocalRunResult(
         run_root=run_root,
         model_repository=repository,
@@ -278,9 +264,7 @@ def _executor_metadata(task_dir: Path, output: str) -> dict:
     import json
 
     executor_output = json.loads((task_dir / "executor_output.json").read_text())
-    artifacts = (
-        executor_output.get("artifacts", {}).get(output, {}).get("artifacts", [])
-    )
+    artifacts = executor_output.get("artifacts", {}).get(output, {}).get("artifacts", [])
     return artifacts[0].get("metadata", {}) if artifacts else {}
 
 
@@ -309,9 +293,7 @@ def predict_locally(
     )
     runs = sorted(root.glob("state-batch-infer-*"))
     if not runs or not (runs[-1] / "predict-cells" / "predictions").is_file():
-        raise ArtifactError(
-            f"{root}: the batch-inference run left no predictions; see the task log above"
-        )
+        raise ArtifactError(f"{root}: the batch-inference run left no predictions; see the task log above")
     return runs[-1] / "predict-cells" / "predictions"
 
 
@@ -340,8 +322,12 @@ def retrain_locally(pipeline_root: str | Path, arguments: dict, cache: bool = Tr
     root = Path(pipeline_root).resolve()
     repository, model_name = str(arguments["model_repository"]), arguments.get("model_name", "state_st")
     before = serving_record(repository, model_name)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True,
-               enable_caching=cache)
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(root),
+        raise_on_error=True,
+        enable_caching=cache,
+    )
     build_retraining_pipeline(PipelineSettings(retries=0))(**arguments)
     runs = sorted(root.glob(f"{PIPELINE_NAME}-*"))
     if not runs:

@@ -39,12 +39,21 @@ PREDICT = Resources("4", "8", "16G", "32G")
 
 
 def set_resources(task: dsl.PipelineTask, resources: Resources) -> dsl.PipelineTask:
-    return (task.set_cpu_request(resources.cpu_request).set_cpu_limit(resources.cpu_limit)
-            .set_memory_request(resources.memory_request).set_memory_limit(resources.memory_limit))
+    return (
+        task.set_cpu_request(resources.cpu_request)
+        .set_cpu_limit(resources.cpu_limit)
+        .set_memory_request(resources.memory_request)
+        .set_memory_limit(resources.memory_limit)
+    )
 
 
-def on_gpu(task: dsl.PipelineTask, gpu_resource, gpu_count, gpu_node_selector=None,  # noqa: ANN001 - channels
-           shared_memory: bool = False) -> dsl.PipelineTask:
+def on_gpu(
+    task: dsl.PipelineTask,
+    gpu_resource,
+    gpu_count,
+    gpu_node_selector=None,  # noqa: ANN001 - channels
+    shared_memory: bool = False,
+) -> dsl.PipelineTask:
     """Request `gpu_count` of `gpu_resource`; with `shared_memory` a /dev/shm emptyDir (several GPUs talk
     through it; the compile-time `--multi-gpu` choice).
 
@@ -54,8 +63,9 @@ def on_gpu(task: dsl.PipelineTask, gpu_resource, gpu_count, gpu_node_selector=No
     """
     task.set_accelerator_type(gpu_resource).set_accelerator_limit(gpu_count)
     if shared_memory:
-        kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory",
-                                   size_limit=SHM_SIZE)
+        kubernetes.empty_dir_mount(
+            task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=SHM_SIZE
+        )
     if gpu_node_selector is not None:
         kubernetes.add_node_selector_json(task, gpu_node_selector)
         kubernetes.add_toleration(task, key=GPU_TOLERATION_KEY, operator="Exists", effect="NoSchedule")

@@ -29,8 +29,13 @@ def build_retraining_pipeline(settings: PipelineSettings | None = None):
     training = build_training_pipeline(settings)
 
     def state_retrain(**p):
-        fingerprint = step(fingerprint_data(experiment_toml=p["experiment_toml"]), settings, "data fingerprint",
-                           cache=False, resources=sizes.SMALL)
+        fingerprint = step(
+            fingerprint_data(experiment_toml=p["experiment_toml"]),
+            settings,
+            "data fingerprint",
+            cache=False,
+            resources=sizes.SMALL,
+        )
         check = step(
             data_changed(
                 data_fingerprint=fingerprint.output,
@@ -38,7 +43,10 @@ def build_retraining_pipeline(settings: PipelineSettings | None = None):
                 model_name=p["model_name"],
                 force=p["force"],
             ),
-            settings, "data changed?", cache=False, resources=sizes.SMALL,
+            settings,
+            "data changed?",
+            cache=False,
+            resources=sizes.SMALL,
         )
         with dsl.If(check.output == True, name="retrain"):  # noqa: E712 - a KFP condition, not Python
             training(**{name: p[name] for name in names(TRAINING)})
@@ -47,5 +55,8 @@ def build_retraining_pipeline(settings: PipelineSettings | None = None):
         name=PIPELINE_NAME,
         description="Retrain and republish the State Transition model when its "
         "training data has changed (for recurring runs).",
-    )(pipeline_function("Retrain when the data changed since the serving model was trained.", RETRAINING,
-                        state_retrain))
+    )(
+        pipeline_function(
+            "Retrain when the data changed since the serving model was trained.", RETRAINING, state_retrain
+        )
+    )

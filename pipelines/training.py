@@ -33,8 +33,13 @@ PIPELINE_NAME = "state-train"
 
 def add_training_tasks(settings: PipelineSettings, p: dict) -> None:
     """The tasks of one training run, from the pipeline parameters `p` (channels)."""
-    fingerprint = step(fingerprint_data(experiment_toml=p["experiment_toml"]), settings, "data fingerprint",
-                       cache=False, resources=sizes.SMALL)
+    fingerprint = step(
+        fingerprint_data(experiment_toml=p["experiment_toml"]),
+        settings,
+        "data fingerprint",
+        cache=False,
+        resources=sizes.SMALL,
+    )
     data_fingerprint = fingerprint.output
     split = step(
         split_cells(
@@ -46,7 +51,10 @@ def add_training_tasks(settings: PipelineSettings, p: dict) -> None:
             batch_col=p["batch_col"],
             control_pert=p["control_pert"],
         ),
-        settings, "split", cache=True, resources=sizes.SPLIT,
+        settings,
+        "split",
+        cache=True,
+        resources=sizes.SPLIT,
     )
     embed = step(
         embed_cells(
@@ -57,7 +65,10 @@ def add_training_tasks(settings: PipelineSettings, p: dict) -> None:
             se_model_dir=p["se_model_dir"],
             se_layer=p["se_layer"],
         ),
-        settings, "embed", cache=True, resources=sizes.EMBED,
+        settings,
+        "embed",
+        cache=True,
+        resources=sizes.EMBED,
     ).after(split)
 
     trained = {}
@@ -74,18 +85,24 @@ def add_training_tasks(settings: PipelineSettings, p: dict) -> None:
                 overrides=overrides,
                 checkpoint_uri=p["checkpoint_uri"],
             ),
-            settings, f"train {role}", cache=True, preemptible=True,
+            settings,
+            f"train {role}",
+            cache=True,
+            preemptible=True,
             resources=None if role == "candidate" else sizes.BASELINE,
         )
         kubernetes.set_timeout(train, settings.train_timeout_s)
         if role == "candidate":  # baselines are a few means over the training cells; CPU is enough
             train.set_cpu_request(p["train_cpu"]).set_cpu_limit(p["train_cpu"])
             train.set_memory_request(p["train_memory"]).set_memory_limit(p["train_memory"])
-            on_gpu(train, p["gpu_resource"], p["gpu_count"], p["gpu_node_selector"],
-                   shared_memory=settings.multi_gpu)
+            on_gpu(train, p["gpu_resource"], p["gpu_count"], p["gpu_node_selector"], shared_memory=settings.multi_gpu)
         evaluate = step(
             evaluate_model(model=train.outputs["model"], data_fingerprint=data_fingerprint),
-            settings, f"evaluate {role}", cache=True, preemptible=True, resources=sizes.EVALUATE,
+            settings,
+            f"evaluate {role}",
+            cache=True,
+            preemptible=True,
+            resources=sizes.EVALUATE,
         )
         trained[role] = (train, evaluate)
 
@@ -97,7 +114,11 @@ def add_training_tasks(settings: PipelineSettings, p: dict) -> None:
             model_repository=p["model_repository"],
             model_name=p["model_name"],
         ),
-        settings, "serving model on the same cells", cache=False, preemptible=True, resources=sizes.EVALUATE,
+        settings,
+        "serving model on the same cells",
+        cache=False,
+        preemptible=True,
+        resources=sizes.EVALUATE,
     )
     gate = step(
         promotion_gate(
@@ -110,13 +131,20 @@ def add_training_tasks(settings: PipelineSettings, p: dict) -> None:
             higher_is_better=p["higher_is_better"],
             min_improvement=p["min_improvement"],
         ),
-        settings, "promotion gate", cache=False, resources=sizes.SMALL,
+        settings,
+        "promotion gate",
+        cache=False,
+        resources=sizes.SMALL,
     )
 
     with dsl.If(gate.outputs["Output"] == True, name="promote"):  # noqa: E712 - a KFP condition, not Python
         export = step(
             export_onnx(model=candidate_train.outputs["model"], data_fingerprint=data_fingerprint),
-            settings, "export ONNX", cache=True, preemptible=True, resources=sizes.EXPORT,
+            settings,
+            "export ONNX",
+            cache=True,
+            preemptible=True,
+            resources=sizes.EXPORT,
         )
         step(
             publish_model(
@@ -128,7 +156,10 @@ def add_training_tasks(settings: PipelineSettings, p: dict) -> None:
                 triton_backend=p["triton_backend"],
                 triton_ready_url=p["triton_ready_url"],
             ),
-            settings, "publish to Triton", cache=False, resources=sizes.PUBLISH,
+            settings,
+            "publish to Triton",
+            cache=False,
+            resources=sizes.PUBLISH,
         )
 
 

@@ -48,7 +48,9 @@ class UnknownLabelError(StateError):
     def __init__(self, kind: str, unknown: list[str], known: list[str], where: str = ""):
         self.kind, self.unknown, self.known = kind, list(unknown), list(known)
         shown = ", ".join(map(repr, self.unknown[:10])) + (" ..." if len(self.unknown) > 10 else "")
-        valid = ", ".join(map(repr, self.known[:20])) + (f" ... ({len(self.known)} in all)" if len(self.known) > 20 else "")
+        valid = ", ".join(map(repr, self.known[:20])) + (
+            f" ... ({len(self.known)} in all)" if len(self.known) > 20 else ""
+        )
         loc = f" in {where}" if where else ""
         super().__init__(
             f"{len(self.unknown)} unknown {kind}{'s' if len(self.unknown) != 1 else ''}{loc}: {shown}\n"
@@ -78,8 +80,10 @@ class TrainingInterrupted(StateError):
 
     def __init__(self, signum: int, checkpoint: str):
         self.exit_code = 128 + int(signum)
-        super().__init__(f"training stopped by signal {signum}; resumable checkpoint {checkpoint}\n"
-                         f"    fix: run the same `state tx train` command again to resume")
+        super().__init__(
+            f"training stopped by signal {signum}; resumable checkpoint {checkpoint}\n"
+            f"    fix: run the same `state tx train` command again to resume"
+        )
 
 
 class TrainingDiverged(StateError):

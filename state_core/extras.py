@@ -21,4 +21,5 @@ def require(module: str, extra: str, needed_for: str) -> ModuleType:
     except ImportError as err:
         raise MissingExtraError(
             f"{needed_for} needs {module.split('.')[0]!r}, which is not installed ({err})\n"
-            f"    fix: pip install 'state-core[{extra}]'") from None
+            f"    fix: pip install 'state-core[{extra}]'"
+        ) from None

@@ -9,14 +9,15 @@ import textwrap
 
 # Runs in a fresh interpreter where kfp, tritonclient and google-cloud-storage cannot be imported, as on a
 # machine that installed `state-core` without extras.
-SCRIPT = textwrap.dedent('''
+SCRIPT = textwrap.dedent("""
     import importlib.abc, io, json, sys, tempfile
     from contextlib import redirect_stderr
     from pathlib import Path
 
     class Missing(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("kfp", "tritonclient") or name.startswith(("google.cloud.storage", "google.api_core")):
+            gcs = name.startswith(("google.cloud.storage", "google.api_core"))
+            if name.split(".")[0] in ("kfp", "tritonclient") or gcs:
                 raise ModuleNotFoundError(f"No module named {name!r}")
             return None
 
@@ -42,7 +43,7 @@ SCRIPT = textwrap.dedent('''
             out[name] = str(e)
     out["kfp_loaded"] = any(m.split(".")[0] in ("kfp", "pipelines") for m in sys.modules)
     print(json.dumps(out))
-''')
+""")
 
 
 def _run_without_extras() -> dict:

@@ -28,8 +28,13 @@ ROOT = Path(state_core.__file__).parent
 def _imported_packages(path: Path) -> set[str]:
     found = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        names = [node.module] if isinstance(node, ast.ImportFrom) and node.module else \
-            [a.name for a in node.names] if isinstance(node, ast.Import) else []
+        names = (
+            [node.module]
+            if isinstance(node, ast.ImportFrom) and node.module
+            else [a.name for a in node.names]
+            if isinstance(node, ast.Import)
+            else []
+        )
         found |= {n.split(".")[1] for n in names if n.startswith("state_core.")}
     return found
 
@@ -46,6 +51,9 @@ def test_imports_point_down_the_layers():
         own = path.relative_to(ROOT).parts[0].removesuffix(".py")
         if own == "__init__":
             continue
-        upward += [f"{path.relative_to(ROOT)} imports state_core.{target}" for target in _imported_packages(path)
-                   if target != own and LEVEL[target] >= LEVEL[own]]
+        upward += [
+            f"{path.relative_to(ROOT)} imports state_core.{target}"
+            for target in _imported_packages(path)
+            if target != own and LEVEL[target] >= LEVEL[own]
+        ]
     assert not upward, "\n".join(sorted(upward))

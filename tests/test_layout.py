@@ -18,8 +18,9 @@ def test_docker_sdk_is_not_shadowed_from_the_repository_root():
 
 
 def test_the_image_constraints_pin_what_the_tests_run_with():
-    check = subprocess.run([sys.executable, "images/write_constraints.py", "--check"], cwd=ROOT,
-                           capture_output=True, text=True)
+    check = subprocess.run(
+        [sys.executable, "images/write_constraints.py", "--check"], cwd=ROOT, capture_output=True, text=True
+    )
     assert check.returncode == 0, check.stderr
 
 

@@ -50,6 +50,7 @@ def require_label(path: str | Path, column: str, label: str, flag: str) -> None:
     except DataError:
         return  # missing column or unreadable: the command's own reader reports it
     if labels.code_of(label) < 0 or not (labels.codes == labels.code_of(label)).any():
-        shown = ", ".join(map(repr, labels.categories[:10].tolist()))
-        raise DataError(f"{path}: no cell has {label!r} in obs[{column!r}] (labels: {shown}{' ...' if len(labels.categories) > 10 else ''}); "
-                        f"fix: pass the right {flag}")
+        shown = ", ".join(map(repr, labels.categories[:10].tolist())) + (" ..." if len(labels.categories) > 10 else "")
+        raise DataError(
+            f"{path}: no cell has {label!r} in obs[{column!r}] (labels: {shown}); fix: pass the right {flag}"
+        )

@@ -88,10 +88,23 @@ def _run_synth(args: argparse.Namespace) -> int:
     from state_core.data.synth import SynthSpec, write_synthetic_experiment
 
     require_output_folder(args.out)
-    spec = SynthSpec(n_cells=args.n_cells, n_genes=args.n_genes, n_cell_types=args.n_cell_types,
-                     n_perturbations=args.n_perturbations, n_batches=args.n_batches, seed=args.seed,
-                     sparse=not args.dense)
+    spec = SynthSpec(
+        n_cells=args.n_cells,
+        n_genes=args.n_genes,
+        n_cell_types=args.n_cell_types,
+        n_perturbations=args.n_perturbations,
+        n_batches=args.n_batches,
+        seed=args.seed,
+        sparse=not args.dense,
+    )
     exp = write_synthetic_experiment(args.out, spec, num_hvgs=args.num_hvgs, n_files=args.n_files)
-    print("\n".join(["h5ad:     " + ", ".join(str(p) for p in exp.h5ad_paths),
-                      f"zeroshot: {exp.zeroshot_toml}", f"fewshot:  {exp.fewshot_toml}"]))
+    print(
+        "\n".join(
+            [
+                "h5ad:     " + ", ".join(str(p) for p in exp.h5ad_paths),
+                f"zeroshot: {exp.zeroshot_toml}",
+                f"fewshot:  {exp.fewshot_toml}",
+            ]
+        )
+    )
     return 0

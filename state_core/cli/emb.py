@@ -20,13 +20,21 @@ def _transform(args: argparse.Namespace) -> int:
     from state_core.embed.transform import TransformOptions, transform_h5ad
 
     options = TransformOptions(
-        embed_key=args.embed_key, input_kind=args.input_kind, layer=args.layer, gene_column=args.gene_column,
-        batch_size=args.batch_size, seed=args.seed, device=args.device, min_gene_coverage=args.min_gene_coverage,
+        embed_key=args.embed_key,
+        input_kind=args.input_kind,
+        layer=args.layer,
+        gene_column=args.gene_column,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        device=args.device,
+        min_gene_coverage=args.min_gene_coverage,
         progress=not args.no_progress,
     )
     summary = transform_h5ad(args.checkpoint, args.input, args.output, options)
-    print(f"wrote obsm[{args.embed_key!r}] ({summary.n_cells} x {summary.dim}, {summary.genes_mapped}/"
-          f"{summary.n_genes} genes mapped, input {summary.input_kind}) to {summary.output}")
+    print(
+        f"wrote obsm[{args.embed_key!r}] ({summary.n_cells} x {summary.dim}, {summary.genes_mapped}/"
+        f"{summary.n_genes} genes mapped, input {summary.input_kind}) to {summary.output}"
+    )
     return 0
 
 
@@ -59,20 +67,33 @@ def register(parser: argparse.ArgumentParser) -> None:
     fit.set_defaults(func=_fit)
 
     tr = sub.add_parser("transform", help="embed the cells of an h5ad into obsm['X_state']")
-    tr.add_argument("--checkpoint", "--model-folder", dest="checkpoint", required=True,
-                    help="SE model folder (from `emb fit` or `emb import`) or a fit output folder")
+    tr.add_argument(
+        "--checkpoint",
+        "--model-folder",
+        dest="checkpoint",
+        required=True,
+        help="SE model folder (from `emb fit` or `emb import`) or a fit output folder",
+    )
     tr.add_argument("--input", required=True, help="input .h5ad")
     tr.add_argument("--output", required=True, help="output .h5ad (a copy of the input plus the embedding)")
     tr.add_argument("--embed-key", default="X_state", help="obsm key to write (default X_state)")
-    tr.add_argument("--input-kind", choices=("raw", "log1p"), default=None,
-                    help="what X holds; default: the model's training convention")
+    tr.add_argument(
+        "--input-kind",
+        choices=("raw", "log1p"),
+        default=None,
+        help="what X holds; default: the model's training convention",
+    )
     tr.add_argument("--layer", default=None, help="read layers/<name> instead of X (e.g. counts)")
     tr.add_argument("--gene-column", default=None, help="var column with gene symbols (default var_names)")
     tr.add_argument("--batch-size", type=int, default=256)
     tr.add_argument("--seed", type=int, default=0, help="seeds each cell's sentence sampling")
     tr.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    tr.add_argument("--min-gene-coverage", type=float, default=0.5,
-                    help="stop if fewer than this fraction of the file's genes are in the vocabulary")
+    tr.add_argument(
+        "--min-gene-coverage",
+        type=float,
+        default=0.5,
+        help="stop if fewer than this fraction of the file's genes are in the vocabulary",
+    )
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
     tr.set_defaults(func=_transform)
 

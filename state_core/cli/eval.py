@@ -103,10 +103,15 @@ def register(parser: argparse.ArgumentParser) -> None:
     run = sub.add_parser("run", help="evaluate predictions against real data")
     run.add_argument("-ap", "--adata-pred", required=True, help="predicted .h5ad")
     run.add_argument("-ar", "--adata-real", required=True, help="real .h5ad")
-    run.add_argument("--pred-key", help="where pred holds the predictions: X, obsm:KEY or layer:KEY "
-                     "[from `tx infer` metadata when present, else X]")
-    run.add_argument("--real-key", help="matrix of the real file to score against [obsm:<embed_key> for an obsm "
-                     "prediction of `tx infer`, else X]")
+    run.add_argument(
+        "--pred-key",
+        help="where pred holds the predictions: X, obsm:KEY or layer:KEY "
+        "[from `tx infer` metadata when present, else X]",
+    )
+    run.add_argument(
+        "--real-key",
+        help="matrix of the real file to score against [obsm:<embed_key> for an obsm prediction of `tx infer`, else X]",
+    )
     run.add_argument("-dp", "--de-pred", help="precomputed predicted DE CSV")
     run.add_argument("-dr", "--de-real", help="precomputed real DE CSV")
     run.add_argument("-o", "--outdir", default="./cell-eval-outdir")

@@ -10,8 +10,9 @@ from pathlib import Path
 def _onnx(args: argparse.Namespace) -> int:
     from state_core.export import export_run
 
-    result = export_run(args.run_dir, args.out, checkpoint=args.checkpoint, with_mask=not args.no_mask,
-                        tolerance=args.tolerance)
+    result = export_run(
+        args.run_dir, args.out, checkpoint=args.checkpoint, with_mask=not args.no_mask, tolerance=args.tolerance
+    )
     print(result.onnx.parity.summary())
     print(f"exported {result.onnx_path} and {result.metadata_path}")
     return 0
@@ -32,8 +33,9 @@ def check_exported(exported: str | Path) -> None:
     try:
         metadata = ModelMetadata.load(folder / METADATA_FILE)
     except (KeyError, TypeError, ValueError, AttributeError, UnicodeDecodeError) as err:
-        raise ArtifactError(f"{folder / METADATA_FILE}: not a metadata file of `state export onnx` ({err!r}); "
-                            f"re-export the run") from None
+        raise ArtifactError(
+            f"{folder / METADATA_FILE}: not a metadata file of `state export onnx` ({err!r}); re-export the run"
+        ) from None
     path = folder / ONNX_FILE
     if not path.is_file():
         raise ArtifactError(f"{path} does not exist; re-export the run with `state export onnx`")
@@ -41,24 +43,38 @@ def check_exported(exported: str | Path) -> None:
     try:
         onnx.checker.check_model(str(path))
     except Exception as err:  # noqa: BLE001 - the checker raises ValidationError and protobuf errors
-        raise ArtifactError(f"{path}: not a valid ONNX model ({str(err).splitlines()[0][:200]}); re-export the run") from None
+        raise ArtifactError(
+            f"{path}: not a valid ONNX model ({str(err).splitlines()[0][:200]}); re-export the run"
+        ) from None
     expected = metadata.signature
+
     def names(specs) -> list[tuple[str, str]]:  # noqa: ANN001
         return [(t.name, t.dtype) for t in specs]
+
     if names(signature.inputs) != names(expected.inputs) or names(signature.outputs) != names(expected.outputs):
-        raise ArtifactError(f"{path} does not match {folder / METADATA_FILE}: the graph has inputs "
-                            f"{names(signature.inputs)} and outputs {names(signature.outputs)}, the metadata expects "
-                            f"{names(expected.inputs)} and {names(expected.outputs)}; re-export the run")
+        raise ArtifactError(
+            f"{path} does not match {folder / METADATA_FILE}: the graph has inputs "
+            f"{names(signature.inputs)} and outputs {names(signature.outputs)}, the metadata expects "
+            f"{names(expected.inputs)} and {names(expected.outputs)}; re-export the run"
+        )
 
 
 def _triton(args: argparse.Namespace) -> int:
     from state_core.serve.repository import publish_model
 
     check_exported(args.exported)  # a broken or foreign model.onnx must never become a served version
-    published = publish_model(args.repository, args.model_name, args.exported, backend=args.backend,
-                              keep_last=args.keep_last, max_batch_size=args.max_batch_size)
-    print(f"published {published.model_name} version {published.version} to {published.repository} "
-          f"(kept {list(published.kept_versions)}, removed {list(published.removed_versions)})")
+    published = publish_model(
+        args.repository,
+        args.model_name,
+        args.exported,
+        backend=args.backend,
+        keep_last=args.keep_last,
+        max_batch_size=args.max_batch_size,
+    )
+    print(
+        f"published {published.model_name} version {published.version} to {published.repository} "
+        f"(kept {list(published.kept_versions)}, removed {list(published.removed_versions)})"
+    )
     return 0
 
 
@@ -85,9 +101,13 @@ def register(parser: argparse.ArgumentParser) -> None:
     def repository_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--repository", required=True, help="model repository: a folder or gs://bucket/prefix")
         p.add_argument("--model-name", default="state_st", help="model name in the repository (default state_st)")
-        p.add_argument("--backend", choices=("onnxruntime", "python"), default="onnxruntime",
-                       help="onnxruntime: production config (GPU); python: ONNX Runtime inside the python backend "
-                            "(what the local tritonserver runs)")
+        p.add_argument(
+            "--backend",
+            choices=("onnxruntime", "python"),
+            default="onnxruntime",
+            help="onnxruntime: production config (GPU); python: ONNX Runtime inside the python backend "
+            "(what the local tritonserver runs)",
+        )
 
     triton = sub.add_parser("triton", help="publish an exported model as the next version in a Triton repository")
     triton.add_argument("--exported", required=True, help="folder written by `state export onnx`")

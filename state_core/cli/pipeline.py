@@ -50,9 +50,7 @@ def _run(args: argparse.Namespace) -> int:
     from pipelines.local_run import LocalRunOptions, run_local
 
     if not args.local:
-        print(
-            "error: only --local runs are supported here; use `state pipeline submit` for a Kubeflow host"
-        )
+        print("error: only --local runs are supported here; use `state pipeline submit` for a Kubeflow host")
         return 2
     result = run_local(
         LocalRunOptions(
@@ -103,9 +101,7 @@ def _schedule(args: argparse.Namespace) -> int:
         job_name=job,
         max_concurrency=args.max_concurrency,
     )
-    print(
-        f"recurring run {recurring_id} ({job}, cron {args.cron!r}) created on {args.host}"
-    )
+    print(f"recurring run {recurring_id} ({job}, cron {args.cron!r}) created on {args.host}")
     return 0
 
 
@@ -138,9 +134,7 @@ def _add_host(p: argparse.ArgumentParser) -> None:
         required=True,
         help="Kubeflow Pipelines API, e.g. http://localhost:8080",
     )
-    p.add_argument(
-        "--experiment", default="state", help="experiment to file the run under [state]"
-    )
+    p.add_argument("--experiment", default="state", help="experiment to file the run under [state]")
     p.add_argument("--namespace", help="profile namespace on multi-user Kubeflow (runs go there)")
     p.add_argument(
         "--service-account",
@@ -174,9 +168,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         default="train",
         help="which pipeline [train]",
     )
-    p.add_argument(
-        "--out", required=True, help="output .yaml file, or a folder with --all"
-    )
+    p.add_argument("--out", required=True, help="output .yaml file, or a folder with --all")
     p.add_argument(
         "--all",
         action="store_true",
@@ -189,9 +181,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         "run",
         help="run the training pipeline on this machine (kfp.local) and query the model",
     )
-    p.add_argument(
-        "--local", action="store_true", help="run with kfp.local's subprocess runner"
-    )
+    p.add_argument("--local", action="store_true", help="run with kfp.local's subprocess runner")
     p.add_argument(
         "--out",
         default="pipeline_out",
@@ -227,19 +217,13 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--run-name", help="name shown in the Runs list")
     p.set_defaults(func=_submit)
 
-    p = sub.add_parser(
-        "schedule", help="create a recurring run on a Kubeflow Pipelines host"
-    )
+    p = sub.add_parser("schedule", help="create a recurring run on a Kubeflow Pipelines host")
     _add_host(p)
     p.add_argument(
         "--cron",
         required=True,
         help="cron expression, 5 fields ('0 2 * * *') or 6 with seconds",
     )
-    p.add_argument(
-        "--job-name", help="name of the recurring run [<pipeline>-recurring]"
-    )
-    p.add_argument(
-        "--max-concurrency", type=int, default=1, help="runs allowed at once [1]"
-    )
+    p.add_argument("--job-name", help="name of the recurring run [<pipeline>-recurring]")
+    p.add_argument("--max-concurrency", type=int, default=1, help="runs allowed at once [1]")
     p.set_defaults(func=_schedule)

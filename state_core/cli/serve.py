@@ -16,12 +16,20 @@ def _start(args: argparse.Namespace) -> int:
 
     if args.pid_file and (Path(args.pid_file).is_dir() or not Path(args.pid_file).parent.is_dir()):
         raise ServingError(f"--pid-file {args.pid_file}: not a file in an existing folder")
-    server = start_server(args.repository, args.work_dir, host=args.host, grpc_port=args.grpc_port,
-                          http_port=args.http_port, poll_repository_s=args.poll_secs)
+    server = start_server(
+        args.repository,
+        args.work_dir,
+        host=args.host,
+        grpc_port=args.grpc_port,
+        http_port=args.http_port,
+        poll_repository_s=args.poll_secs,
+    )
     if args.pid_file:
         Path(args.pid_file).write_text(f"{server.pid}\n")
-    print(f"tritonserver pid {server.pid}: gRPC {server.grpc_url}, HTTP {server.host}:{server.http_port}, "
-          f"log {server.log_path}\nstop it with: state serve stop --pid {server.pid}")
+    print(
+        f"tritonserver pid {server.pid}: gRPC {server.grpc_url}, HTTP {server.host}:{server.http_port}, "
+        f"log {server.log_path}\nstop it with: state serve stop --pid {server.pid}"
+    )
     return 0
 
 
@@ -31,11 +39,15 @@ def _read_pid_file(path: Path) -> int:
     try:
         text = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as err:
-        raise ServingError(f"--pid-file {path}: cannot be read ({getattr(err, 'strerror', None) or err}); pass the file "
-                           f"written by `state serve start --pid-file`, or --pid") from None
+        raise ServingError(
+            f"--pid-file {path}: cannot be read ({getattr(err, 'strerror', None) or err}); pass the file "
+            f"written by `state serve start --pid-file`, or --pid"
+        ) from None
     if not text.isdigit():
-        raise ServingError(f"--pid-file {path}: holds {text[:40]!r}, not a process id; pass the file written by "
-                           f"`state serve start --pid-file`, or --pid")
+        raise ServingError(
+            f"--pid-file {path}: holds {text[:40]!r}, not a process id; pass the file written by "
+            f"`state serve start --pid-file`, or --pid"
+        )
     return int(text)
 
 
@@ -56,8 +68,10 @@ def _status(args: argparse.Namespace) -> int:
 
     client = TritonSTClient(args.url, args.model_name)
     client.wait_until_ready(args.timeout)
-    print(f"{args.model_name} ready at {args.url} (version {client.served_version()}, inputs {client.input_names}, "
-          f"max_batch_size {client.max_batch_size})")
+    print(
+        f"{args.model_name} ready at {args.url} (version {client.served_version()}, inputs {client.input_names}, "
+        f"max_batch_size {client.max_batch_size})"
+    )
     return 0
 
 

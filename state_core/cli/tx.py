@@ -18,8 +18,10 @@ def _train(args: argparse.Namespace) -> int:
     from state_core.config.train_config import describe, read_overrides
 
     if args.help:
-        print("usage: state tx train [key=value ...]\n\nKeys and defaults (override any with key=value;"
-              " model=<state|state_sm|state_lg|pertsets|context_mean|perturb_mean|perturb_mean_celltype|embed_sum>):\n")
+        print(
+            "usage: state tx train [key=value ...]\n\nKeys and defaults (override any with key=value;"
+            " model=<state|state_sm|state_lg|pertsets|context_mean|perturb_mean|perturb_mean_celltype|embed_sum>):\n"
+        )
         print(describe())
         return 0
     from state_core.train.fit import train_st
@@ -33,8 +35,13 @@ def _train(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from state_core.train.predict import predict_test_split
 
-    out = predict_test_split(args.output_dir, checkpoint=args.checkpoint, profile=args.profile,
-                             evaluate=not args.predict_only, out_dir=args.eval_dir)
+    out = predict_test_split(
+        args.output_dir,
+        checkpoint=args.checkpoint,
+        profile=args.profile,
+        evaluate=not args.predict_only,
+        out_dir=args.eval_dir,
+    )
     print(f"predictions and metrics: {out}")
     return 0
 
@@ -42,16 +49,33 @@ def _predict(args: argparse.Namespace) -> int:
 def _infer(args: argparse.Namespace) -> int:
     from state_core.train.infer import InferOptions, infer_file
 
-    opts = InferOptions(pert_col=args.pert_col, embed_key=args.embed_key, celltype_col=args.celltype_col,
-                        batch_col=args.batch_col, control_pert=args.control_pert, seed=args.seed,
-                        basal=args.basal, pred_key=args.pred_key, batch_size=args.batch_size,
-                        celltypes=args.celltypes.split(",") if args.celltypes else None)
-    out = infer_file(args.model_dir, args.adata, args.output, checkpoint=args.checkpoint, options=opts,
-                     triton_url=args.triton, eval_pair=args.eval_pair)
+    opts = InferOptions(
+        pert_col=args.pert_col,
+        embed_key=args.embed_key,
+        celltype_col=args.celltype_col,
+        batch_col=args.batch_col,
+        control_pert=args.control_pert,
+        seed=args.seed,
+        basal=args.basal,
+        pred_key=args.pred_key,
+        batch_size=args.batch_size,
+        celltypes=args.celltypes.split(",") if args.celltypes else None,
+    )
+    out = infer_file(
+        args.model_dir,
+        args.adata,
+        args.output,
+        checkpoint=args.checkpoint,
+        options=opts,
+        triton_url=args.triton,
+        eval_pair=args.eval_pair,
+    )
     print(f"predictions written to {out}")
     if args.eval_pair:
-        print(f"evaluation pair in {args.eval_pair}: state eval run -ap {args.eval_pair}/adata_pred.h5ad "
-              f"-ar {args.eval_pair}/adata_real.h5ad")
+        print(
+            f"evaluation pair in {args.eval_pair}: state eval run -ap {args.eval_pair}/adata_pred.h5ad "
+            f"-ar {args.eval_pair}/adata_real.h5ad"
+        )
     return 0
 
 
@@ -68,8 +92,15 @@ def _preprocess_train(args: argparse.Namespace) -> int:
 def _preprocess_infer(args: argparse.Namespace) -> int:
     from state_core.data.preprocess import preprocess_infer
 
-    out = preprocess_infer(args.adata, args.output, control_pert=args.control_condition, pert_col=args.pert_col,
-                           cell_type_key=args.celltype_col, seed=args.seed, batch_col=args.batch_col)
+    out = preprocess_infer(
+        args.adata,
+        args.output,
+        control_pert=args.control_condition,
+        pert_col=args.pert_col,
+        cell_type_key=args.celltype_col,
+        seed=args.seed,
+        batch_col=args.batch_col,
+    )
     print(f"wrote {out}")
     return 0
 
@@ -93,8 +124,13 @@ def register(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("predict", help="predict the TOML test split of a run and evaluate it")
     _flag(p, "output_dir", required=True, help="run folder (<output_dir>/<name> of tx train)")
     _flag(p, "checkpoint", default="final", help="final (default), last, best, or a .ckpt name/path")
-    _flag(p, "profile", default="full", choices=["full", "minimal", "de", "anndata", "vcc", "pds"],
-          help="evaluation profile: full, minimal, de, anndata, vcc, pds")
+    _flag(
+        p,
+        "profile",
+        default="full",
+        choices=["full", "minimal", "de", "anndata", "vcc", "pds"],
+        help="evaluation profile: full, minimal, de, anndata, vcc, pds",
+    )
     _flag(p, "predict_only", action="store_true", help="write the AnnData files, skip metrics")
     _flag(p, "eval_dir", default=None, help="where to write (default <run>/eval_<checkpoint>)")
     p.set_defaults(func=_predict)
@@ -110,14 +146,24 @@ def register(parser: argparse.ArgumentParser) -> None:
     _flag(p, "celltypes", default=None, help="comma list: only these cell types")
     _flag(p, "batch_col", default=None, help="batch column (default: the training column)")
     _flag(p, "control_pert", default=None, help="control label (default: the training label)")
-    _flag(p, "basal", default="sample", choices=["sample", "self"],
-          help="sample: basal cells are controls of the same cell type; self: each cell is its own basal")
+    _flag(
+        p,
+        "basal",
+        default="sample",
+        choices=["sample", "self"],
+        help="sample: basal cells are controls of the same cell type; self: each cell is its own basal",
+    )
     _flag(p, "pred_key", default=None, help="obsm key for predictions (default <embed_key>_pred)")
     _flag(p, "batch_size", type=int, default=16, help="cell sets per forward pass")
     _flag(p, "seed", type=int, default=0)
-    _flag(p, "eval_pair", default=None, metavar="DIR",
-          help="also write DIR/adata_pred.h5ad (predictions in X) and DIR/adata_real.h5ad (the input features), "
-               "ready for `state eval run`, for held-out cells labelled with their real perturbations")
+    _flag(
+        p,
+        "eval_pair",
+        default=None,
+        metavar="DIR",
+        help="also write DIR/adata_pred.h5ad (predictions in X) and DIR/adata_real.h5ad (the input features), "
+        "ready for `state eval run`, for held-out cells labelled with their real perturbations",
+    )
     _flag(p, "triton", default=None, metavar="HOST:PORT", help="run the model on a Triton server over gRPC")
     p.set_defaults(func=_infer)
 

@@ -109,8 +109,14 @@ def read_experiment(path: str | Path) -> tuple[ExperimentConfig, list[Problem]]:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise ConfigError(source, Problem("(file)", "is not a text file (not UTF-8); an experiment TOML is text",
-                                          "check the path of the experiment TOML")) from None
+        raise ConfigError(
+            source,
+            Problem(
+                "(file)",
+                "is not a text file (not UTF-8); an experiment TOML is text",
+                "check the path of the experiment TOML",
+            ),
+        ) from None
     except OSError as err:
         hint = "check the path of the experiment TOML (--toml or data.kwargs.toml_config_path)"
         raise ConfigError(source, Problem("(file)", f"cannot read the TOML file: {err}", hint)) from err

@@ -119,8 +119,14 @@ def _normalise_override(item: str) -> str:
         return item
     if key in GROUPS:
         if key != "model":
-            raise ConfigError("command line", Problem(key, f"'{key}={value}' selects a config group, only 'model=<preset>' is supported",
-                                                      f"set individual keys instead, e.g. {key}.<key>=<value>"))
+            raise ConfigError(
+                "command line",
+                Problem(
+                    key,
+                    f"'{key}={value}' selects a config group, only 'model=<preset>' is supported",
+                    f"set individual keys instead, e.g. {key}.<key>=<value>",
+                ),
+            )
         key = "model.name"
     return f"{key}={value}"
 
@@ -168,7 +174,13 @@ def read_overrides(overrides: list[str], base: TrainConfig | None = None) -> tup
             del err
         except OmegaConfBaseException as err:
             key = item.partition("=")[0]
-            problems.append(Problem(key, f"invalid value: {str(err).splitlines()[0]}", "check the type of this key in `state tx train --help`"))
+            problems.append(
+                Problem(
+                    key,
+                    f"invalid value: {str(err).splitlines()[0]}",
+                    "check the type of this key in `state tx train --help`",
+                )
+            )
     cfg: TrainConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
     return cfg, problems
 
@@ -182,33 +194,71 @@ def value_problems(cfg: TrainConfig) -> list[Problem]:
     problems: list[Problem] = []
     kw = cfg.data.kwargs
     if not kw.toml_config_path and not kw.split_dir:
-        problems.append(Problem("data.kwargs.toml_config_path", "is required", "pass data.kwargs.toml_config_path=<experiment.toml>"))
+        problems.append(
+            Problem(
+                "data.kwargs.toml_config_path", "is required", "pass data.kwargs.toml_config_path=<experiment.toml>"
+            )
+        )
     if kw.output_space not in OUTPUT_SPACES:
-        problems.append(Problem("data.kwargs.output_space", f"{kw.output_space!r} is not one of {OUTPUT_SPACES}", "use gene, all or embedding"))
+        problems.append(
+            Problem(
+                "data.kwargs.output_space",
+                f"{kw.output_space!r} is not one of {OUTPUT_SPACES}",
+                "use gene, all or embedding",
+            )
+        )
     if kw.basal_mapping_strategy not in MAPPING_STRATEGIES:
-        problems.append(Problem("data.kwargs.basal_mapping_strategy", f"{kw.basal_mapping_strategy!r} is not one of {MAPPING_STRATEGIES}", "use random or batch"))
+        problems.append(
+            Problem(
+                "data.kwargs.basal_mapping_strategy",
+                f"{kw.basal_mapping_strategy!r} is not one of {MAPPING_STRATEGIES}",
+                "use random or batch",
+            )
+        )
     if kw.num_workers < 0:
-        problems.append(Problem("data.kwargs.num_workers", f"{kw.num_workers} is negative", "use 0 or a positive integer"))
+        problems.append(
+            Problem("data.kwargs.num_workers", f"{kw.num_workers} is negative", "use 0 or a positive integer")
+        )
     if not math.isfinite(kw.memory_budget_gb) or kw.memory_budget_gb <= 0:
-        problems.append(Problem("data.kwargs.memory_budget_gb", f"{kw.memory_budget_gb} is not a positive number", "e.g. data.kwargs.memory_budget_gb=8"))
+        problems.append(
+            Problem(
+                "data.kwargs.memory_budget_gb",
+                f"{kw.memory_budget_gb} is not a positive number",
+                "e.g. data.kwargs.memory_budget_gb=8",
+            )
+        )
     t = cfg.training
     for key in ("batch_size", "max_steps", "val_freq", "ckpt_every_n_steps", "log_every_n_steps"):
         if getattr(t, key) <= 0:
-            problems.append(Problem(f"training.{key}", f"{getattr(t, key)} is not positive", f"set training.{key}=<positive integer>"))
+            problems.append(
+                Problem(
+                    f"training.{key}", f"{getattr(t, key)} is not positive", f"set training.{key}=<positive integer>"
+                )
+            )
     for key in ("warmup_steps", "limit_val_batches", "num_threads", "keep_last_checkpoints"):
         if getattr(t, key) < 0:
-            problems.append(Problem(f"training.{key}", f"{getattr(t, key)} is negative", f"set training.{key}=0 or more"))
+            problems.append(
+                Problem(f"training.{key}", f"{getattr(t, key)} is negative", f"set training.{key}=0 or more")
+            )
     # `not x > 0` is also true for NaN, which `x <= 0` lets through
     if not (math.isfinite(t.lr) and t.lr > 0):
         problems.append(Problem("training.lr", f"{t.lr} is not a positive finite number", "e.g. training.lr=1e-4"))
     for key in ("weight_decay", "gradient_clip_val"):
         value = getattr(t, key)
         if not (math.isfinite(value) and value >= 0):
-            problems.append(Problem(f"training.{key}", f"{value} is not a finite number >= 0", f"e.g. training.{key}=0 (0 = off)" if key == "gradient_clip_val" else f"e.g. training.{key}=0.01"))
+            problems.append(
+                Problem(
+                    f"training.{key}",
+                    f"{value} is not a finite number >= 0",
+                    f"e.g. training.{key}=0 (0 = off)" if key == "gradient_clip_val" else f"e.g. training.{key}=0.01",
+                )
+            )
     if t.lr_schedule not in ("constant", "cosine"):
         problems.append(Problem("training.lr_schedule", f"{t.lr_schedule!r} is unknown", "use constant or cosine"))
     if str(t.precision) not in PRECISIONS:
-        problems.append(Problem("training.precision", f"{t.precision!r} is unknown", f"use one of {', '.join(PRECISIONS)}"))
+        problems.append(
+            Problem("training.precision", f"{t.precision!r} is unknown", f"use one of {', '.join(PRECISIONS)}")
+        )
     problems += _device_problems(t)
     if not cfg.name or "/" in cfg.name or cfg.name in (".", ".."):
         problems.append(Problem("name", f"{cfg.name!r} is not a valid run name", "use a plain folder name"))
@@ -218,20 +268,35 @@ def value_problems(cfg: TrainConfig) -> list[Problem]:
 def _device_problems(t: TrainingConfig) -> list[Problem]:
     problems: list[Problem] = []
     if t.accelerator not in ACCELERATORS:
-        problems.append(Problem("training.accelerator", f"{t.accelerator!r} is unknown", f"use one of {', '.join(ACCELERATORS)}"))
+        problems.append(
+            Problem("training.accelerator", f"{t.accelerator!r} is unknown", f"use one of {', '.join(ACCELERATORS)}")
+        )
     elif t.accelerator in ("gpu", "cuda"):
         import torch
 
         if not torch.cuda.is_available():
-            problems.append(Problem("training.accelerator", f"{t.accelerator!r} but this machine has no usable CUDA GPU",
-                                    "use training.accelerator=auto (or cpu)"))
+            problems.append(
+                Problem(
+                    "training.accelerator",
+                    f"{t.accelerator!r} but this machine has no usable CUDA GPU",
+                    "use training.accelerator=auto (or cpu)",
+                )
+            )
     devices = t.devices
-    ok = (devices == "auto" or (isinstance(devices, int) and not isinstance(devices, bool) and (devices > 0 or devices == -1))
-          or (isinstance(devices, str) and devices.lstrip("-").isdigit() and (int(devices) > 0 or devices == "-1"))
-          or (isinstance(devices, list) and devices and all(isinstance(d, int) and d >= 0 for d in devices)))
+    ok = (
+        devices == "auto"
+        or (isinstance(devices, int) and not isinstance(devices, bool) and (devices > 0 or devices == -1))
+        or (isinstance(devices, str) and devices.lstrip("-").isdigit() and (int(devices) > 0 or devices == "-1"))
+        or (isinstance(devices, list) and devices and all(isinstance(d, int) and d >= 0 for d in devices))
+    )
     if not ok:
-        problems.append(Problem("training.devices", f"{devices!r} is not a device count or list",
-                                "use auto, a positive count such as 1, -1 for all, or a list of ids such as [0,1]"))
+        problems.append(
+            Problem(
+                "training.devices",
+                f"{devices!r} is not a device count or list",
+                "use auto, a positive count such as 1, -1 for all, or a list of ids such as [0,1]",
+            )
+        )
     return problems
 
 
@@ -248,16 +313,31 @@ def load_config(path: Path) -> TrainConfig:
     try:
         raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        raise ConfigError(str(path), Problem("config.yaml", f"cannot read: {str(err).splitlines()[0]}",
-                                             "point to a run folder written by `state tx train`")) from None
+        raise ConfigError(
+            str(path),
+            Problem(
+                "config.yaml",
+                f"cannot read: {str(err).splitlines()[0]}",
+                "point to a run folder written by `state tx train`",
+            ),
+        ) from None
     if not isinstance(raw, dict):
-        raise ConfigError(str(path), Problem("config.yaml", f"holds a {type(raw).__name__}, not a mapping of keys",
-                                             "point to a run folder written by `state tx train`"))
+        raise ConfigError(
+            str(path),
+            Problem(
+                "config.yaml",
+                f"holds a {type(raw).__name__}, not a mapping of keys",
+                "point to a run folder written by `state tx train`",
+            ),
+        )
     schema = OmegaConf.structured(TrainConfig())
     try:
         merged = OmegaConf.merge(schema, OmegaConf.create(raw))
     except OmegaConfBaseException as err:
-        raise ConfigError(str(path), Problem("config.yaml", str(err).splitlines()[0], "the file was not written by this version of state")) from None
+        raise ConfigError(
+            str(path),
+            Problem("config.yaml", str(err).splitlines()[0], "the file was not written by this version of state"),
+        ) from None
     return OmegaConf.to_object(merged)  # type: ignore[return-value]
 
 

@@ -47,7 +47,10 @@ class CellSetBatch:
 
     def pin_memory(self) -> "CellSetBatch":
         """Used by DataLoader(pin_memory=True)."""
-        return replace(self, **{f.name: v.pin_memory() for f in fields(self) if isinstance(v := getattr(self, f.name), torch.Tensor)})
+        return replace(
+            self,
+            **{f.name: v.pin_memory() for f in fields(self) if isinstance(v := getattr(self, f.name), torch.Tensor)},
+        )
 
     @property
     def n_sets(self) -> int:
@@ -198,7 +201,9 @@ def load_split(
     )
 
 
-def row_labels_frame(cell_ids: np.ndarray, files: Sequence[FileLabelsInVocab], file_offsets: np.ndarray, vocab: Vocab) -> pd.DataFrame:
+def row_labels_frame(
+    cell_ids: np.ndarray, files: Sequence[FileLabelsInVocab], file_offsets: np.ndarray, vocab: Vocab
+) -> pd.DataFrame:
     """obs-style labels of global row ids: pert_col, cell_type_key, batch_col, dataset, source file and row."""
     ids = np.asarray(cell_ids, dtype=np.int64)
     total = int(file_offsets[-1]) if len(file_offsets) else 0

@@ -110,14 +110,29 @@ class CellSetDataModule(pl.LightningDataModule):
         super().__init__()
         problems = []
         if embed_key is not None and ("X" if embed_key in ("", "X") else embed_key) != vocab.embed_key:
-            problems.append(Problem("embed_key", f"{embed_key!r} differs from the vocabulary's {vocab.embed_key!r}",
-                                    "build the vocabulary with the same embed_key"))
+            problems.append(
+                Problem(
+                    "embed_key",
+                    f"{embed_key!r} differs from the vocabulary's {vocab.embed_key!r}",
+                    "build the vocabulary with the same embed_key",
+                )
+            )
         if output_space is not None and output_space != vocab.output_space:
-            problems.append(Problem("output_space", f"{output_space!r} differs from the vocabulary's {vocab.output_space!r}",
-                                    "build the vocabulary with the same output_space"))
+            problems.append(
+                Problem(
+                    "output_space",
+                    f"{output_space!r} differs from the vocabulary's {vocab.output_space!r}",
+                    "build the vocabulary with the same output_space",
+                )
+            )
         if basal_mapping_strategy not in MAPPING_STRATEGIES:
-            problems.append(Problem("basal_mapping_strategy", f"{basal_mapping_strategy!r} is not supported",
-                                    f"use one of {', '.join(MAPPING_STRATEGIES)}"))
+            problems.append(
+                Problem(
+                    "basal_mapping_strategy",
+                    f"{basal_mapping_strategy!r} is not supported",
+                    f"use one of {', '.join(MAPPING_STRATEGIES)}",
+                )
+            )
         if cell_set_len < 1 or batch_size < 1:
             problems.append(Problem("cell_set_len/batch_size", f"got {cell_set_len}/{batch_size}", "both must be >= 1"))
         if problems:
@@ -205,8 +220,14 @@ class CellSetDataModule(pl.LightningDataModule):
     def plan_factory(self, split: str, resample: bool) -> Callable[[int], SetPlan]:
         layout = self.split_data(split).layout
         rank, world_size = self._rank_world()
-        common = dict(cell_set_len=self.cell_set_len, batch_size=self.batch_size, rank=rank, world_size=world_size,
-                      include_controls=self.should_yield_control_cells, stream=STREAMS[split])
+        common = dict(
+            cell_set_len=self.cell_set_len,
+            batch_size=self.batch_size,
+            rank=rank,
+            world_size=world_size,
+            include_controls=self.should_yield_control_cells,
+            stream=STREAMS[split],
+        )
         if resample:
             return functools.partial(train_plan, layout, seed=self.seed, drop_last=self.drop_last, **common)
         return functools.partial(_fixed_eval_plan, layout, **common)
@@ -244,15 +265,29 @@ class CellSetDataModule(pl.LightningDataModule):
             return self._loader("val", resample=False)
         # Train-style sets (resampled to S) drawn once with a fixed seed: comparable across validations.
         dataset = CellSetDataset(self.split_data("val"), self._fixed_train_plan("val"), self.seed, resample=False)
-        return DataLoader(dataset, batch_size=None, sampler=EpochBatchSampler(dataset.plan(0).n_batches),
-                          collate_fn=_keep_batch, num_workers=self.num_workers, pin_memory=self.pin_memory)
+        return DataLoader(
+            dataset,
+            batch_size=None,
+            sampler=EpochBatchSampler(dataset.plan(0).n_batches),
+            collate_fn=_keep_batch,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+        )
 
     def _fixed_train_plan(self, split: str) -> Callable[[int], SetPlan]:
         layout = self.split_data(split).layout
         rank, world_size = self._rank_world()
-        return functools.partial(train_plan, layout, cell_set_len=self.cell_set_len, batch_size=self.batch_size,
-                                 seed=self.seed, rank=rank, world_size=world_size,
-                                 include_controls=self.should_yield_control_cells, stream=STREAMS[split])
+        return functools.partial(
+            train_plan,
+            layout,
+            cell_set_len=self.cell_set_len,
+            batch_size=self.batch_size,
+            seed=self.seed,
+            rank=rank,
+            world_size=world_size,
+            include_controls=self.should_yield_control_cells,
+            stream=STREAMS[split],
+        )
 
     def test_dataloader(self) -> DataLoader | list:
         """Every test cell exactly once, in masked sets of <= cell_set_len cells."""

@@ -121,8 +121,13 @@ def build_feature_store(
         from state_core.storage.cache import default_cache_dir
 
         cache_dir = default_cache_dir() / "feature_stores"
-        log.warning("%s: %.1f GiB exceeds the memory budget (%.1f GiB); streaming from an on-disk store in %s",
-                    key, nbytes / 2**30, memory_budget_bytes / 2**30, cache_dir)
+        log.warning(
+            "%s: %.1f GiB exceeds the memory budget (%.1f GiB); streaming from an on-disk store in %s",
+            key,
+            nbytes / 2**30,
+            memory_budget_bytes / 2**30,
+            cache_dir,
+        )
     folder = Path(cache_dir)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"store-{key}-{_fingerprint(sources, key, dtype)}.npy"

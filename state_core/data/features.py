@@ -42,7 +42,7 @@ def _locate(file: h5py.File, path: Path, key: str) -> h5py.Dataset | h5py.Group:
         what = "has no X matrix" if key == "X" else f"has no obsm key {key!r}"
         raise DataError(
             f"{path}: {what}; obsm keys in this file: {_obsm_keys(file)}; "
-            f"set embed_key to one of them, or \"X\" for the expression matrix"
+            f'set embed_key to one of them, or "X" for the expression matrix'
         )
     return node
 
@@ -98,7 +98,10 @@ class FeatureSource:
             log.warning(
                 "%s: %s is stored %s (chunks %s); random row reads can be ~100x slower than from an "
                 "uncompressed file. Rewrite it without compression for training.",
-                self.path, node.name, f"{node.compression}-compressed" if node.compression else "chunked", node.chunks,
+                self.path,
+                node.name,
+                f"{node.compression}-compressed" if node.compression else "chunked",
+                node.chunks,
             )
         shape = (int(node.shape[0]), int(node.shape[1]) if node.ndim == 2 else 1)
         return shape, np.dtype(node.dtype)
@@ -119,7 +122,10 @@ class FeatureSource:
         if data.compression is not None:
             log.warning(
                 "%s: %s/data is %s-compressed; random row reads decompress whole chunks and are much slower. "
-                "Rewrite it without compression for training.", self.path, group.name, data.compression,
+                "Rewrite it without compression for training.",
+                self.path,
+                group.name,
+                data.compression,
             )
         n_rows = int(group["indptr"].shape[0]) - 1
         if "shape" in group.attrs:
@@ -233,8 +239,9 @@ def describe_key(key: str) -> str:
     return "X" if key == "X" else f"obsm[{key.removeprefix('obsm/')!r}]"
 
 
-def nonfinite_message(path: str | Path, key: str, rows: np.ndarray | None = None,
-                      max_values: int = _FINITE_CHECK_VALUES) -> str | None:
+def nonfinite_message(
+    path: str | Path, key: str, rows: np.ndarray | None = None, max_values: int = _FINITE_CHECK_VALUES
+) -> str | None:
     """None if `key` of the file holds only finite values in `rows` (all rows if None), else what is wrong.
 
     Reads at most about `max_values` values: beyond that an evenly spaced sample of rows is checked, so a
@@ -246,12 +253,14 @@ def nonfinite_message(path: str | Path, key: str, rows: np.ndarray | None = None
         checked = rows if rows.size <= budget else rows[np.linspace(0, rows.size - 1, budget).astype(np.int64)]
         bad_values = bad_cells = 0
         for start in range(0, checked.size, 4096):
-            block = ~np.isfinite(source.read_rows(checked[start:start + 4096]))  # [n, D]
+            block = ~np.isfinite(source.read_rows(checked[start : start + 4096]))  # [n, D]
             bad_values += int(block.sum())
             bad_cells += int(block.any(axis=1).sum())
     if not bad_values:
         return None
     scope = f"{checked.size} cells checked" + (f" (a sample of {rows.size})" if checked.size < rows.size else "")
-    return (f"{path}: {describe_key(key)} has {bad_values} NaN/Inf value{'s' if bad_values != 1 else ''} in {bad_cells} "
-            f"cell{'s' if bad_cells != 1 else ''} ({scope}); fix: drop or repair those cells (keep rows where "
-            f"np.isfinite(...).all(axis=1)), or re-run preprocessing")
+    return (
+        f"{path}: {describe_key(key)} has {bad_values} NaN/Inf value{'s' if bad_values != 1 else ''} in {bad_cells} "
+        f"cell{'s' if bad_cells != 1 else ''} ({scope}); fix: drop or repair those cells (keep rows where "
+        f"np.isfinite(...).all(axis=1)), or re-run preprocessing"
+    )

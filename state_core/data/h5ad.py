@@ -195,7 +195,9 @@ def read_h5ad_file(path: str | Path, what: str = "input"):  # noqa: ANN201 - ann
         adata = ad.read_h5ad(path)
     except Exception as err:  # noqa: BLE001 - h5py/anndata raise many types for damaged files
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise DataError(f"{path}: damaged or truncated .h5ad ({first[:200]}); re-write it with `adata.write_h5ad(path)`") from None
+        raise DataError(
+            f"{path}: damaged or truncated .h5ad ({first[:200]}); re-write it with `adata.write_h5ad(path)`"
+        ) from None
     if adata.n_obs == 0:
         raise DataError(f"{path}: has 0 cells; give a file with cells")
     return adata

@@ -71,7 +71,8 @@ def _check_raw_counts(adata: ad.AnnData, source: str) -> None:
     fractional = values[values != np.round(values)]
     if fractional.size:
         raise DataError(
-            f"{source}: X has non-integer values (e.g. {fractional[0]:.4g}), so it looks normalised, not raw counts; {hint}"
+            f"{source}: X has non-integer values (e.g. {fractional[0]:.4g}), so it looks normalised, "
+            f"not raw counts; {hint}"
         )
 
 
@@ -176,13 +177,13 @@ def preprocess_train_adata(
     return out
 
 
-def preprocess_train(
-    input: str | Path, output: str | Path, num_hvgs: int, already_normalized: bool = False
-) -> Path:
+def preprocess_train(input: str | Path, output: str | Path, num_hvgs: int, already_normalized: bool = False) -> Path:
     """`state tx preprocess_train --adata IN --output OUT --num_hvgs K`. Returns the output path."""
     adata = read_h5ad(input)
     result = preprocess_train_adata(adata, num_hvgs, already_normalized=already_normalized, source=str(input))
-    log.info("preprocess_train: %d cells, %d genes -> %d HVGs in obsm['%s']", adata.n_obs, adata.n_vars, num_hvgs, HVG_KEY)
+    log.info(
+        "preprocess_train: %d cells, %d genes -> %d HVGs in obsm['%s']", adata.n_obs, adata.n_vars, num_hvgs, HVG_KEY
+    )
     return write_h5ad_atomic(result, output)
 
 

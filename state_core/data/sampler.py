@@ -45,7 +45,9 @@ class SplitCells:
         return int(self.file_idx.shape[0])
 
 
-def store_order(file_idx: np.ndarray, cell_type: np.ndarray, pert: np.ndarray, batch: np.ndarray, row: np.ndarray) -> np.ndarray:
+def store_order(
+    file_idx: np.ndarray, cell_type: np.ndarray, pert: np.ndarray, batch: np.ndarray, row: np.ndarray
+) -> np.ndarray:
     """Permutation that sorts cells by (file, cell type, perturbation, batch, row)."""
     return np.lexsort((row, batch, pert, cell_type, file_idx))
 
@@ -121,7 +123,9 @@ def build_layout(
     hit = np.minimum(np.searchsorted(ct_keys, g_ct_key), max(ct_keys.size - 1, 0))
     found = ct_keys[hit] == g_ct_key if ct_keys.size else np.zeros(g_ct_key.shape, bool)
     if not found.all():
-        missing = sorted({(file_names[f], cell_type_names[c]) for f, c in zip(g_file[~found].tolist(), g_ct[~found].tolist())})
+        missing = sorted(
+            {(file_names[f], cell_type_names[c]) for f, c in zip(g_file[~found].tolist(), g_ct[~found].tolist())}
+        )
         listed = "; ".join(f"{c!r} in {f}" for f, c in missing[:10])
         raise DataError(
             f"{split} split: {len(missing)} cell type(s) have no control cells to map from: {listed}\n"

@@ -197,7 +197,9 @@ def _sample_counts(
     blocks = []
     for start in range(0, spec.n_cells, _CELLS_PER_CHUNK):
         stop = min(start + _CELLS_PER_CHUNK, spec.n_cells)
-        scale = np.exp(log_scale[ps[start:stop], cts[start:stop], bs[start:stop]] + log_library[start:stop, None])  # [n, G]
+        scale = np.exp(
+            log_scale[ps[start:stop], cts[start:stop], bs[start:stop]] + log_library[start:stop, None]
+        )  # [n, G]
         # Gamma-Poisson mixture == negative binomial with mean theta * scale and dispersion theta.
         shape = np.broadcast_to(theta, scale.shape)
         rate = rng.standard_gamma(shape, dtype=np.float32) * scale  # [n, G]
@@ -316,8 +318,15 @@ def write_synthetic_experiment(
     fewshot_val, fewshot_test = perts[:n_hold], perts[n_hold : 2 * n_hold] or perts[:n_hold]
 
     base = {"datasets": {dataset_name: dataset_name}, "training": {dataset_name: "train"}}
-    zeroshot = dumps({**base, "zeroshot": {f"{dataset_name}.{test_ct}": "test",
-                                           **({f"{dataset_name}.{val_ct}": "val"} if val_ct is not None else {})}})
+    zeroshot = dumps(
+        {
+            **base,
+            "zeroshot": {
+                f"{dataset_name}.{test_ct}": "test",
+                **({f"{dataset_name}.{val_ct}": "val"} if val_ct is not None else {}),
+            },
+        }
+    )
     fewshot = dumps({**base, "fewshot": {f"{dataset_name}.{fewshot_ct}": {"val": fewshot_val, "test": fewshot_test}}})
     zeroshot_toml, fewshot_toml = out_dir / "zeroshot.toml", out_dir / "fewshot.toml"
     atomic_write_text(zeroshot_toml, zeroshot)

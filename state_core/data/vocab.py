@@ -106,7 +106,9 @@ class Vocab:
         try:
             body = json.loads(source.read_text(encoding="utf-8"))
         except FileNotFoundError as err:
-            raise DataError(f"{source}: vocabulary file not found; it is written as vocab.json in the run folder") from err
+            raise DataError(
+                f"{source}: vocabulary file not found; it is written as vocab.json in the run folder"
+            ) from err
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise DataError(f"{source}: not valid JSON ({err}); re-create it by re-running training") from None
         except OSError as err:

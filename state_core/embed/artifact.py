@@ -60,7 +60,9 @@ class SEMeta:
     @staticmethod
     def from_json(data: dict, where: str) -> SEMeta:
         if data.get("format") != FORMAT:
-            raise ArtifactError(f"{where}: format {data.get('format')!r} is not {FORMAT!r}; is this an SE model folder?")
+            raise ArtifactError(
+                f"{where}: format {data.get('format')!r} is not {FORMAT!r}; is this an SE model folder?"
+            )
         try:
             return SEMeta(
                 model_id=str(data["model_id"]),
@@ -70,7 +72,9 @@ class SEMeta:
                 vocab_digest=str(data["vocab_digest"]),
             )
         except (KeyError, TypeError) as err:
-            raise ArtifactError(f"{where}: malformed SE config ({err}); re-create the folder with `state emb fit`") from err
+            raise ArtifactError(
+                f"{where}: malformed SE config ({err}); re-create the folder with `state emb fit`"
+            ) from err
 
 
 @dataclass
@@ -100,7 +104,11 @@ def load_se_model(folder: str | Path, device: str = "cpu") -> LoadedSE:
     folder = Path(folder)
     missing = [f for f in (CONFIG_FILE, WEIGHTS_FILE, VOCAB_FILE, TABLE_FILE) if not (folder / f).is_file()]
     if missing:
-        hint = " (this looks like an original SE folder: run `state emb import` first)" if list(folder.glob("*.ckpt")) else ""
+        hint = (
+            " (this looks like an original SE folder: run `state emb import` first)"
+            if list(folder.glob("*.ckpt"))
+            else ""
+        )
         raise ArtifactError(
             f"{folder} is not an SE model folder: missing {', '.join(missing)}{hint}; pass the folder written by "
             f"`state emb fit` (<output_dir>/model) or `state emb import`"
@@ -109,7 +117,9 @@ def load_se_model(folder: str | Path, device: str = "cpu") -> LoadedSE:
     vocab = load_vocab(folder / VOCAB_FILE)
     table = load_gene_table(folder / TABLE_FILE, order=vocab)
     if table.digest() != meta.vocab_digest:
-        raise ArtifactError(f"{folder}: gene vocabulary does not match the digest in {CONFIG_FILE}; the folder was edited")
+        raise ArtifactError(
+            f"{folder}: gene vocabulary does not match the digest in {CONFIG_FILE}; the folder was edited"
+        )
     model = StateEmbeddingModel(meta.config, table.vectors)
     state = load_file(str(folder / WEIGHTS_FILE))
     result = model.load_state_dict(state, strict=False)

@@ -179,11 +179,21 @@ def semantic_problems(cfg: SEFitConfig) -> list[Problem]:
     kinds = [("data.input_kind", cfg.data.input_kind)] + [
         (f"datasets[{i}].input_kind", d.input_kind) for i, d in enumerate(cfg.datasets) if d.input_kind is not None
     ]
-    out += [Problem(k, f"{v!r} is not one of {INPUT_KINDS}", "say what X holds: raw or log1p") for k, v in kinds if v not in INPUT_KINDS]
+    out += [
+        Problem(k, f"{v!r} is not one of {INPUT_KINDS}", "say what X holds: raw or log1p")
+        for k, v in kinds
+        if v not in INPUT_KINDS
+    ]
     if cfg.loss.name not in LOSSES:
         out.append(Problem("loss.name", f"{cfg.loss.name!r} is not one of {LOSSES}", "choose a supported loss"))
     if cfg.model.d_model % cfg.model.nhead:
-        out.append(Problem("model.nhead", f"d_model={cfg.model.d_model} is not divisible by nhead={cfg.model.nhead}", "pick a divisor"))
+        out.append(
+            Problem(
+                "model.nhead",
+                f"d_model={cfg.model.d_model} is not divisible by nhead={cfg.model.nhead}",
+                "pick a divisor",
+            )
+        )
     if cfg.data.pad_length < 2:
         out.append(Problem("data.pad_length", f"{cfg.data.pad_length} < 2", "use at least 2 (CLS + one gene)"))
     if not 0.0 <= cfg.data.val_fraction < 1.0:

@@ -1,4 +1,5 @@
-"""The embed stage of the pipelines (`state_core.embed` owns it): turn the datasets of an experiment TOML into model inputs.
+"""The embed stage of the pipelines (`state_core.embed` owns it): the datasets of an experiment TOML made into
+model inputs.
 
 The output is a self-contained folder: the embedded h5ad files under `<out>/<dataset>/` (same file names,
 same rows, so a split manifest made on the inputs still applies) and `<out>/experiment.toml`, a copy of the
@@ -55,15 +56,15 @@ def _embed_file(source: Path, target: Path, options: EmbedOptions) -> None:
     else:
         from state_core.embed.transform import transform_h5ad
 
-        transform_h5ad(options.se_model_dir, str(source), str(target), layer=options.se_layer or None,
-                       progress=False)
+        transform_h5ad(options.se_model_dir, str(source), str(target), layer=options.se_layer or None, progress=False)
 
 
 def embed_experiment(toml_path: str | Path, out_dir: str | Path, options: EmbedOptions) -> Path:
     """Embed every dataset of the experiment; return the path of the rewritten TOML inside `out_dir`."""
     if options.method not in METHODS:
-        raise ConfigError("embed", Problem("method", f"unknown embed method {options.method!r}",
-                                           f"use one of {', '.join(METHODS)}"))
+        raise ConfigError(
+            "embed", Problem("method", f"unknown embed method {options.method!r}", f"use one of {', '.join(METHODS)}")
+        )
     if options.method == "se" and not options.se_model_dir:
         raise ConfigError("embed", Problem("se_model_dir", "empty", "give the SE run folder to embed with"))
     toml_path = _local_toml(str(toml_path), Path(out_dir) / ".cache")

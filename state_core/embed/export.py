@@ -72,8 +72,9 @@ def random_sentences(batch: int, seq: int, vocab_size: int, seed: int) -> dict[s
     }
 
 
-def check_parity(graph: SEEncoderGraph, onnx_path: Path, vocab_size: int, shapes: tuple[tuple[int, int], ...],
-                 tolerance: float) -> tuple[SEParityRow, ...]:
+def check_parity(
+    graph: SEEncoderGraph, onnx_path: Path, vocab_size: int, shapes: tuple[tuple[int, int], ...], tolerance: float
+) -> tuple[SEParityRow, ...]:
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     rows = []
     for i, (b, s) in enumerate(shapes):
@@ -85,12 +86,15 @@ def check_parity(graph: SEEncoderGraph, onnx_path: Path, vocab_size: int, shapes
     worst = max(r.max_abs_diff for r in rows)
     if worst > tolerance:
         table = ", ".join(f"({r.batch},{r.seq}): {r.max_abs_diff:.2e}" for r in rows)
-        raise ArtifactError(f"SE ONNX export failed the parity gate: {worst:.2e} > {tolerance:g} [{table}]; nothing was written")
+        raise ArtifactError(
+            f"SE ONNX export failed the parity gate: {worst:.2e} > {tolerance:g} [{table}]; nothing was written"
+        )
     return tuple(rows)
 
 
-def export_encoder_onnx(loaded: LoadedSE, out_path: Path, *, shapes: tuple[tuple[int, int], ...] = PARITY_SHAPES,
-                        tolerance: float = 1e-5) -> tuple[SEParityRow, ...]:
+def export_encoder_onnx(
+    loaded: LoadedSE, out_path: Path, *, shapes: tuple[tuple[int, int], ...] = PARITY_SHAPES, tolerance: float = 1e-5
+) -> tuple[SEParityRow, ...]:
     """Write the encoder graph to `out_path` if it passes the parity gate (temp file, then rename)."""
     if EXAMPLE_SHAPE in shapes or not shapes:
         raise ValueError(f"parity shapes must be non-empty and differ from the export example {EXAMPLE_SHAPE}")
@@ -99,13 +103,25 @@ def export_encoder_onnx(loaded: LoadedSE, out_path: Path, *, shapes: tuple[tuple
     example = random_sentences(*EXAMPLE_SHAPE, vocab_size, seed=99)
     args = (torch.from_numpy(example["gene_ids"]), torch.from_numpy(example["count_feat"]))
     batch, seq = torch.export.Dim("batch", min=1, max=65536), torch.export.Dim("seq", min=2, max=65536)
-    return export_gated(graph, args, ({0: batch, 1: seq}, {0: batch, 1: seq}), out_path,
-                        lambda tmp: check_parity(graph, tmp, vocab_size, shapes, tolerance),
-                        input_names=["gene_ids", "count_feat"], output_names=["x_state"], what="SE ONNX")
+    return export_gated(
+        graph,
+        args,
+        ({0: batch, 1: seq}, {0: batch, 1: seq}),
+        out_path,
+        lambda tmp: check_parity(graph, tmp, vocab_size, shapes, tolerance),
+        input_names=["gene_ids", "count_feat"],
+        output_names=["x_state"],
+        what="SE ONNX",
+    )
 
 
-def export_se(model_dir: str | Path, out_dir: str | Path, *, tolerance: float = 1e-5,
-              shapes: tuple[tuple[int, int], ...] = PARITY_SHAPES) -> SEExport:
+def export_se(
+    model_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    tolerance: float = 1e-5,
+    shapes: tuple[tuple[int, int], ...] = PARITY_SHAPES,
+) -> SEExport:
     """Export an SE model folder to `out_dir/{model.onnx, metadata.json}`.
 
     `metadata.json` carries the gene vocabulary (row i = `gene_ids` value i) and the sentence settings a
@@ -118,11 +134,17 @@ def export_se(model_dir: str | Path, out_dir: str | Path, *, tolerance: float = 
     signature = se_signature(loaded.meta.config.output_dim)
     sentence = loaded.meta.sentence
     ModelMetadata(
-        model_kind="state_embedding", run_id=loaded.meta.model_id, signature=signature,
+        model_kind="state_embedding",
+        run_id=loaded.meta.model_id,
+        signature=signature,
         gene_names=tuple(loaded.vocab),
-        extra={"pad_length": str(sentence.pad_length), "compat": str(sentence.compat).lower(),
-               "input_kind": loaded.meta.convention.input_kind, "vocab_digest": loaded.meta.vocab_digest,
-               "model_dir": str(model_dir.resolve())},
+        extra={
+            "pad_length": str(sentence.pad_length),
+            "compat": str(sentence.compat).lower(),
+            "input_kind": loaded.meta.convention.input_kind,
+            "vocab_digest": loaded.meta.vocab_digest,
+            "model_dir": str(model_dir.resolve()),
+        },
     ).save(out / METADATA_FILE)
     log.info("exported SE encoder %s -> %s (worst parity %.2e)", model_dir, out, max(r.max_abs_diff for r in rows))
     return SEExport(out, out / ONNX_FILE, signature, rows, tolerance)

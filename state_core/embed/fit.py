@@ -121,8 +121,16 @@ def open_sources(cfg: SEFitConfig, table: GeneTable) -> list[SourceFile]:
 
 def se_config(cfg: SEFitConfig, token_dim: int) -> SEConfig:
     m = cfg.model
-    return SEConfig(token_dim=token_dim, d_model=m.d_model, d_hid=m.d_hid, nhead=m.nhead, nlayers=m.nlayers,
-                    output_dim=m.output_dim, dropout=m.dropout, num_datasets=len(cfg.datasets))
+    return SEConfig(
+        token_dim=token_dim,
+        d_model=m.d_model,
+        d_hid=m.d_hid,
+        nhead=m.nhead,
+        nlayers=m.nlayers,
+        output_dim=m.output_dim,
+        dropout=m.dropout,
+        num_datasets=len(cfg.datasets),
+    )
 
 
 def build_trainer(cfg: SEFitConfig, out: Path) -> L.Trainer:
@@ -130,15 +138,26 @@ def build_trainer(cfg: SEFitConfig, out: Path) -> L.Trainer:
     precision = t.precision
     if precision == "auto":
         precision = "bf16-mixed" if torch.cuda.is_available() else "32-true"
-    checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, save_top_k=0,
-                                 every_n_train_steps=t.checkpoint_every_n_steps)
+    checkpoint = ModelCheckpoint(
+        dirpath=out / "checkpoints", save_last=True, save_top_k=0, every_n_train_steps=t.checkpoint_every_n_steps
+    )
     return L.Trainer(
-        max_epochs=t.max_epochs, max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices,
-        strategy=t.strategy, precision=precision, gradient_clip_val=cfg.optimizer.max_grad_norm,
-        accumulate_grad_batches=cfg.optimizer.gradient_accumulation_steps, val_check_interval=t.val_check_interval,
-        callbacks=[checkpoint], logger=CSVLogger(str(out), name=""),
-        default_root_dir=str(out), enable_model_summary=False, log_every_n_steps=1,
-        num_sanity_val_steps=0, deterministic=False,
+        max_epochs=t.max_epochs,
+        max_steps=t.max_steps,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        strategy=t.strategy,
+        precision=precision,
+        gradient_clip_val=cfg.optimizer.max_grad_norm,
+        accumulate_grad_batches=cfg.optimizer.gradient_accumulation_steps,
+        val_check_interval=t.val_check_interval,
+        callbacks=[checkpoint],
+        logger=CSVLogger(str(out), name=""),
+        default_root_dir=str(out),
+        enable_model_summary=False,
+        log_every_n_steps=1,
+        num_sanity_val_steps=0,
+        deterministic=False,
     )
 
 
@@ -159,8 +178,15 @@ def fit_se(cfg: SEFitConfig) -> Path:
     def loader(cells, shuffle: bool) -> DataLoader:
         data = SentenceDataset(sources, cells, sentence, task, cfg.data.target_sum, cfg.seed)
         gen = torch.Generator().manual_seed(cfg.seed)
-        return DataLoader(data, batch_size=cfg.data.batch_size, shuffle=shuffle, collate_fn=collate,
-                          num_workers=cfg.data.num_workers, generator=gen, drop_last=False)
+        return DataLoader(
+            data,
+            batch_size=cfg.data.batch_size,
+            shuffle=shuffle,
+            collate_fn=collate,
+            num_workers=cfg.data.num_workers,
+            generator=gen,
+            drop_last=False,
+        )
 
     model = StateEmbeddingModel(se_config(cfg, table.token_dim), table.vectors)
     module = SELightning(model, cfg, n_shared)
@@ -169,8 +195,13 @@ def fit_se(cfg: SEFitConfig) -> Path:
     resume = str(last) if cfg.trainer.resume and last.is_file() else None
     if resume:
         log.info("resuming from %s", resume)
-    trainer.fit(module, loader(train_cells, True), loader(val_cells, False) if val_cells else None, ckpt_path=resume,
-                weights_only=True)
+    trainer.fit(
+        module,
+        loader(train_cells, True),
+        loader(val_cells, False) if val_cells else None,
+        ckpt_path=resume,
+        weights_only=True,
+    )
     trainer.save_checkpoint(last)  # a run stopped by max_steps mid-epoch is resumable from where it ended
     for s in sources:
         s.rows.close()

@@ -104,11 +104,18 @@ def map_gene_names(names: list[str], vocab_index: dict[str, int], source: str) -
 
 def check_coverage(mapping: GeneMapping, min_coverage: float, where: str) -> None:
     """Stop when too few dataset genes are known, instead of embedding garbage (original: silent)."""
-    log.info("%s: %d of %d genes (%.1f%%) from %s are in the vocabulary", where, mapping.n_mapped,
-             len(mapping.column_vocab_ids), 100 * mapping.coverage, mapping.source)
+    log.info(
+        "%s: %d of %d genes (%.1f%%) from %s are in the vocabulary",
+        where,
+        mapping.n_mapped,
+        len(mapping.column_vocab_ids),
+        100 * mapping.coverage,
+        mapping.source,
+    )
     if mapping.n_mapped == 0 or mapping.coverage < min_coverage:
         raise DataError(
-            f"{where}: only {mapping.n_mapped} of {len(mapping.column_vocab_ids)} genes ({100 * mapping.coverage:.1f}%) "
+            f"{where}: only {mapping.n_mapped} of {len(mapping.column_vocab_ids)} genes "
+            f"({100 * mapping.coverage:.1f}%) "
             f"in {mapping.source} match the model's gene vocabulary (need {100 * min_coverage:.0f}%); pass "
             f"--gene-column with the var column holding gene symbols, or lower --min-gene-coverage"
         )

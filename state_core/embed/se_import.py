@@ -80,8 +80,15 @@ def _inert_reconstructor(cls: type, base: type, state: object) -> _Inert:
 
 # Classes of these modules appear in the original checkpoints' `hyper_parameters` (the OmegaConf config and
 # the collator object). Their contents are not needed, so they are rebuilt as inert stand-ins.
-INERT_MODULES = ("omegaconf", "state.", "vci.", "typing", "lightning.fabric.utilities.data",
-                 "pytorch_lightning.utilities.parsing", "lightning.pytorch.utilities.parsing")
+INERT_MODULES = (
+    "omegaconf",
+    "state.",
+    "vci.",
+    "typing",
+    "lightning.fabric.utilities.data",
+    "pytorch_lightning.utilities.parsing",
+    "lightning.pytorch.utilities.parsing",
+)
 
 
 def _checkpoint_unpickler(path: Path) -> type:
@@ -121,8 +128,10 @@ def load_pickled_tensors(path: Path) -> object:
     except ArtifactError:
         raise
     except Exception as err:  # corrupt file or an unexpected pickle layout
-        raise ArtifactError(f"{path}: cannot be loaded safely ({type(err).__name__}: {err}); "
-                            f"convert it to safetensors where it was made, or report the class it needs") from err
+        raise ArtifactError(
+            f"{path}: cannot be loaded safely ({type(err).__name__}: {err}); "
+            f"convert it to safetensors where it was made, or report the class it needs"
+        ) from err
 
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -140,7 +149,9 @@ def clean_state_dict(state: dict[str, torch.Tensor], where: Path) -> dict[str, t
     for prefix in ("encoder.0.weight", "encoder.0.bias"):
         twin = prefix.replace("encoder.", "gene_embedding_layer.", 1)
         if twin in state and not torch.equal(state[twin], state[prefix]):
-            raise ArtifactError(f"{where}: {twin} differs from {prefix}; the two projections are expected to be one module")
+            raise ArtifactError(
+                f"{where}: {twin} differs from {prefix}; the two projections are expected to be one module"
+            )
     out = {}
     for key, value in state.items():
         if key.startswith(DROPPED):
@@ -160,9 +171,14 @@ def config_from_tensors(state: dict[str, torch.Tensor], nhead: int, where: Path)
     layer_ids = {int(m.group(1)) for k in state if (m := re.match(r"transformer_encoder\.layers\.(\d+)\.", k))}
     k = state["dataset_encoder.4.weight"].shape[0] if "dataset_encoder.4.weight" in state else 1
     return SEConfig(
-        token_dim=int(e), d_model=int(d), d_hid=int(state["transformer_encoder.layers.0.linear1.weight"].shape[0]),
-        nhead=nhead, nlayers=len(layer_ids), output_dim=int(state["decoder.1.weight"].shape[0]),
-        dropout=0.0, num_datasets=int(k),
+        token_dim=int(e),
+        d_model=int(d),
+        d_hid=int(state["transformer_encoder.layers.0.linear1.weight"].shape[0]),
+        nhead=nhead,
+        nlayers=len(layer_ids),
+        output_dim=int(state["decoder.1.weight"].shape[0]),
+        dropout=0.0,
+        num_datasets=int(k),
     )
 
 
@@ -173,8 +189,11 @@ def read_original_config(path: Path) -> dict:
     model, dataset = data.get("model", {}) or {}, data.get("dataset", {}) or {}
     if "nhead" not in model:
         raise ArtifactError(f"{path}: model.nhead is missing; it cannot be read from the weights")
-    return {"nhead": int(model["nhead"]), "pad_length": int(dataset.get("pad_length", 2048)),
-            "cls_token_idx": int(dataset.get("cls_token_idx", 3))}
+    return {
+        "nhead": int(model["nhead"]),
+        "pad_length": int(dataset.get("pad_length", 2048)),
+        "cls_token_idx": int(dataset.get("cls_token_idx", 3)),
+    }
 
 
 def load_table(path: Path) -> GeneTable:
@@ -198,16 +217,22 @@ def import_original_se(folder: str | Path, out_dir: str | Path, checkpoint: str 
     state = clean_state_dict(load_state_dict(ckpt), ckpt)
     cfg = config_from_tensors(state, settings["nhead"], ckpt)
     if cfg.token_dim != table.token_dim:
-        raise ArtifactError(f"{ckpt}: encoder expects {cfg.token_dim}-d gene vectors but {TABLE_FILE} has {table.token_dim}")
+        raise ArtifactError(
+            f"{ckpt}: encoder expects {cfg.token_dim}-d gene vectors but {TABLE_FILE} has {table.token_dim}"
+        )
     model = StateEmbeddingModel(cfg, table.vectors)
     result = model.load_state_dict(state, strict=False)
     if result.missing_keys:
         raise ArtifactError(f"{ckpt}: weights lack {result.missing_keys[:8]}; not a supported SE checkpoint")
     if result.unexpected_keys:
-        log.warning("ignoring %d unknown tensors in %s: %s", len(result.unexpected_keys), ckpt, result.unexpected_keys[:5])
+        log.warning(
+            "ignoring %d unknown tensors in %s: %s", len(result.unexpected_keys), ckpt, result.unexpected_keys[:5]
+        )
     meta = SEMeta(
-        model_id=f"{folder.name}/{ckpt.name}", config=cfg,
+        model_id=f"{folder.name}/{ckpt.name}",
+        config=cfg,
         sentence=SentenceSpec(pad_length=settings["pad_length"], compat=True, cls_token_idx=settings["cls_token_idx"]),
-        convention=InputConvention(input_kind="raw", target_sum=None), vocab_digest=table.digest(),
+        convention=InputConvention(input_kind="raw", target_sum=None),
+        vocab_digest=table.digest(),
     )
     return save_se_model(out_dir, model.eval(), meta, table)

@@ -113,7 +113,9 @@ def build_sentence(cell: CellGenes, rng: np.random.Generator, spec: SentenceSpec
     return gene_ids, count_feat
 
 
-def sample_task_genes(cell: CellGenes, rng: np.random.Generator, task: TaskSpec, compat: bool) -> tuple[np.ndarray, np.ndarray]:
+def sample_task_genes(
+    cell: CellGenes, rng: np.random.Generator, task: TaskSpec, compat: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """P positives (expressed) and N negatives (unexpressed) -> (vocab ids [P+N], log targets [P+N])."""
     expr = cell.log_expr
     pos_pool = np.flatnonzero(expr > 0)

@@ -45,8 +45,15 @@ class CellRef:
 
 
 class SentenceDataset(Dataset):
-    def __init__(self, sources: list[SourceFile], cells: list[CellRef], sentence: SentenceSpec, task: TaskSpec,
-                 target_sum: float | None, seed: int):
+    def __init__(
+        self,
+        sources: list[SourceFile],
+        cells: list[CellRef],
+        sentence: SentenceSpec,
+        task: TaskSpec,
+        target_sum: float | None,
+        seed: int,
+    ):
         self.sources, self.cells = sources, cells
         self.sentence, self.task = sentence, task
         self.target_sum, self.seed = target_sum, seed
@@ -67,8 +74,15 @@ class SentenceDataset(Dataset):
         rng = self.rng(ref.global_index)
         gene_ids, count_feat = build_sentence(cell, rng, self.sentence)
         task_ids, targets = sample_task_genes(cell, rng, self.task, self.sentence.compat)
-        return {"gene_ids": gene_ids, "count_feat": count_feat, "task_ids": task_ids, "targets": targets,
-                "dataset_index": src.dataset_index, "cell": cell, "global_index": ref.global_index}
+        return {
+            "gene_ids": gene_ids,
+            "count_feat": count_feat,
+            "task_ids": task_ids,
+            "targets": targets,
+            "dataset_index": src.dataset_index,
+            "cell": cell,
+            "global_index": ref.global_index,
+        }
 
 
 @dataclass

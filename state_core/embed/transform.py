@@ -82,7 +82,8 @@ def check_input_kind(block: np.ndarray, input_kind: str, where: str) -> None:
         )
     if input_kind == "log1p" and float(block.max()) > LOG1P_MAX:
         raise DataError(
-            f"{where}: input_kind is 'log1p' but values reach {float(block.max()):.0f} (raw counts?); pass --input-kind raw"
+            f"{where}: input_kind is 'log1p' but values reach {float(block.max()):.0f} (raw counts?); "
+            "pass --input-kind raw"
         )
 
 
@@ -155,7 +156,9 @@ def transform_h5ad(
     rows = ExpressionRows(source, f"layers/{options.layer}" if options.layer else "X")
     mapping = map_input_genes(loaded, source, options)
     if len(mapping.column_vocab_ids) != rows.shape[1]:
-        raise DataError(f"{source}: var has {len(mapping.column_vocab_ids)} genes but {rows.key} has {rows.shape[1]} columns")
+        raise DataError(
+            f"{source}: var has {len(mapping.column_vocab_ids)} genes but {rows.key} has {rows.shape[1]} columns"
+        )
     dim = loaded.meta.config.x_state_dim
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
@@ -192,5 +195,6 @@ def transform_h5ad(
         partial.unlink(missing_ok=True)
         raise
     log.info("wrote obsm[%r] (%d x %d) to %s", options.embed_key, rows.n_rows, dim, target)
-    return TransformSummary(target, rows.n_rows, dim, mapping.n_mapped, len(mapping.column_vocab_ids),
-                            loaded.meta.model_id, input_kind)
+    return TransformSummary(
+        target, rows.n_rows, dim, mapping.n_mapped, len(mapping.column_vocab_ids), loaded.meta.model_id, input_kind
+    )

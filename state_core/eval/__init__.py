@@ -20,6 +20,19 @@ if TYPE_CHECKING:
     from state_core.eval.sources import evaluate_files
     from state_core.eval.summary import MetricSummary, summarize
 
+__all__ = [
+    "EvalResult",
+    "MetricSummary",
+    "build_baseline",
+    "evaluate",
+    "evaluate_files",
+    "profile_metrics",
+    "read_result",
+    "score",
+    "summarize",
+    "write_report",
+]
+
 _EXPORTS = {
     "evaluate": "state_core.eval.evaluation",
     "EvalResult": "state_core.eval.evaluation",

@@ -79,7 +79,9 @@ def read_agg(source: str | Path | pd.DataFrame, role: str) -> pd.DataFrame:
     else:
         path = Path(source)
         if not path.is_file():
-            raise DataError(f"{role} agg results not found: {path}\n    fix: pass the agg_results.csv of `state eval run`")
+            raise DataError(
+                f"{role} agg results not found: {path}\n    fix: pass the agg_results.csv of `state eval run`"
+            )
         frame = pd.read_csv(path)
     if "statistic" not in frame.columns:
         raise DataError(
@@ -91,7 +93,9 @@ def read_agg(source: str | Path | pd.DataFrame, role: str) -> pd.DataFrame:
     return frame
 
 
-def score(user_agg: str | Path | pd.DataFrame, base_agg: str | Path | pd.DataFrame, statistic: str = "mean") -> pd.DataFrame:
+def score(
+    user_agg: str | Path | pd.DataFrame, base_agg: str | Path | pd.DataFrame, statistic: str = "mean"
+) -> pd.DataFrame:
     """cell-eval's baseline-normalised score: columns `metric, from_baseline`, last row `avg_score`.
 
     ZERO-best metrics: 1 - user/base; ONE-best: (user - base)/(1 - base); NaN -> 0; clipped below at 0.

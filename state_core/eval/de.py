@@ -97,9 +97,7 @@ class DETable:
         return columns
 
     def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame(
-            {k: v.values() if isinstance(v, Labels) else v for k, v in self.long_columns().items()}
-        )
+        return pd.DataFrame({k: v.values() if isinstance(v, Labels) else v for k, v in self.long_columns().items()})
 
 
 @dataclass(frozen=True)
@@ -113,9 +111,7 @@ class Labels:
         return np.asarray(self.names, dtype=object)[self.codes]
 
 
-def _fold_changes(
-    pert_mean: np.ndarray, ctrl_mean: np.ndarray, epsilon: float
-) -> tuple[np.ndarray, np.ndarray]:
+def _fold_changes(pert_mean: np.ndarray, ctrl_mean: np.ndarray, epsilon: float) -> tuple[np.ndarray, np.ndarray]:
     """(log2 fold change, percent change) of count-space means; 0/0 is defined as no change."""
     with np.errstate(divide="ignore", invalid="ignore"):
         eps = pert_mean.dtype.type(epsilon)

@@ -95,7 +95,9 @@ def de_spearman_sig(cmp: DEComparison) -> float:
 def de_direction_match(cmp: DEComparison) -> np.ndarray:
     """Fraction of real DEGs whose predicted log2FC has the same sign; null without real DEGs."""
     sig = cmp.sig_real() & cmp.pred.present
-    same = np.sign(cmp.real.log2_fold_change.astype(np.float32)) == np.sign(cmp.pred.log2_fold_change.astype(np.float32))
+    same = np.sign(cmp.real.log2_fold_change.astype(np.float32)) == np.sign(
+        cmp.pred.log2_fold_change.astype(np.float32)
+    )
     n = sig.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(n > 0, (same & sig).sum(axis=1) / n, np.nan)
@@ -105,7 +107,9 @@ def de_spearman_lfc_sig(cmp: DEComparison) -> np.ndarray:
     """Spearman over real DEGs of real vs predicted log2FC (missing pred -> 0); null without DEGs."""
     sig = cmp.sig_real()
     real_lfc = cmp.real.log2_fold_change.astype(np.float32).astype(np.float64)
-    pred_lfc = np.nan_to_num(cmp.pred.log2_fold_change.astype(np.float32).astype(np.float64), nan=0.0, posinf=np.inf, neginf=-np.inf)
+    pred_lfc = np.nan_to_num(
+        cmp.pred.log2_fold_change.astype(np.float32).astype(np.float64), nan=0.0, posinf=np.inf, neginf=-np.inf
+    )
     out = np.full(len(cmp.real.perts), np.nan)
     for p in range(out.size):
         genes = np.flatnonzero(sig[p])

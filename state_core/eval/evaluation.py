@@ -126,12 +126,23 @@ def _evaluate_by_celltype(
         if where is not None:
             where.mkdir(parents=True, exist_ok=True)
         one = _evaluate_one(
-            pred.subset(pred_types == cell_type), real.subset(real_types == cell_type), opts, metrics, where, prefix, de_pred, de_real
+            pred.subset(pred_types == cell_type),
+            real.subset(real_types == cell_type),
+            opts,
+            metrics,
+            where,
+            prefix,
+            de_pred,
+            de_real,
         )
         results.append(one.results.assign(celltype=cell_type))
         aggs.append(one.agg.assign(celltype=cell_type))
         paths.update({f"{cell_type}/{k}": v for k, v in one.paths.items()})
-    return EvalResult(_celltype_first(pd.concat(results, ignore_index=True)), _celltype_first(pd.concat(aggs, ignore_index=True)), paths)
+    return EvalResult(
+        _celltype_first(pd.concat(results, ignore_index=True)),
+        _celltype_first(pd.concat(aggs, ignore_index=True)),
+        paths,
+    )
 
 
 def _celltype_first(frame: pd.DataFrame) -> pd.DataFrame:
@@ -164,7 +175,12 @@ def _evaluate_one(
                 continue
             log.info("differential expression (%s): %d perturbations x %d genes", role, len(groups.perts), genes.size)
             de_tables[role] = compute_de(
-                adata.x, groups, genes, is_log1p=not opts.allow_discrete, epsilon=opts.epsilon, cpm_filter=opts.cpm_filter
+                adata.x,
+                groups,
+                genes,
+                is_log1p=not opts.allow_discrete,
+                epsilon=opts.epsilon,
+                cpm_filter=opts.cpm_filter,
             )
             if out is not None:
                 paths[f"{role}_de"] = out / f"{prefix}{role}_de.csv"

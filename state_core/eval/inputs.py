@@ -204,9 +204,7 @@ def is_log1p(adata: CellData, role: str, allow_discrete: bool = False, allow_neg
     if lo < 0 and allow_negative:
         log.warning("%s X has negative values (min %.3g): scored as predicted log1p values", role, lo)
     elif lo < 0:
-        raise DataError(
-            f"{role} X has negative values (min {lo:.3g})\n    fix: pass counts or log1p-normalised values"
-        )
+        raise DataError(f"{role} X has negative values (min {lo:.3g})\n    fix: pass counts or log1p-normalised values")
     if not allow_discrete and hi >= MAX_LOG1P:
         raise DataError(
             f"{role} X has decimals but max {hi:.3g} >= {MAX_LOG1P}, not a log1p scale\n"

@@ -207,9 +207,7 @@ def _sorted_gene_keys(x: np.ndarray) -> np.ndarray:
     return keys.ravel()
 
 
-def u_and_pvalue(
-    rank_sum: np.ndarray, n1: int, n2: int, tie_term: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def u_and_pvalue(rank_sum: np.ndarray, n1: int, n2: int, tie_term: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     n = float(n1 + n2)
     u1 = rank_sum - n1 * (n1 + 1.0) / 2.0
     u2 = n1 * n2 - u1

@@ -206,7 +206,9 @@ def profile_metrics(profile: str) -> list[str]:
         "pds": ["discrimination_score_l1"],
     }
     if profile not in profiles:
-        raise ConfigError("profile", Problem("profile", f"unknown profile {profile!r}", f"use one of {sorted(profiles)}"))
+        raise ConfigError(
+            "profile", Problem("profile", f"unknown profile {profile!r}", f"use one of {sorted(profiles)}")
+        )
     return profiles[profile]
 
 
@@ -215,7 +217,8 @@ def select_metrics(profile: str, skip: tuple[str, ...] | list[str] = ()) -> list
     unknown = [s for s in skip if s not in REGISTRY]
     if unknown:
         raise ConfigError(
-            "skip_metrics", Problem("skip_metrics", f"unknown metric names {unknown}", f"use names from {list(REGISTRY)}")
+            "skip_metrics",
+            Problem("skip_metrics", f"unknown metric names {unknown}", f"use names from {list(REGISTRY)}"),
         )
     names = [n for n in profile_metrics(profile) if n not in set(skip)]
     return [n for n in names if REGISTRY[n].kind == "de"] + [n for n in names if REGISTRY[n].kind == "anndata"]

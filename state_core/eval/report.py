@@ -120,8 +120,9 @@ def _metric_table(models: Sequence[ReportModel], scope: str, gate_metric: str | 
     return table + (f"<ul class='reasons'>{''.join(notes)}</ul>" if notes else "")
 
 
-def _rows_table(models: Sequence[ReportModel], scope: str, gate_metric: str | None,
-                metrics: list[str]) -> tuple[str, list[str]]:
+def _rows_table(
+    models: Sequence[ReportModel], scope: str, gate_metric: str | None, metrics: list[str]
+) -> tuple[str, list[str]]:
     head = "".join(f"<th>{html.escape(m.label)}</th>" for m in models)
     head += "".join(f"<th>Δ vs {html.escape(m.label)}</th>" for m in models[1:])
     rows, reasons = [], []
@@ -133,8 +134,10 @@ def _rows_table(models: Sequence[ReportModel], scope: str, gate_metric: str | No
         rows.append(f"<tr{cls}><td>{html.escape(metric)}</td>{cells}</tr>")
         for model, value in zip(models, values, strict=True):
             if not math.isfinite(value) and metric in model.summary.reasons:
-                reasons.append(f"<li><b>{html.escape(metric)}</b> of {html.escape(model.label)}: "
-                               f"{html.escape(_scoped_reason(model.summary.reasons[metric], scope))}</li>")
+                reasons.append(
+                    f"<li><b>{html.escape(metric)}</b> of {html.escape(model.label)}: "
+                    f"{html.escape(_scoped_reason(model.summary.reasons[metric], scope))}</li>"
+                )
     return f"<table><tr><th>metric</th>{head}</tr>{''.join(rows)}</table>", reasons
 
 
@@ -164,33 +167,45 @@ def bar_chart_svg(metric: str, main: pd.Series, others: Sequence[tuple[str, pd.S
     label_w, bar_w, value_w, row_h = 130, 300, 60, 18
     width, height = label_w + bar_w + value_w, row_h * len(ordered) + 30
     x = lambda v: label_w + (v - lo) / span * bar_w  # noqa: E731
-    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' role='img' "
-             f"aria-label='{html.escape(metric)} per perturbation'>",
-             f"<line x1='{x(0):.1f}' y1='4' x2='{x(0):.1f}' y2='{height - 22}' stroke='#9aa4b5'/>"]
+    parts = [
+        f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' role='img' "
+        f"aria-label='{html.escape(metric)} per perturbation'>",
+        f"<line x1='{x(0):.1f}' y1='4' x2='{x(0):.1f}' y2='{height - 22}' stroke='#9aa4b5'/>",
+    ]
     for i, (pert, value) in enumerate(ordered.items()):
         y = 6 + i * row_h
-        parts.append(f"<text x='{label_w - 6}' y='{y + 12}' font-size='11' text-anchor='end'>{html.escape(pert)}</text>")
+        parts.append(
+            f"<text x='{label_w - 6}' y='{y + 12}' font-size='11' text-anchor='end'>{html.escape(pert)}</text>"
+        )
         if math.isfinite(value):
             x0, x1 = sorted((x(0), x(value)))
-            parts.append(f"<rect x='{x0:.1f}' y='{y + 2}' width='{max(x1 - x0, 1):.1f}' height='{row_h - 6}' "
-                         f"fill='#4a78c2'><title>{html.escape(main_label)} {value:.4g}</title></rect>")
+            parts.append(
+                f"<rect x='{x0:.1f}' y='{y + 2}' width='{max(x1 - x0, 1):.1f}' height='{row_h - 6}' "
+                f"fill='#4a78c2'><title>{html.escape(main_label)} {value:.4g}</title></rect>"
+            )
         for (label, series), colour in zip(others, MARKER_COLOURS, strict=False):
             ref = float(series.get(pert, math.nan))
             if math.isfinite(ref):
-                parts.append(f"<rect x='{x(ref) - 1.5:.1f}' y='{y}' width='3' height='{row_h - 2}' fill='{colour}'>"
-                             f"<title>{html.escape(label)} {ref:.4g}</title></rect>")
+                parts.append(
+                    f"<rect x='{x(ref) - 1.5:.1f}' y='{y}' width='3' height='{row_h - 2}' fill='{colour}'>"
+                    f"<title>{html.escape(label)} {ref:.4g}</title></rect>"
+                )
         parts.append(f"<text x='{label_w + bar_w + 6}' y='{y + 12}' font-size='11'>{_fmt(value)}</text>")
     axis_y = height - 8
     parts.append(f"<text x='{label_w}' y='{axis_y}' font-size='10' fill='#5b6575'>{lo:.3g}</text>")
-    parts.append(f"<text x='{label_w + bar_w}' y='{axis_y}' font-size='10' fill='#5b6575' "
-                 f"text-anchor='end'>{hi:.3g}</text></svg>")
+    parts.append(
+        f"<text x='{label_w + bar_w}' y='{axis_y}' font-size='10' fill='#5b6575' "
+        f"text-anchor='end'>{hi:.3g}</text></svg>"
+    )
     return "".join(parts)
 
 
 def _legend(models: Sequence[ReportModel]) -> str:
     items = [f"<span class='swatch' style='background:#4a78c2'></span>{html.escape(models[0].label)} (bars)"]
-    items += [f"<span class='swatch' style='background:{c}'></span>{html.escape(m.label)} (marker)"
-              for m, c in zip(models[1:], MARKER_COLOURS, strict=False)]
+    items += [
+        f"<span class='swatch' style='background:{c}'></span>{html.escape(m.label)} (marker)"
+        for m, c in zip(models[1:], MARKER_COLOURS, strict=False)
+    ]
     return f"<div class='legend'>{''.join(items)}</div>"
 
 
@@ -203,8 +218,10 @@ def _charts(models: Sequence[ReportModel], scope: str, gate_metric: str | None) 
             continue
         others = [(m.label, _per_pert(m, scope, metric)) for m in models[1:]]
         direction = {Best.ONE: "higher is better", Best.ZERO: "lower is better"}.get(best_value(metric), "")
-        blocks.append(f"<div><h3>{html.escape(metric)} per perturbation <small>({direction})</small></h3>"
-                      f"{bar_chart_svg(metric, main, others, models[0].label)}</div>")
+        blocks.append(
+            f"<div><h3>{html.escape(metric)} per perturbation <small>({direction})</small></h3>"
+            f"{bar_chart_svg(metric, main, others, models[0].label)}</div>"
+        )
     return (_legend(models) + f"<div class='charts'>{''.join(blocks)}</div>") if blocks else ""
 
 
@@ -239,20 +256,23 @@ def delta_scatter_svg(real_de: pd.DataFrame, pred_de: pd.DataFrame, perts: list[
             ax.set_title(pert, fontsize=9)
             ax.set_xlabel("real delta", fontsize=8)
             ax.set_ylabel("predicted delta", fontsize=8)
-        for ax in axes.ravel()[len(perts):]:
+        for ax in axes.ravel()[len(perts) :]:
             ax.axis("off")
         fig.tight_layout()
         buffer = io.StringIO()
         fig.savefig(buffer, format="svg", bbox_inches="tight")
         plt.close(fig)
     text = buffer.getvalue()
-    return text[text.index("<svg"):]  # drop the XML prolog: the SVG is inlined in HTML
+    return text[text.index("<svg") :]  # drop the XML prolog: the SVG is inlined in HTML
 
 
 def _scatter_perts(results: pd.DataFrame) -> list[str]:
     """The perturbations with most real DEGs (else the first ones): their deltas say most."""
-    ranked = results.sort_values("de_nsig_counts_real", ascending=False, kind="stable") \
-        if "de_nsig_counts_real" in results.columns else results
+    ranked = (
+        results.sort_values("de_nsig_counts_real", ascending=False, kind="stable")
+        if "de_nsig_counts_real" in results.columns
+        else results
+    )
     return ranked["perturbation"].astype(str).head(N_SCATTER).tolist()
 
 
@@ -264,14 +284,18 @@ def _scatter(model: ReportModel, scope: str) -> str:
     if "celltype" in results.columns:
         results = results[results["celltype"].astype(str) == scope]
     svg = delta_scatter_svg(tables[0], tables[1], _scatter_perts(results))
-    return (f"<h3>Predicted vs real change from control, {html.escape(model.label)} (mean log1p expression; "
-            f"perturbations with most real DE genes; red = real DE gene)</h3>{svg}")
+    return (
+        f"<h3>Predicted vs real change from control, {html.escape(model.label)} (mean log1p expression; "
+        f"perturbations with most real DE genes; red = real DE gene)</h3>{svg}"
+    )
 
 
 def _gate_box(gate: GateView) -> str:
     verdict = "PROMOTE" if gate.promote else "HOLD (nothing published)"
-    return (f"<div class='gate {'promote' if gate.promote else 'hold'}'><b class='verdict'>Gate: {verdict}</b>"
-            f"<div>Rule: {html.escape(gate.rule)}</div><div>{html.escape(gate.reason)}</div></div>")
+    return (
+        f"<div class='gate {'promote' if gate.promote else 'hold'}'><b class='verdict'>Gate: {verdict}</b>"
+        f"<div>Rule: {html.escape(gate.rule)}</div><div>{html.escape(gate.reason)}</div></div>"
+    )
 
 
 def _scopes(models: Sequence[ReportModel]) -> list[str]:
@@ -279,13 +303,19 @@ def _scopes(models: Sequence[ReportModel]) -> list[str]:
     return cell_types if len(cell_types) == 1 else [ALL_CELLS, *cell_types]
 
 
-def render_html(models: Sequence[ReportModel], *, title: str = "Evaluation report", gate: GateView | None = None,
-                notes: Sequence[str] = ()) -> str:
+def render_html(
+    models: Sequence[ReportModel],
+    *,
+    title: str = "Evaluation report",
+    gate: GateView | None = None,
+    notes: Sequence[str] = (),
+) -> str:
     """The report page for `models` (the first is the one judged; the others are its references)."""
     gate_metric = gate.metric if gate else None
     n_perts = sum(models[0].summary.n_perturbations.values())
-    sub = f"{len(models[0].summary.by_cell_type)} cell type(s), {n_perts} perturbations; models: " + \
-        ", ".join(html.escape(m.label) for m in models)
+    sub = f"{len(models[0].summary.by_cell_type)} cell type(s), {n_perts} perturbations; models: " + ", ".join(
+        html.escape(m.label) for m in models
+    )
     body = [f"<h1>{html.escape(title)}</h1><p class='sub'>{sub}</p>"]
     if gate:
         body.append(_gate_box(gate))
@@ -297,9 +327,13 @@ def render_html(models: Sequence[ReportModel], *, title: str = "Evaluation repor
             body.append(_charts(models, scope, gate_metric))
             body.append(_scatter(models[0], scope))
     table = models[0].result.results.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="n/a", border=0)
-    body.append(f"<details><summary>Per-perturbation results of {html.escape(models[0].label)}</summary>{table}</details>")
-    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>\n")
+    body.append(
+        f"<details><summary>Per-perturbation results of {html.escape(models[0].label)}</summary>{table}</details>"
+    )
+    return (
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>\n"
+    )
 
 
 def markdown_summary(model: ReportModel) -> str:
@@ -307,14 +341,16 @@ def markdown_summary(model: ReportModel) -> str:
     scopes = _scopes([model])
     lines += ["| metric | " + " | ".join(scopes) + " |", "|---|" + "---|" * len(scopes)]
     for metric in _order(list(model.summary.means)):
-        lines.append(f"| {metric} | " + " | ".join(_fmt(_scope_values(model, s).get(metric, math.nan)) for s in scopes)
-                     + " |")
+        lines.append(
+            f"| {metric} | " + " | ".join(_fmt(_scope_values(model, s).get(metric, math.nan)) for s in scopes) + " |"
+        )
     lines += ["", *(f"- {m}: n/a, {r}" for m, r in sorted(model.summary.reasons.items()))]
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_report(result_dir: str | Path, out_html: str | Path | None = None, out_md: str | Path | None = None,
-                 label: str = "model") -> dict[str, Path]:
+def write_report(
+    result_dir: str | Path, out_html: str | Path | None = None, out_md: str | Path | None = None, label: str = "model"
+) -> dict[str, Path]:
     """Render report.html and report.md from an evaluation outdir (one or many cell types)."""
     folder = Path(result_dir)
     model = ReportModel.from_folder(label, folder)

@@ -31,8 +31,10 @@ def read_result(folder: str | Path) -> EvalResult:
     root = Path(folder)
     places = _cell_type_files(root)
     if not places:
-        raise ArtifactError(f"{root}: no {AGG} here or in its sub-folders\n"
-                            "    fix: point at the outdir of `state eval run` or the eval folder of `state tx predict`")
+        raise ArtifactError(
+            f"{root}: no {AGG} here or in its sub-folders\n"
+            "    fix: point at the outdir of `state eval run` or the eval folder of `state tx predict`"
+        )
     results, aggs = [], []
     for cell_type, (where, prefix) in places.items():
         res_path = where / f"{prefix}{RESULTS}"

@@ -39,8 +39,10 @@ class MatrixKey:
             return cls("X")
         kind, _, name = text.partition(":")
         if kind not in ("obsm", "layer") or not name:
-            raise DataError(f"{flag} {text!r} is not a matrix location\n"
-                            f"    fix: use X, obsm:<key> (e.g. obsm:X_hvg_pred) or layer:<key>")
+            raise DataError(
+                f"{flag} {text!r} is not a matrix location\n"
+                f"    fix: use X, obsm:<key> (e.g. obsm:X_hvg_pred) or layer:<key>"
+            )
         return cls(kind, name)
 
     def h5_path(self) -> str:
@@ -117,12 +119,15 @@ def _real_for(pred: MatrixKey, meta: dict[str, object]) -> MatrixKey:
         return MatrixKey("X")
     if pred.name.endswith("_pred"):  # the default naming of tx infer: <embed_key>_pred
         return MatrixKey("obsm", pred.name[: -len("_pred")])
-    raise DataError(f"cannot tell which real matrix {pred} is to be scored against\n"
-                    "    fix: pass --real-key, e.g. --real-key obsm:X_hvg")
+    raise DataError(
+        f"cannot tell which real matrix {pred} is to be scored against\n"
+        "    fix: pass --real-key, e.g. --real-key obsm:X_hvg"
+    )
 
 
-def read_cells(path: str | Path, key: MatrixKey, columns: list[str], role: str,
-               feature_names: tuple[str, ...] = ()) -> CellData:
+def read_cells(
+    path: str | Path, key: MatrixKey, columns: list[str], role: str, feature_names: tuple[str, ...] = ()
+) -> CellData:
     """The matrix `key` of `path` with the obs `columns`, as evaluation reads it."""
     from state_core.data.h5ad import read_obs_labels, read_var_names
 
@@ -135,8 +140,10 @@ def read_cells(path: str | Path, key: MatrixKey, columns: list[str], role: str,
         if key.h5_path() not in file:
             group = "obsm" if key.kind == "obsm" else "layers"
             have = sorted(file[group].keys()) if key.kind != "X" and group in file else []
-            raise DataError(f"{role} file {path} has no {key} (its {group}: {have})\n"
-                            f"    fix: pass --{role}-key with one of those, e.g. obsm:X_hvg_pred for `tx infer` output")
+            raise DataError(
+                f"{role} file {path} has no {key} (its {group}: {have})\n"
+                f"    fix: pass --{role}-key with one of those, e.g. obsm:X_hvg_pred for `tx infer` output"
+            )
         x = _read_h5ad_matrix(file[key.h5_path()])
     obs = pd.DataFrame({c: read_obs_labels(path, c).values() for c in dict.fromkeys(columns)})
     if key.kind == "obsm":
@@ -156,18 +163,28 @@ def refuse_self_scoring(pred: CellData, real: CellData, keys: PairKeys, pred_pat
     b = real.x.toarray() if sp.issparse(real.x) else np.asarray(real.x)
     if not np.array_equal(a, b):
         return
-    hint = ("`tx infer` writes its predictions to obsm[<embed_key>_pred]: pass --pred-key obsm:X_hvg_pred "
-            "(or the key it printed)")
-    raise DataError(f"predicted {keys.pred} of {pred_path} is identical to real {keys.real}: this would score the "
-                    f"real cells against themselves (every metric perfect)\n    fix: {hint}")
+    hint = (
+        "`tx infer` writes its predictions to obsm[<embed_key>_pred]: pass --pred-key obsm:X_hvg_pred "
+        "(or the key it printed)"
+    )
+    raise DataError(
+        f"predicted {keys.pred} of {pred_path} is identical to real {keys.real}: this would score the "
+        f"real cells against themselves (every metric perfect)\n    fix: {hint}"
+    )
 
 
-
-
-def evaluate_files(adata_pred: str | Path, adata_real: str | Path, *, pred_key: str | None = None,
-                   real_key: str | None = None, pert_col: str = "gene", celltype_col: str | None = None,
-                   embed_key: str | None = None, report: bool = True,
-                   **options: Any) -> tuple[EvalResult, PairKeys]:
+def evaluate_files(
+    adata_pred: str | Path,
+    adata_real: str | Path,
+    *,
+    pred_key: str | None = None,
+    real_key: str | None = None,
+    pert_col: str = "gene",
+    celltype_col: str | None = None,
+    embed_key: str | None = None,
+    report: bool = True,
+    **options: Any,
+) -> tuple[EvalResult, PairKeys]:
     """`state eval run`: resolve where the predictions are, refuse self-scoring, evaluate, write the report.
 
     `options` go to `state_core.eval.evaluate` (profile, outdir, control_pert, ...).
@@ -181,8 +198,9 @@ def evaluate_files(adata_pred: str | Path, adata_real: str | Path, *, pred_key: 
     real = read_cells(adata_real, keys.real, columns, "real", keys.feature_names)
     refuse_self_scoring(pred, real, keys, adata_pred)
     if embed_key is not None:
-        pred, real = (_with_obsm(c, p, embed_key, role) for c, p, role in ((pred, adata_pred, "pred"),
-                                                                          (real, adata_real, "real")))
+        pred, real = (
+            _with_obsm(c, p, embed_key, role) for c, p, role in ((pred, adata_pred, "pred"), (real, adata_real, "real"))
+        )
     result = evaluate(pred, real, pert_col=pert_col, celltype_col=celltype_col, embed_key=embed_key, **options)
     outdir = options.get("outdir")
     if report and outdir is not None:
@@ -198,5 +216,13 @@ def _with_obsm(cells: CellData, path: str | Path, embed_key: str, role: str) -> 
     return replace(cells, obsm=load_cells(path, role, [], embed_key).obsm)
 
 
-__all__ = ["INFER_METADATA", "MatrixKey", "PairKeys", "evaluate_files", "read_cells", "read_infer_metadata",
-           "refuse_self_scoring", "resolve_keys"]
+__all__ = [
+    "INFER_METADATA",
+    "MatrixKey",
+    "PairKeys",
+    "evaluate_files",
+    "read_cells",
+    "read_infer_metadata",
+    "refuse_self_scoring",
+    "resolve_keys",
+]

@@ -47,8 +47,12 @@ class MetricSummary:
     def to_json_dict(self, profile: str = "") -> dict:
         """NaN-free: finite values under `mean` / `cell_types`, undefined metrics under `undefined`."""
         finite = lambda d: {k: float(v) for k, v in d.items() if math.isfinite(v)}  # noqa: E731
-        return {"profile": profile, "cell_types": {ct: finite(m) for ct, m in self.by_cell_type.items()},
-                "mean": finite(self.means), "undefined": dict(sorted(self.reasons.items()))}
+        return {
+            "profile": profile,
+            "cell_types": {ct: finite(m) for ct, m in self.by_cell_type.items()},
+            "mean": finite(self.means),
+            "undefined": dict(sorted(self.reasons.items())),
+        }
 
 
 def _metric_columns(frame: pd.DataFrame) -> list[str]:
@@ -58,8 +62,10 @@ def _metric_columns(frame: pd.DataFrame) -> list[str]:
 def _split(result: EvalResult) -> list[tuple[str, pd.DataFrame, pd.DataFrame]]:
     if "celltype" not in result.agg.columns:
         return [(SINGLE, result.results, result.agg)]
-    return [(str(ct), result.results[result.results["celltype"] == ct], result.agg[result.agg["celltype"] == ct])
-            for ct in sorted(result.agg["celltype"].astype(str).unique())]
+    return [
+        (str(ct), result.results[result.results["celltype"] == ct], result.agg[result.agg["celltype"] == ct])
+        for ct in sorted(result.agg["celltype"].astype(str).unique())
+    ]
 
 
 def reason(metric: str, cell_type: str, results: pd.DataFrame) -> str:
@@ -85,8 +91,9 @@ def summarize(result: EvalResult) -> MetricSummary:
                 reasons.setdefault(metric, []).append(reason(metric, cell_type, results))
     metrics = sorted({m for values in by_type.values() for m in values})
     means = {m: _mean_over_types([v.get(m, math.nan) for v in by_type.values()]) for m in metrics}
-    return MetricSummary(means=means, by_cell_type=by_type, reasons={m: "; ".join(r) for m, r in reasons.items()},
-                         n_perturbations=counts)
+    return MetricSummary(
+        means=means, by_cell_type=by_type, reasons={m: "; ".join(r) for m, r in reasons.items()}, n_perturbations=counts
+    )
 
 
 def _mean_over_types(values: list[float]) -> float:

@@ -7,6 +7,16 @@ from state_core.export.run_export import ONNX_FILE, ExportedModel, export_run
 from state_core.export.spec import ModelSignature, TensorSpec, signature_of_onnx
 
 __all__ = [
-    "METADATA_FILE", "ONNX_FILE", "ExportedModel", "GraphInputs", "ModelMetadata", "ModelSignature", "OnnxExport",
-    "ParityReport", "TensorSpec", "export_onnx", "export_run", "signature_of_onnx",
+    "METADATA_FILE",
+    "ONNX_FILE",
+    "ExportedModel",
+    "GraphInputs",
+    "ModelMetadata",
+    "ModelSignature",
+    "OnnxExport",
+    "ParityReport",
+    "TensorSpec",
+    "export_onnx",
+    "export_run",
+    "signature_of_onnx",
 ]

@@ -40,22 +40,35 @@ class ModelMetadata:
 
     def to_json(self) -> dict:
         return {
-            "format": METADATA_FORMAT, "model_kind": self.model_kind, "run_id": self.run_id,
-            "signature": self.signature.to_json(), "perturbations": list(self.perturbations),
-            "batches": list(self.batches), "gene_names": list(self.gene_names),
-            "feature_names": list(self.feature_names), "control_pert": self.control_pert, "extra": dict(self.extra),
+            "format": METADATA_FORMAT,
+            "model_kind": self.model_kind,
+            "run_id": self.run_id,
+            "signature": self.signature.to_json(),
+            "perturbations": list(self.perturbations),
+            "batches": list(self.batches),
+            "gene_names": list(self.gene_names),
+            "feature_names": list(self.feature_names),
+            "control_pert": self.control_pert,
+            "extra": dict(self.extra),
         }
 
     @classmethod
     def from_json(cls, data: dict, source: str = METADATA_FILE) -> ModelMetadata:
         if data.get("format") != METADATA_FORMAT:
-            raise ArtifactError(f"{source}: metadata format {data.get('format')!r} is not supported "
-                                f"(expected {METADATA_FORMAT}); re-export the model with this version")
+            raise ArtifactError(
+                f"{source}: metadata format {data.get('format')!r} is not supported "
+                f"(expected {METADATA_FORMAT}); re-export the model with this version"
+            )
         return cls(
-            model_kind=data["model_kind"], run_id=data["run_id"], signature=ModelSignature.from_json(data["signature"]),
-            perturbations=tuple(data["perturbations"]), batches=tuple(data["batches"]),
-            gene_names=tuple(data["gene_names"]), feature_names=tuple(data["feature_names"]),
-            control_pert=data["control_pert"], extra=dict(data.get("extra", {})),
+            model_kind=data["model_kind"],
+            run_id=data["run_id"],
+            signature=ModelSignature.from_json(data["signature"]),
+            perturbations=tuple(data["perturbations"]),
+            batches=tuple(data["batches"]),
+            gene_names=tuple(data["gene_names"]),
+            feature_names=tuple(data["feature_names"]),
+            control_pert=data["control_pert"],
+            extra=dict(data.get("extra", {})),
         )
 
     def save(self, path: str | Path) -> Path:

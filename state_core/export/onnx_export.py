@@ -57,8 +57,9 @@ class _GraphCore(nn.Module):
         self.model = model
         self.with_genes = with_genes
 
-    def run(self, ctrl: torch.Tensor, pert_idx: torch.Tensor, batch_idx: torch.Tensor | None,
-            mask: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+    def run(
+        self, ctrl: torch.Tensor, pert_idx: torch.Tensor, batch_idx: torch.Tensor | None, mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, ...]:
         out = self.model(ctrl, pert_idx, batch_idx, mask)
         return (out.latent, out.genes) if self.with_genes else (out.latent,)
 
@@ -94,8 +95,10 @@ def graph_module(model: nn.Module, inputs: GraphInputs) -> _GraphCore:
             out = model(probe, torch.zeros(1, dtype=torch.long), probe_batch, None)
     except (ValueError, RuntimeError, IndexError) as err:
         # e.g. the context_mean baseline needs cell_type_idx, which is not part of the graph contract
-        raise ArtifactError(f"{type(model).__name__} cannot be exported with the ONNX contract "
-                            f"(ctrl_cell_emb, pert_idx, batch_idx, set_mask): {err}") from None
+        raise ArtifactError(
+            f"{type(model).__name__} cannot be exported with the ONNX contract "
+            f"(ctrl_cell_emb, pert_idx, batch_idx, set_mask): {err}"
+        ) from None
     with_genes = getattr(out, "genes", None) is not None
     cls = {(False, False): _Plain, (False, True): _Masked, (True, False): _Batched, (True, True): _BatchedMasked}[
         (inputs.num_batches is not None, inputs.with_mask)
@@ -117,9 +120,18 @@ def _example_args(inputs: GraphInputs) -> tuple[tuple[torch.Tensor, ...], tuple[
     return tuple(args), tuple(shapes)
 
 
-def export_gated(module: nn.Module, args: tuple, dynamic_shapes: tuple, out_path: Path, gate: Callable[[Path], T], *,
-                 output_names: list[str], input_names: list[str] | None = None, opset: int | None = None,
-                 what: str = "ONNX") -> T:
+def export_gated(
+    module: nn.Module,
+    args: tuple,
+    dynamic_shapes: tuple,
+    out_path: Path,
+    gate: Callable[[Path], T],
+    *,
+    output_names: list[str],
+    input_names: list[str] | None = None,
+    opset: int | None = None,
+    what: str = "ONNX",
+) -> T:
     """Dynamo-export `module` to a temp file, run `gate(tmp)` (the parity check, which raises ArtifactError on
     failure) and move the file to `out_path` only if it passes; returns what the gate returned.
 
@@ -129,9 +141,16 @@ def export_gated(module: nn.Module, args: tuple, dynamic_shapes: tuple, out_path
         with atomic_path(out_path, suffix=".tmp") as tmp:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the exporter warns about things that do not concern the user
-                program = torch.onnx.export(module, args, dynamo=True, dynamic_shapes=dynamic_shapes,
-                                            input_names=input_names, output_names=output_names,
-                                            opset_version=opset or EXPORT_OPSET, verbose=False)
+                program = torch.onnx.export(
+                    module,
+                    args,
+                    dynamo=True,
+                    dynamic_shapes=dynamic_shapes,
+                    input_names=input_names,
+                    output_names=output_names,
+                    opset_version=opset or EXPORT_OPSET,
+                    verbose=False,
+                )
             if program is None:
                 raise ArtifactError("torch.onnx.export returned no program")
             program.save(str(tmp))
@@ -143,9 +162,15 @@ def export_gated(module: nn.Module, args: tuple, dynamic_shapes: tuple, out_path
         raise ArtifactError(f"{what} export to {out_path} failed: {type(err).__name__}: {err}") from err
 
 
-def export_onnx(model: nn.Module, out_path: str | Path, inputs: GraphInputs, *,
-                parity_shapes: tuple[tuple[int, int], ...] = DEFAULT_PARITY_SHAPES, tolerance: float = 1e-5,
-                opset: int | None = None) -> OnnxExport:
+def export_onnx(
+    model: nn.Module,
+    out_path: str | Path,
+    inputs: GraphInputs,
+    *,
+    parity_shapes: tuple[tuple[int, int], ...] = DEFAULT_PARITY_SHAPES,
+    tolerance: float = 1e-5,
+    opset: int | None = None,
+) -> OnnxExport:
     """Export `model` to `out_path` (ONNX, weights inline) if ONNX Runtime matches PyTorch within `tolerance`.
 
     The comparison runs at `parity_shapes` (batch, set), which should differ from the (2, 8) example. On
@@ -160,11 +185,19 @@ def export_onnx(model: nn.Module, out_path: str | Path, inputs: GraphInputs, *,
 
     def gate(tmp: Path) -> tuple[ModelSignature, ParityReport]:
         signature = signature_of_onnx(tmp)
-        return signature, check_parity(module, tmp, signature, input_dim=inputs.input_dim,
-                                       num_perturbations=inputs.num_perturbations, num_batches=inputs.num_batches,
-                                       shapes=parity_shapes, tolerance=tolerance)
+        return signature, check_parity(
+            module,
+            tmp,
+            signature,
+            input_dim=inputs.input_dim,
+            num_perturbations=inputs.num_perturbations,
+            num_batches=inputs.num_batches,
+            shapes=parity_shapes,
+            tolerance=tolerance,
+        )
 
-    signature, report = export_gated(module, args, dynamic_shapes, out_path, gate, output_names=output_names,
-                                     opset=opset, what="ONNX")
+    signature, report = export_gated(
+        module, args, dynamic_shapes, out_path, gate, output_names=output_names, opset=opset, what="ONNX"
+    )
     log.info("exported %s\n%s", out_path, report.summary())
     return OnnxExport(out_path, signature, report)

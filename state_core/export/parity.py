@@ -52,8 +52,15 @@ class ParityReport:
         return "\n".join(lines)
 
 
-def random_feeds(signature: ModelSignature, batch: int, set_len: int, input_dim: int, num_perturbations: int,
-                 num_batches: int | None, seed: int = 0) -> dict[str, np.ndarray]:
+def random_feeds(
+    signature: ModelSignature,
+    batch: int,
+    set_len: int,
+    input_dim: int,
+    num_perturbations: int,
+    num_batches: int | None,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
     """Inputs of the given shape; the mask pads the tail of every set but the first (which stays full)."""
     rng = np.random.default_rng(seed)
     names = {t.name for t in signature.inputs}
@@ -88,9 +95,17 @@ def compare(module: nn.Module, session: ort.InferenceSession, feeds: dict[str, n
     return ParityRow(int(batch), int(set_len), abs_diff, scaled)
 
 
-def check_parity(module: nn.Module, onnx_path: Path, signature: ModelSignature, *, input_dim: int,
-                 num_perturbations: int, num_batches: int | None, shapes: tuple[tuple[int, int], ...],
-                 tolerance: float) -> ParityReport:
+def check_parity(
+    module: nn.Module,
+    onnx_path: Path,
+    signature: ModelSignature,
+    *,
+    input_dim: int,
+    num_perturbations: int,
+    num_batches: int | None,
+    shapes: tuple[tuple[int, int], ...],
+    tolerance: float,
+) -> ParityReport:
     """Compare `module` (the export wrapper) with the ONNX file at `shapes`; raise if the gate fails."""
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     rows = tuple(

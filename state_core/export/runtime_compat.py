@@ -53,7 +53,8 @@ def check_serving_runtime(path: str | Path, runtime: ServingRuntime = SERVING_RU
             f"{Path(path).name}: opset {opset} / IR version {ir_version}, but the serving image (Triton "
             f"{runtime.triton_release}, ONNX Runtime {runtime.onnxruntime}) loads at most opset {runtime.max_opset} / "
             f"IR {runtime.max_ir_version}; fix: export with opset <= {runtime.max_opset} and an onnx/torch that writes "
-            f"IR <= {runtime.max_ir_version}, or move the serving image and state_core.export.runtime_compat together")
+            f"IR <= {runtime.max_ir_version}, or move the serving image and state_core.export.runtime_compat together"
+        )
     return opset, ir_version
 
 
@@ -65,7 +66,10 @@ def serving_runtime_venv(runtime: ServingRuntime = SERVING_RUNTIME) -> Path:
     python = venv / "bin" / "python"
     if not (venv / ".installed").exists():
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", f"onnxruntime=={runtime.onnxruntime}", "numpy<2"],
-                       check=True, timeout=900)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", f"onnxruntime=={runtime.onnxruntime}", "numpy<2"],
+            check=True,
+            timeout=900,
+        )
         (venv / ".installed").write_text(runtime.onnxruntime)
     return python.parent

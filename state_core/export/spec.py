@@ -18,8 +18,14 @@ from state_core.errors import ArtifactError
 Dim = int | str
 
 # Triton's data type names (without the TYPE_ prefix) <-> numpy and ONNX element types.
-NUMPY_OF_DTYPE: dict[str, type] = {"FP32": np.float32, "FP16": np.float16, "INT64": np.int64, "INT32": np.int32,
-                                   "BOOL": np.bool_, "BYTES": np.object_}  # BYTES: strings (Triton TYPE_STRING)
+NUMPY_OF_DTYPE: dict[str, type] = {
+    "FP32": np.float32,
+    "FP16": np.float16,
+    "INT64": np.int64,
+    "INT32": np.int32,
+    "BOOL": np.bool_,
+    "BYTES": np.object_,
+}  # BYTES: strings (Triton TYPE_STRING)
 _DTYPE_OF_ONNX: dict[int, str] = {
     onnx.TensorProto.FLOAT: "FP32",
     onnx.TensorProto.FLOAT16: "FP16",
@@ -78,7 +84,9 @@ def _spec_of_value_info(value: onnx.ValueInfoProto, where: Path) -> TensorSpec:
     tensor_type = value.type.tensor_type
     dtype = _DTYPE_OF_ONNX.get(tensor_type.elem_type)
     if dtype is None:
-        raise ArtifactError(f"{where}: tensor {value.name!r} has ONNX element type {tensor_type.elem_type}, which we do not serve")
+        raise ArtifactError(
+            f"{where}: tensor {value.name!r} has ONNX element type {tensor_type.elem_type}, which we do not serve"
+        )
     dims: list[Dim] = []
     for i, d in enumerate(tensor_type.shape.dim):
         dims.append(d.dim_value if d.HasField("dim_value") else (d.dim_param or f"d{i}"))

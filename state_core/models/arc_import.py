@@ -20,12 +20,16 @@ from state_core.models.st import STConfig, StateTransitionModel
 
 # features arc-state can switch on that this model does not implement: hparam key -> what it is
 _UNSUPPORTED_FLAGS = {
-    "confidence_token": "a confidence token", "confidence_head": "a confidence token",
-    "use_batch_token": "a learned batch token", "batch_predictor": "a batch predictor head",
-    "nb_decoder": "the negative-binomial gene decoder", "finetune_vci_decoder": "the SE (VCI) gene decoder",
+    "confidence_token": "a confidence token",
+    "confidence_head": "a confidence token",
+    "use_batch_token": "a learned batch token",
+    "batch_predictor": "a batch predictor head",
+    "nb_decoder": "the negative-binomial gene decoder",
+    "finetune_vci_decoder": "the SE (VCI) gene decoder",
 }
-_DROPPED = re.compile(r"^transformer_backbone\.(embed_tokens|wte|wpe|rotary_emb)\.|\.attn\.(bias|masked_bias)$|"
-                      r"^relu\.")
+_DROPPED = re.compile(
+    r"^transformer_backbone\.(embed_tokens|wte|wpe|rotary_emb)\.|\.attn\.(bias|masked_bias)$|" r"^relu\."
+)
 
 
 @dataclass
@@ -68,8 +72,10 @@ def arc_st_config(run: ArcRun, pert_table: Tensor) -> STConfig:
     kind = _backbone_kind(hp, ckpt)
     bb = dict(hp.get("transformer_backbone_kwargs") or {})
     if kind == "llama" and bb.get("bidirectional_attention") is False:
-        raise ArtifactError(f"{ckpt}: the llama backbone was causal with rotary positions "
-                            f"(bidirectional_attention=false); only bidirectional models can be imported")
+        raise ArtifactError(
+            f"{ckpt}: the llama backbone was causal with rotary positions "
+            f"(bidirectional_attention=false); only bidirectional models can be imported"
+        )
     layer_ids = {int(m.group(1)) for k in sd if (m := re.match(r"transformer_backbone\.(?:layers|h)\.(\d+)\.", k))}
     hidden = int(hp["hidden_dim"])
     if kind == "llama":
@@ -80,8 +86,9 @@ def arc_st_config(run: ArcRun, pert_table: Tensor) -> STConfig:
         head_dim = sd["transformer_backbone.layers.0.self_attn.q_proj.weight"].shape[0] // heads
         kv_rows = sd["transformer_backbone.layers.0.self_attn.k_proj.weight"].shape[0]
         if int(bb.get("num_key_value_heads", heads)) != heads or kv_rows != heads * head_dim:
-            raise ArtifactError(f"{ckpt}: grouped-query attention (num_key_value_heads != num_attention_heads) "
-                                f"is not supported")
+            raise ArtifactError(
+                f"{ckpt}: grouped-query attention (num_key_value_heads != num_attention_heads) is not supported"
+            )
     else:
         head_dim = None
         heads = int(bb.get("n_head", 12))
@@ -93,12 +100,24 @@ def arc_st_config(run: ArcRun, pert_table: Tensor) -> STConfig:
     output_space = str(hp.get("output_space", "gene"))
     n_batches = sd["batch_encoder.weight"].shape[0] if "batch_encoder.weight" in sd else None
     return STConfig(
-        input_dim=int(hp["input_dim"]), output_dim=int(hp["output_dim"]), n_perturbations=pert_table.shape[0],
-        hidden_dim=hidden, pert_feature_dim=_feature_dim_if_not_identity(pert_table), n_batches=n_batches,
-        n_cell_types=len(run.cell_type_map) or None, backbone=kind, n_layers=len(layer_ids), n_heads=heads,
-        head_dim=None if head_dim is None or head_dim * heads == hidden else head_dim, ffn_dim=int(ffn), norm_eps=eps, n_encoder_layers=int(hp.get("n_encoder_layers", 2)),
-        n_decoder_layers=int(hp.get("n_decoder_layers", 2)), activation=str(hp.get("activation", "gelu")).lower(),
-        dropout=float(hp.get("dropout", 0.1)), use_basal_projection=bool(hp.get("use_basal_projection", True)),
+        input_dim=int(hp["input_dim"]),
+        output_dim=int(hp["output_dim"]),
+        n_perturbations=pert_table.shape[0],
+        hidden_dim=hidden,
+        pert_feature_dim=_feature_dim_if_not_identity(pert_table),
+        n_batches=n_batches,
+        n_cell_types=len(run.cell_type_map) or None,
+        backbone=kind,
+        n_layers=len(layer_ids),
+        n_heads=heads,
+        head_dim=None if head_dim is None or head_dim * heads == hidden else head_dim,
+        ffn_dim=int(ffn),
+        norm_eps=eps,
+        n_encoder_layers=int(hp.get("n_encoder_layers", 2)),
+        n_decoder_layers=int(hp.get("n_decoder_layers", 2)),
+        activation=str(hp.get("activation", "gelu")).lower(),
+        dropout=float(hp.get("dropout", 0.1)),
+        use_basal_projection=bool(hp.get("use_basal_projection", True)),
         predict_residual=bool(hp.get("predict_residual", True)),
         legacy_all_bottleneck=output_space == "all" and bool(hp.get("predict_residual", True)),
         output_space=output_space,
@@ -106,7 +125,8 @@ def arc_st_config(run: ArcRun, pert_table: Tensor) -> STConfig:
         output_activation="relu" if embed_key in (None, "X_hvg") or not has_decoder else "none",
         gene_dim=int(decoder.get("gene_dim", _decoder_out_dim(sd))) if has_decoder else None,
         decoder_hidden_dims=tuple(int(h) for h in decoder.get("hidden_dims", _decoder_hidden(sd))),
-        decoder_dropout=float(decoder.get("dropout", 0.1)), residual_decoder=bool(decoder.get("residual_decoder", False)),
+        decoder_dropout=float(decoder.get("dropout", 0.1)),
+        residual_decoder=bool(decoder.get("residual_decoder", False)),
         # without it in the hparams, STConfig's default applies (the one default of cell_set_len)
         **({"cell_set_len": int(hp["cell_set_len"])} if "cell_set_len" in hp else {}),
     )
@@ -118,8 +138,14 @@ def _feature_dim_if_not_identity(table: Tensor) -> int | None:
 
 
 def _decoder_linears(sd: dict[str, Tensor]) -> list[str]:
-    return sorted({k.rsplit(".", 1)[0] for k in sd if k.startswith("gene_decoder.") and k.endswith("weight")
-                   and sd[k].dim() == 2}, key=lambda k: [int(t) if t.isdigit() else t for t in k.split(".")])
+    return sorted(
+        {
+            k.rsplit(".", 1)[0]
+            for k in sd
+            if k.startswith("gene_decoder.") and k.endswith("weight") and sd[k].dim() == 2
+        },
+        key=lambda k: [int(t) if t.isdigit() else t for t in k.split(".")],
+    )
 
 
 def _decoder_out_dim(sd: dict[str, Tensor]) -> int:
@@ -133,7 +159,7 @@ def _decoder_hidden(sd: dict[str, Tensor]) -> tuple[int, ...]:
 def _map_name(name: str, n_hidden: int) -> tuple[str, bool]:
     """arc-state parameter name -> (our name, needs transpose)."""
     if name.startswith("transformer_backbone."):
-        rest = name[len("transformer_backbone."):]
+        rest = name[len("transformer_backbone.") :]
         rest = re.sub(r"^h\.(\d+)\.", r"layers.\1.", rest)
         rest = re.sub(r"^ln_f\.", "norm.", rest)
         transpose = bool(re.search(r"\.(c_attn|c_proj|c_fc)\.weight$", rest))  # HF Conv1D is [in, out]
@@ -177,6 +203,8 @@ def build_imported_model(run: ArcRun) -> tuple[StateTransitionModel, list[str]]:
     state["pert_features"] = table
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ArtifactError(f"{run.checkpoint}: weights do not map onto the model (missing {sorted(missing)[:6]}, "
-                            f"unexpected {sorted(unexpected)[:6]}); this arc-state variant is not supported")
+        raise ArtifactError(
+            f"{run.checkpoint}: weights do not map onto the model (missing {sorted(missing)[:6]}, "
+            f"unexpected {sorted(unexpected)[:6]}); this arc-state variant is not supported"
+        )
     return model.eval(), names

@@ -13,8 +13,14 @@ import torch
 from torch import Tensor, nn
 
 from state_core.errors import ConfigError, Problem
-from state_core.models.st import (LatentToGeneDecoder, StateTransitionModel, STConfig, STOutput, apply_output_activation,
-                                  build_mlp)
+from state_core.models.st import (
+    LatentToGeneDecoder,
+    StateTransitionModel,
+    STConfig,
+    STOutput,
+    apply_output_activation,
+    build_mlp,
+)
 
 
 def _expand(per_set: Tensor, ctrl: Tensor) -> Tensor:
@@ -34,8 +40,12 @@ class ContextMean(nn.Module):
     def __init__(self, config: STConfig):
         super().__init__()
         if not config.n_cell_types:
-            raise ConfigError("context_mean", Problem("n_cell_types", "is required by context_mean",
-                                                      "pass the number of cell types in the vocabulary"))
+            raise ConfigError(
+                "context_mean",
+                Problem(
+                    "n_cell_types", "is required by context_mean", "pass the number of cell types in the vocabulary"
+                ),
+            )
         self.register_buffer("latent_means", torch.zeros(config.n_cell_types, config.output_dim))  # [C, D_out]
         self.register_buffer("gene_means", torch.zeros(config.n_cell_types, config.gene_dim or 0))  # [C, G]
         self.has_genes = bool(config.gene_dim)
@@ -47,8 +57,14 @@ class ContextMean(nn.Module):
             self.gene_means = _checked(gene_means, self.gene_means, "gene_means")
         return self
 
-    def forward(self, ctrl: Tensor, pert_idx: Tensor, batch_idx: Tensor | None = None, mask: Tensor | None = None,
-                cell_type_idx: Tensor | None = None) -> STOutput:
+    def forward(
+        self,
+        ctrl: Tensor,
+        pert_idx: Tensor,
+        batch_idx: Tensor | None = None,
+        mask: Tensor | None = None,
+        cell_type_idx: Tensor | None = None,
+    ) -> STOutput:
         if cell_type_idx is None:
             raise ValueError("context_mean needs cell_type_idx [B]")
         latent = _expand(self.latent_means[cell_type_idx], ctrl)  # [B, S, D_out]
@@ -73,8 +89,14 @@ class PerturbMean(nn.Module):
     def __init__(self, config: STConfig):
         super().__init__()
         if config.input_dim != config.output_dim:
-            raise ConfigError("perturb_mean", Problem("output_dim", f"{config.output_dim} != input_dim "
-                              f"{config.input_dim}", "perturb_mean adds a shift to the input cells; the spaces must match"))
+            raise ConfigError(
+                "perturb_mean",
+                Problem(
+                    "output_dim",
+                    f"{config.output_dim} != input_dim {config.input_dim}",
+                    "perturb_mean adds a shift to the input cells; the spaces must match",
+                ),
+            )
         self.register_buffer("offsets", torch.zeros(config.n_perturbations, config.output_dim))  # [n_pert, D]
         self.output_activation = config.output_activation  # e.g. ReLU: log-expression stays >= 0
 
@@ -87,8 +109,14 @@ class PerturbMean(nn.Module):
         self.offsets = _checked(mean_shifts(pert_means, pert_counts, control_means), self.offsets, "offsets")
         return self
 
-    def forward(self, ctrl: Tensor, pert_idx: Tensor, batch_idx: Tensor | None = None, mask: Tensor | None = None,
-                cell_type_idx: Tensor | None = None) -> STOutput:
+    def forward(
+        self,
+        ctrl: Tensor,
+        pert_idx: Tensor,
+        batch_idx: Tensor | None = None,
+        mask: Tensor | None = None,
+        cell_type_idx: Tensor | None = None,
+    ) -> STOutput:
         shifted = ctrl + self.offsets[pert_idx][:, None, :]  # [B, S, D]
         return STOutput(apply_output_activation(shifted, self.output_activation), None)
 
@@ -104,8 +132,14 @@ class PerturbMeanCellType(PerturbMean):
     def __init__(self, config: STConfig):
         super().__init__(config)
         if not config.n_cell_types:
-            raise ConfigError("perturb_mean_celltype", Problem("n_cell_types", "is required by perturb_mean_celltype",
-                                                               "pass the number of cell types in the vocabulary"))
+            raise ConfigError(
+                "perturb_mean_celltype",
+                Problem(
+                    "n_cell_types",
+                    "is required by perturb_mean_celltype",
+                    "pass the number of cell types in the vocabulary",
+                ),
+            )
         self.register_buffer("scales", torch.ones(config.n_cell_types))  # [C]
 
     def fit(self, pert_means: Tensor, pert_counts: Tensor, control_means: Tensor) -> PerturbMeanCellType:
@@ -118,8 +152,14 @@ class PerturbMeanCellType(PerturbMean):
         self.scales = torch.where(den > 0, num / den.clamp_min(1e-12), torch.ones_like(den)).to(self.scales)
         return self
 
-    def forward(self, ctrl: Tensor, pert_idx: Tensor, batch_idx: Tensor | None = None, mask: Tensor | None = None,
-                cell_type_idx: Tensor | None = None) -> STOutput:
+    def forward(
+        self,
+        ctrl: Tensor,
+        pert_idx: Tensor,
+        batch_idx: Tensor | None = None,
+        mask: Tensor | None = None,
+        cell_type_idx: Tensor | None = None,
+    ) -> STOutput:
         if cell_type_idx is None:
             raise ValueError("perturb_mean_celltype needs cell_type_idx [B]")
         shift = self.scales[cell_type_idx][:, None] * self.offsets[pert_idx]  # [B, D]
@@ -135,20 +175,37 @@ class EmbedSum(nn.Module):
         super().__init__()
         c = config.validate()
         self.config = c
-        self.register_buffer("pert_features", torch.eye(c.n_perturbations) if c.pert_feature_dim is None
-                             else torch.zeros(c.n_perturbations, c.pert_feature_dim))  # [n_pert, P]
-        self.pert_encoder = build_mlp(c.pert_dim, c.hidden_dim, c.hidden_dim, c.n_encoder_layers, c.dropout, c.activation)
-        self.basal_encoder = build_mlp(c.input_dim, c.hidden_dim, c.hidden_dim, c.n_encoder_layers, c.dropout, c.activation)
-        self.project_out = build_mlp(c.hidden_dim, c.output_dim, c.hidden_dim, c.n_decoder_layers, c.dropout, c.activation)
+        self.register_buffer(
+            "pert_features",
+            torch.eye(c.n_perturbations)
+            if c.pert_feature_dim is None
+            else torch.zeros(c.n_perturbations, c.pert_feature_dim),
+        )  # [n_pert, P]
+        self.pert_encoder = build_mlp(
+            c.pert_dim, c.hidden_dim, c.hidden_dim, c.n_encoder_layers, c.dropout, c.activation
+        )
+        self.basal_encoder = build_mlp(
+            c.input_dim, c.hidden_dim, c.hidden_dim, c.n_encoder_layers, c.dropout, c.activation
+        )
+        self.project_out = build_mlp(
+            c.hidden_dim, c.output_dim, c.hidden_dim, c.n_decoder_layers, c.dropout, c.activation
+        )
         self.gene_decoder = (
             LatentToGeneDecoder(c.output_dim, c.gene_dim, c.decoder_hidden_dims, c.decoder_dropout, c.residual_decoder)
-            if c.gene_dim else None
+            if c.gene_dim
+            else None
         )
 
     set_perturbation_features = StateTransitionModel.set_perturbation_features
 
-    def forward(self, ctrl: Tensor, pert_idx: Tensor, batch_idx: Tensor | None = None, mask: Tensor | None = None,
-                cell_type_idx: Tensor | None = None) -> STOutput:
+    def forward(
+        self,
+        ctrl: Tensor,
+        pert_idx: Tensor,
+        batch_idx: Tensor | None = None,
+        mask: Tensor | None = None,
+        cell_type_idx: Tensor | None = None,
+    ) -> STOutput:
         pert = self.pert_encoder(self.pert_features[pert_idx])[:, None, :]  # [B, 1, H]
         latent = self.project_out(self.basal_encoder(ctrl) + pert)  # [B, S, D_out]
         latent = apply_output_activation(latent, self.config.output_activation)
@@ -158,8 +215,14 @@ class EmbedSum(nn.Module):
 
 def _checked(value: Tensor, like: Tensor, name: str) -> Tensor:
     if tuple(value.shape) != tuple(like.shape):
-        raise ConfigError("baseline statistics", Problem(name, f"shape {tuple(value.shape)}, expected {tuple(like.shape)}",
-                                                         "compute the statistic over the model's vocabulary"))
+        raise ConfigError(
+            "baseline statistics",
+            Problem(
+                name,
+                f"shape {tuple(value.shape)}, expected {tuple(like.shape)}",
+                "compute the statistic over the model's vocabulary",
+            ),
+        )
     return torch.as_tensor(value).detach().to(like)
 
 
@@ -178,5 +241,7 @@ MODEL_BUILDERS: dict[str, Callable[[STConfig], nn.Module]] = {
 def build_model(name: str, config: STConfig) -> nn.Module:
     """Build a model by name; check `model.requires_training` to know whether to fit or to train it."""
     if name not in MODEL_BUILDERS:
-        raise ConfigError("model", Problem("model", f"unknown model {name!r}", f"use one of {', '.join(MODEL_BUILDERS)}"))
+        raise ConfigError(
+            "model", Problem("model", f"unknown model {name!r}", f"use one of {', '.join(MODEL_BUILDERS)}")
+        )
     return MODEL_BUILDERS[name](config)

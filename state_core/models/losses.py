@@ -108,12 +108,14 @@ class SetLoss:
     name: str
     terms: tuple[tuple[str, float, SetLossFn], ...]
 
-    def parts(self, pred: Tensor, target: Tensor, pred_mask: Tensor | None = None,
-              target_mask: Tensor | None = None) -> dict[str, Tensor]:
+    def parts(
+        self, pred: Tensor, target: Tensor, pred_mask: Tensor | None = None, target_mask: Tensor | None = None
+    ) -> dict[str, Tensor]:
         return {term: fn(pred, target, pred_mask, target_mask) for term, _, fn in self.terms}
 
-    def __call__(self, pred: Tensor, target: Tensor, pred_mask: Tensor | None = None,
-                 target_mask: Tensor | None = None) -> Tensor:
+    def __call__(
+        self, pred: Tensor, target: Tensor, pred_mask: Tensor | None = None, target_mask: Tensor | None = None
+    ) -> Tensor:
         total = None
         for _, weight, fn in self.terms:
             value = weight * fn(pred, target, pred_mask, target_mask)
@@ -135,8 +137,13 @@ def make_loss(name: str, blur: float = 0.05, sinkhorn_weight: float = 0.01, ener
     if name == "sinkhorn":
         return SetLoss(name, (("sinkhorn", 1.0, geomloss_loss("sinkhorn", blur)),))
     if name == "se":
-        return SetLoss(name, (("sinkhorn", sinkhorn_weight, geomloss_loss("sinkhorn", blur)),
-                              ("energy", energy_weight, energy_distance)))
+        return SetLoss(
+            name,
+            (
+                ("sinkhorn", sinkhorn_weight, geomloss_loss("sinkhorn", blur)),
+                ("energy", energy_weight, energy_distance),
+            ),
+        )
     if name == "mse":
         return SetLoss(name, (("mse", 1.0, mse),))
     if name in ("gaussian", "laplacian"):
@@ -174,12 +181,23 @@ class LossConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "loss config") -> LossConfig:
-        problems = [Problem(k, "unknown loss key", f"use one of {', '.join(sorted(cls.keys()))}")
-                    for k in sorted(set(data) - cls.keys())]
+        problems = [
+            Problem(k, "unknown loss key", f"use one of {', '.join(sorted(cls.keys()))}")
+            for k in sorted(set(data) - cls.keys())
+        ]
         values = {cls.ALIASES.get(k, k): v for k, v in data.items() if k in cls.keys()}
-        if "decoder_weight" in data and "decoder_loss_weight" in data and data["decoder_weight"] != data["decoder_loss_weight"]:
-            problems.append(Problem("decoder_loss_weight", "conflicts with decoder_weight (they are the same setting)",
-                                    "set only one of them"))
+        if (
+            "decoder_weight" in data
+            and "decoder_loss_weight" in data
+            and data["decoder_weight"] != data["decoder_loss_weight"]
+        ):
+            problems.append(
+                Problem(
+                    "decoder_loss_weight",
+                    "conflicts with decoder_weight (they are the same setting)",
+                    "set only one of them",
+                )
+            )
         if values.get("loss", "energy") not in LOSS_NAMES:
             problems.append(Problem("loss", f"unknown loss {values['loss']!r}", f"use one of {', '.join(LOSS_NAMES)}"))
         if problems:

@@ -35,17 +35,22 @@ class Preset:
     head_dim: int | None = None  # fixed per preset as in the original YAML (not scaled with hidden_dim)
 
 
-PRESETS: dict[str, Preset] = {p.name: p for p in (
-    Preset("state", "llama", 696, 8, 12, 2784, 512, use_basal_projection=True, head_dim=58),
-    Preset("state_sm", "llama", 672, 4, 8, 2688, 128, use_basal_projection=False, gene_decoder=False, head_dim=84),
-    Preset("state_lg", "llama", 1488, 6, 12, 5952, 512, use_basal_projection=False, head_dim=124),
-    Preset("pertsets", "gpt2", 328, 8, 8, 4 * 328, 512, use_basal_projection=False),
-    # baselines: only the encoder/decoder widths matter (no backbone is built)
-    Preset("embed_sum", "llama", 512, 1, 8, 512, 512, use_basal_projection=True, n_encoder_layers=3, n_decoder_layers=3),
-    Preset("context_mean", "llama", 8, 1, 1, 8, 512, use_basal_projection=False),
-    Preset("perturb_mean", "llama", 8, 1, 1, 8, 512, use_basal_projection=False, gene_decoder=False),
-    Preset("perturb_mean_celltype", "llama", 8, 1, 1, 8, 512, use_basal_projection=False, gene_decoder=False),
-)}
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset("state", "llama", 696, 8, 12, 2784, 512, use_basal_projection=True, head_dim=58),
+        Preset("state_sm", "llama", 672, 4, 8, 2688, 128, use_basal_projection=False, gene_decoder=False, head_dim=84),
+        Preset("state_lg", "llama", 1488, 6, 12, 5952, 512, use_basal_projection=False, head_dim=124),
+        Preset("pertsets", "gpt2", 328, 8, 8, 4 * 328, 512, use_basal_projection=False),
+        # baselines: only the encoder/decoder widths matter (no backbone is built)
+        Preset(
+            "embed_sum", "llama", 512, 1, 8, 512, 512, use_basal_projection=True, n_encoder_layers=3, n_decoder_layers=3
+        ),
+        Preset("context_mean", "llama", 8, 1, 1, 8, 512, use_basal_projection=False),
+        Preset("perturb_mean", "llama", 8, 1, 1, 8, 512, use_basal_projection=False, gene_decoder=False),
+        Preset("perturb_mean_celltype", "llama", 8, 1, 1, 8, 512, use_basal_projection=False, gene_decoder=False),
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -83,30 +88,78 @@ DEFAULT_SHIFT_LR_SCALE = 10.0
 SHIFT_BASELINES = ("perturb_mean", "perturb_mean_celltype")
 
 # model.kwargs keys that map straight onto STConfig fields
-_DIRECT_KEYS = ("hidden_dim", "cell_set_len", "n_encoder_layers", "n_decoder_layers", "use_basal_projection",
-                "predict_residual", "activation", "dropout", "decoder_hidden_dims", "decoder_dropout",
-                "residual_decoder", "output_activation")
+_DIRECT_KEYS = (
+    "hidden_dim",
+    "cell_set_len",
+    "n_encoder_layers",
+    "n_decoder_layers",
+    "use_basal_projection",
+    "predict_residual",
+    "activation",
+    "dropout",
+    "decoder_hidden_dims",
+    "decoder_dropout",
+    "residual_decoder",
+    "output_activation",
+)
 # keys handled specially below
-_SPECIAL_KEYS = ("batch_encoder", "gene_decoder_bool", "transformer_backbone_key", "transformer_backbone_kwargs",
-                 "residual_space", "arc_compat", "code_norm", "pert_shift", "context_gain", "shift_lr_scale")
+_SPECIAL_KEYS = (
+    "batch_encoder",
+    "gene_decoder_bool",
+    "transformer_backbone_key",
+    "transformer_backbone_kwargs",
+    "residual_space",
+    "arc_compat",
+    "code_norm",
+    "pert_shift",
+    "context_gain",
+    "shift_lr_scale",
+)
 # backbone kwargs (HF names) -> STConfig field
 _BACKBONE_FIELDS = {
-    "hidden_size": "hidden_dim", "n_embd": "hidden_dim",
-    "num_hidden_layers": "n_layers", "n_layer": "n_layers",
-    "num_attention_heads": "n_heads", "n_head": "n_heads",
-    "intermediate_size": "ffn_dim", "n_inner": "ffn_dim",
-    "rms_norm_eps": "norm_eps", "layer_norm_epsilon": "norm_eps",
+    "hidden_size": "hidden_dim",
+    "n_embd": "hidden_dim",
+    "num_hidden_layers": "n_layers",
+    "n_layer": "n_layers",
+    "num_attention_heads": "n_heads",
+    "n_head": "n_heads",
+    "intermediate_size": "ffn_dim",
+    "n_inner": "ffn_dim",
+    "rms_norm_eps": "norm_eps",
+    "layer_norm_epsilon": "norm_eps",
     "head_dim": "head_dim",
 }
 # HF config keys that have no effect on a position-free, dropout-free set transformer
-_INERT_BACKBONE_KEYS = frozenset({
-    "n_positions", "max_position_embeddings", "vocab_size", "pad_token_id", "bos_token_id", "eos_token_id",
-    "tie_word_embeddings", "rotary_dim", "use_rotary_embeddings", "layer_norm_eps", "hidden_act",
-    "activation_function", "attention_dropout", "attn_pdrop", "resid_pdrop", "embd_pdrop", "d_inner",
-    "num_key_value_heads", "attention_bias", "mlp_bias", "initializer_range", "use_cache",
-    "_attn_implementation", "attn_implementation", "hidden_dropout",
-    "bidirectional_attention",  # arc-state >= 0.10 flag; attention here is always bidirectional
-})
+_INERT_BACKBONE_KEYS = frozenset(
+    {
+        "n_positions",
+        "max_position_embeddings",
+        "vocab_size",
+        "pad_token_id",
+        "bos_token_id",
+        "eos_token_id",
+        "tie_word_embeddings",
+        "rotary_dim",
+        "use_rotary_embeddings",
+        "layer_norm_eps",
+        "hidden_act",
+        "activation_function",
+        "attention_dropout",
+        "attn_pdrop",
+        "resid_pdrop",
+        "embd_pdrop",
+        "d_inner",
+        "num_key_value_heads",
+        "attention_bias",
+        "mlp_bias",
+        "initializer_range",
+        "use_cache",
+        "_attn_implementation",
+        "attn_implementation",
+        "hidden_dropout",
+        "bidirectional_attention",  # arc-state >= 0.10 flag; attention here is always bidirectional
+    }
+)
 
 
 def default_output_activation(embed_key: str | None) -> str:
@@ -114,8 +167,9 @@ def default_output_activation(embed_key: str | None) -> str:
     return "relu" if embed_key in (None, "X_hvg") else "none"
 
 
-def resolve_model_config(preset: str, dims: DataDims, overrides: Mapping[str, Any] | None = None,
-                         source: str = "model.kwargs") -> ResolvedModelConfig:
+def resolve_model_config(
+    preset: str, dims: DataDims, overrides: Mapping[str, Any] | None = None, source: str = "model.kwargs"
+) -> ResolvedModelConfig:
     """Preset row + data dims + overrides -> (STConfig, LossConfig); every problem in one ConfigError."""
     if preset not in PRESETS:
         raise ConfigError(source, Problem("model", f"unknown preset {preset!r}", f"use one of {', '.join(PRESETS)}"))
@@ -124,8 +178,11 @@ def resolve_model_config(preset: str, dims: DataDims, overrides: Mapping[str, An
     problems: list[Problem] = []
 
     values: dict[str, Any] = {
-        "input_dim": dims.input_dim, "output_dim": dims.output_dim, "n_perturbations": dims.n_perturbations,
-        "pert_feature_dim": dims.pert_feature_dim, "n_cell_types": dims.n_cell_types,
+        "input_dim": dims.input_dim,
+        "output_dim": dims.output_dim,
+        "n_perturbations": dims.n_perturbations,
+        "pert_feature_dim": dims.pert_feature_dim,
+        "n_cell_types": dims.n_cell_types,
         "output_space": dims.output_space,
         "output_activation": "none" if preset in SHIFT_BASELINES else default_output_activation(dims.embed_key),
         **{f.name: getattr(row, f.name) for f in dataclasses.fields(Preset) if f.name in _STCONFIG_FIELDS},
@@ -145,8 +202,13 @@ def resolve_model_config(preset: str, dims: DataDims, overrides: Mapping[str, An
         elif key == "batch_encoder":
             values["n_batches"] = dims.n_batches if value else None
             if value and not dims.n_batches:
-                problems.append(Problem(f"{source}.batch_encoder", "is true but the data has no batch labels",
-                                        "set batch_encoder=false or give a batch column"))
+                problems.append(
+                    Problem(
+                        f"{source}.batch_encoder",
+                        "is true but the data has no batch labels",
+                        "set batch_encoder=false or give a batch column",
+                    )
+                )
         elif key == "gene_decoder_bool":
             gene_decoder = bool(value)
         elif key == "transformer_backbone_key":
@@ -159,22 +221,27 @@ def resolve_model_config(preset: str, dims: DataDims, overrides: Mapping[str, An
         elif key in LossConfig.keys():
             loss_values[key] = value
         else:
-            problems.append(Problem(f"{source}.{key}", "unknown model key",
-                                    f"remove it; known keys: {', '.join(sorted(_known_keys()))}"))
+            problems.append(
+                Problem(
+                    f"{source}.{key}", "unknown model key", f"remove it; known keys: {', '.join(sorted(_known_keys()))}"
+                )
+            )
     values["gene_dim"] = dims.gene_dim if gene_decoder else None
     if width_overridden and not arc_compat:
         _scale_with_width(values, row, overrides)
     if residual_space == "auto":
         residual_space = "input" if dims.input_dim == dims.output_dim else "hidden"
     elif residual_space not in RESIDUAL_SPACES:
-        problems.append(Problem(f"{source}.residual_space", f"{residual_space!r} is not allowed",
-                                "use auto, input or hidden"))
+        problems.append(
+            Problem(f"{source}.residual_space", f"{residual_space!r} is not allowed", "use auto, input or hidden")
+        )
     values["residual_space"] = residual_space
     values["code_norm"] = bool(code_norm if code_norm is not None else not arc_compat)
     values["pert_shift"] = bool(pert_shift if pert_shift is not None else not arc_compat and residual_space == "input")
     values["context_gain"] = bool(context_gain if context_gain is not None else values["pert_shift"])
-    values["shift_lr_scale"] = float(shift_lr_scale if shift_lr_scale is not None else
-                                     1.0 if arc_compat else DEFAULT_SHIFT_LR_SCALE)
+    values["shift_lr_scale"] = float(
+        shift_lr_scale if shift_lr_scale is not None else 1.0 if arc_compat else DEFAULT_SHIFT_LR_SCALE
+    )
     if problems:
         raise ConfigError(source, problems)
     loss = LossConfig.from_dict(loss_values, source)
@@ -200,15 +267,26 @@ def _apply_backbone_kwargs(values: dict[str, Any], kwargs: dict[str, Any], where
         if key in _BACKBONE_FIELDS:
             target = _BACKBONE_FIELDS[key]
             if target == "hidden_dim" and value != values["hidden_dim"]:
-                problems.append(Problem(f"{where}.{key}", f"{value} differs from hidden_dim={values['hidden_dim']}",
-                                        "set hidden_dim instead; encoders and backbone share one width"))
+                problems.append(
+                    Problem(
+                        f"{where}.{key}",
+                        f"{value} differs from hidden_dim={values['hidden_dim']}",
+                        "set hidden_dim instead; encoders and backbone share one width",
+                    )
+                )
             values[target] = value
         elif key not in _INERT_BACKBONE_KEYS:
-            problems.append(Problem(f"{where}.{key}", "unknown backbone key",
-                                    f"use one of {', '.join(sorted(_BACKBONE_FIELDS))}"))
+            problems.append(
+                Problem(f"{where}.{key}", "unknown backbone key", f"use one of {', '.join(sorted(_BACKBONE_FIELDS))}")
+            )
     if kwargs.get("num_key_value_heads", values["n_heads"]) != values["n_heads"]:
-        problems.append(Problem(f"{where}.num_key_value_heads", "grouped-query attention is not supported",
-                                "set num_key_value_heads equal to num_attention_heads"))
+        problems.append(
+            Problem(
+                f"{where}.num_key_value_heads",
+                "grouped-query attention is not supported",
+                "set num_key_value_heads equal to num_attention_heads",
+            )
+        )
     return problems
 
 

@@ -20,15 +20,17 @@ import torch
 from state_core.errors import ArtifactError
 
 _ALLOWED: dict[str, frozenset[str]] = {
-    "builtins": frozenset({"dict", "list", "tuple", "set", "frozenset", "int", "float", "complex", "str", "bytes",
-                           "bytearray", "bool"}),
+    "builtins": frozenset(
+        {"dict", "list", "tuple", "set", "frozenset", "int", "float", "complex", "str", "bytes", "bytearray", "bool"}
+    ),
     "collections": frozenset({"OrderedDict", "defaultdict"}),
     "_codecs": frozenset({"encode"}),  # how protocol-2 pickles store bytes (numpy data); str -> bytes only
     "numpy": frozenset({"ndarray", "dtype"}),
     "numpy.core.multiarray": frozenset({"_reconstruct", "scalar"}),
     "numpy._core.multiarray": frozenset({"_reconstruct", "scalar"}),
-    "torch._utils": frozenset({"_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_parameter",
-                               "_rebuild_parameter_with_state"}),
+    "torch._utils": frozenset(
+        {"_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_parameter", "_rebuild_parameter_with_state"}
+    ),
     "torch": frozenset({"Size", "device"}),
 }
 

@@ -51,7 +51,9 @@ def _attend(q: Tensor, k: Tensor, v: Tensor, n_heads: int, mask: Tensor | None, 
     def heads(t: Tensor) -> Tensor:
         return t.reshape(b, s, n_heads, head_dim).transpose(1, 2)  # [B, nh, S, hd]
 
-    out = F.scaled_dot_product_attention(heads(q), heads(k), heads(v), attn_mask=mask, dropout_p=dropout, is_causal=False)
+    out = F.scaled_dot_product_attention(
+        heads(q), heads(k), heads(v), attn_mask=mask, dropout_p=dropout, is_causal=False
+    )
     return out.transpose(1, 2).reshape(b, s, h)  # [B, S, H]
 
 
@@ -127,8 +129,9 @@ class GeluMLP(nn.Module):
 class LlamaBlock(nn.Module):
     """Pre-norm block: x + attn(rms(x)), then x + swiglu(rms(x))."""
 
-    def __init__(self, hidden: int, n_heads: int, ffn: int, eps: float = 1e-6, dropout: float = 0.0,
-                 head_dim: int | None = None):
+    def __init__(
+        self, hidden: int, n_heads: int, ffn: int, eps: float = 1e-6, dropout: float = 0.0, head_dim: int | None = None
+    ):
         super().__init__()
         self.input_layernorm = RMSNorm(hidden, eps)
         self.self_attn = SelfAttention(hidden, n_heads, dropout, head_dim)
@@ -178,7 +181,9 @@ class SetTransformer(nn.Module):
         self.kind = kind
         if kind == "llama":
             eps = 1e-6 if norm_eps is None else norm_eps
-            self.layers = nn.ModuleList(LlamaBlock(hidden, n_heads, ffn, eps, dropout, head_dim) for _ in range(n_layers))
+            self.layers = nn.ModuleList(
+                LlamaBlock(hidden, n_heads, ffn, eps, dropout, head_dim) for _ in range(n_layers)
+            )
             self.norm: nn.Module = RMSNorm(hidden, eps)
         else:
             if head_dim is not None and head_dim * n_heads != hidden:

@@ -103,34 +103,80 @@ class STConfig:
     def problems(self) -> list[Problem]:
         """Every inconsistency in this config (empty when valid)."""
         out: list[Problem] = []
-        for key in ("input_dim", "output_dim", "n_perturbations", "hidden_dim", "n_layers", "n_heads", "ffn_dim",
-                    "n_encoder_layers", "n_decoder_layers", "cell_set_len"):
+        for key in (
+            "input_dim",
+            "output_dim",
+            "n_perturbations",
+            "hidden_dim",
+            "n_layers",
+            "n_heads",
+            "ffn_dim",
+            "n_encoder_layers",
+            "n_decoder_layers",
+            "cell_set_len",
+        ):
             if getattr(self, key) < 1:
                 out.append(Problem(key, f"must be >= 1, got {getattr(self, key)}"))
-        choices = {"backbone": BACKBONE_KINDS, "output_space": OUTPUT_SPACES,
-                   "output_activation": OUTPUT_ACTIVATIONS, "activation": ACTIVATIONS}
+        choices = {
+            "backbone": BACKBONE_KINDS,
+            "output_space": OUTPUT_SPACES,
+            "output_activation": OUTPUT_ACTIVATIONS,
+            "activation": ACTIVATIONS,
+        }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 out.append(Problem(key, f"{getattr(self, key)!r} is not allowed", f"use one of {', '.join(allowed)}"))
-        if self.head_dim is not None and (self.head_dim < 1 or (self.backbone == "gpt2" and self.head_dim * self.n_heads != self.hidden_dim)):
-            out.append(Problem("head_dim", f"{self.head_dim} is not allowed with backbone {self.backbone}",
-                               "use head_dim >= 1 (llama) or head_dim * n_heads == hidden_dim (gpt2)"))
+        if self.head_dim is not None and (
+            self.head_dim < 1 or (self.backbone == "gpt2" and self.head_dim * self.n_heads != self.hidden_dim)
+        ):
+            out.append(
+                Problem(
+                    "head_dim",
+                    f"{self.head_dim} is not allowed with backbone {self.backbone}",
+                    "use head_dim >= 1 (llama) or head_dim * n_heads == hidden_dim (gpt2)",
+                )
+            )
         if self.head_dim is None and self.n_heads >= 1 and self.hidden_dim % self.n_heads:
-            out.append(Problem("hidden_dim", f"{self.hidden_dim} is not divisible by n_heads={self.n_heads}",
-                               "pick a hidden_dim that is a multiple of the number of heads"))
+            out.append(
+                Problem(
+                    "hidden_dim",
+                    f"{self.hidden_dim} is not divisible by n_heads={self.n_heads}",
+                    "pick a hidden_dim that is a multiple of the number of heads",
+                )
+            )
         if self.residual_space not in (None, *RESIDUAL_SPACES):
-            out.append(Problem("residual_space", f"{self.residual_space!r} is not allowed",
-                               f"use one of {', '.join(RESIDUAL_SPACES)}"))
+            out.append(
+                Problem(
+                    "residual_space",
+                    f"{self.residual_space!r} is not allowed",
+                    f"use one of {', '.join(RESIDUAL_SPACES)}",
+                )
+            )
         elif self.pert_shift and self.residual != "input":
-            out.append(Problem("pert_shift", "needs residual_space=input (the shift is added to the input cells)",
-                               "set pert_shift=false or residual_space=input"))
+            out.append(
+                Problem(
+                    "pert_shift",
+                    "needs residual_space=input (the shift is added to the input cells)",
+                    "set pert_shift=false or residual_space=input",
+                )
+            )
         elif self.context_gain and not self.pert_shift:
-            out.append(Problem("context_gain", "scales the perturbation shift, so it needs pert_shift=true",
-                               "set context_gain=false or pert_shift=true"))
+            out.append(
+                Problem(
+                    "context_gain",
+                    "scales the perturbation shift, so it needs pert_shift=true",
+                    "set context_gain=false or pert_shift=true",
+                )
+            )
         elif self.residual == "input" and self.input_dim != self.output_dim:
-            out.append(Problem("residual_space", f"'input' adds the input cells to the output, but "
-                               f"input_dim={self.input_dim} != output_dim={self.output_dim}",
-                               "use residual_space=hidden, predict_residual=false or matching input/output spaces"))
+            out.append(
+                Problem(
+                    "residual_space",
+                    f"'input' adds the input cells to the output, but "
+                    f"input_dim={self.input_dim} != output_dim={self.output_dim}",
+                    "use residual_space=hidden, predict_residual=false or matching input/output spaces",
+                )
+            )
         if not self.shift_lr_scale > 0:
             out.append(Problem("shift_lr_scale", f"must be > 0, got {self.shift_lr_scale}", "e.g. 10 (or 1)"))
         for key in ("pert_feature_dim", "n_batches", "n_cell_types", "gene_dim"):
@@ -156,10 +202,11 @@ class STConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ConfigError(source, [Problem(k, "unknown key", f"remove it; known keys: {', '.join(sorted(known))}")
-                                       for k in unknown])
-        missing = [f.name for f in dataclasses.fields(cls)
-                   if f.default is dataclasses.MISSING and f.name not in data]
+            raise ConfigError(
+                source,
+                [Problem(k, "unknown key", f"remove it; known keys: {', '.join(sorted(known))}") for k in unknown],
+            )
+        missing = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING and f.name not in data]
         if missing:
             raise ConfigError(source, [Problem(k, "required key is missing") for k in missing])
         values = dict(data)
@@ -195,8 +242,9 @@ def build_mlp(d_in: int, d_out: int, hidden: int, n_layers: int, dropout: float,
 class LatentToGeneDecoder(nn.Module):
     """Latent -> genes: (Linear, LayerNorm, GELU, Dropout) per hidden width, then Linear and ReLU."""
 
-    def __init__(self, latent_dim: int, gene_dim: int, hidden_dims: tuple[int, ...], dropout: float = 0.1,
-                 residual: bool = False):
+    def __init__(
+        self, latent_dim: int, gene_dim: int, hidden_dims: tuple[int, ...], dropout: float = 0.1, residual: bool = False
+    ):
         super().__init__()
         self.residual = residual
         widths = [latent_dim, *hidden_dims]
@@ -225,12 +273,19 @@ class StateTransitionModel(nn.Module):
         self.config = config.validate()
         c = config
         # one row of perturbation features per perturbation; a buffer so it travels with the weights
-        self.register_buffer("pert_features", torch.eye(c.n_perturbations) if c.pert_feature_dim is None
-                             else torch.zeros(c.n_perturbations, c.pert_feature_dim))  # [n_pert, P]
-        self.pert_encoder = build_mlp(c.pert_dim, c.hidden_dim, c.hidden_dim, c.n_encoder_layers, c.dropout, c.activation)
+        self.register_buffer(
+            "pert_features",
+            torch.eye(c.n_perturbations)
+            if c.pert_feature_dim is None
+            else torch.zeros(c.n_perturbations, c.pert_feature_dim),
+        )  # [n_pert, P]
+        self.pert_encoder = build_mlp(
+            c.pert_dim, c.hidden_dim, c.hidden_dim, c.n_encoder_layers, c.dropout, c.activation
+        )
         self.basal_encoder = (
             build_mlp(c.input_dim, c.hidden_dim, c.hidden_dim, c.n_encoder_layers, c.dropout, c.activation)
-            if c.use_basal_projection else nn.Linear(c.input_dim, c.hidden_dim)
+            if c.use_basal_projection
+            else nn.Linear(c.input_dim, c.hidden_dim)
         )
         self.batch_encoder = nn.Embedding(c.n_batches, c.hidden_dim) if c.n_batches else None
         self.pert_norm = RMSNorm(c.hidden_dim) if c.code_norm else None
@@ -240,12 +295,18 @@ class StateTransitionModel(nn.Module):
         if self.context_gain is not None:
             nn.init.zeros_(self.context_gain.weight)  # gain 1 at the start: the plain shift
             nn.init.zeros_(self.context_gain.bias)
-        self.transformer = SetTransformer(c.backbone, c.hidden_dim, c.n_layers, c.n_heads, c.ffn_dim,
-                                          c.backbone_dropout, c.norm_eps, c.head_dim)
-        self.project_out = build_mlp(c.hidden_dim, c.output_dim, c.hidden_dim, c.n_decoder_layers, c.dropout, c.activation)
+        self.transformer = SetTransformer(
+            c.backbone, c.hidden_dim, c.n_layers, c.n_heads, c.ffn_dim, c.backbone_dropout, c.norm_eps, c.head_dim
+        )
+        self.project_out = build_mlp(
+            c.hidden_dim, c.output_dim, c.hidden_dim, c.n_decoder_layers, c.dropout, c.activation
+        )
         self.final_down_then_up = (
-            nn.Sequential(nn.Linear(c.output_dim, c.output_dim // 8), nn.GELU(), nn.Linear(c.output_dim // 8, c.output_dim))
-            if c.legacy_all_bottleneck and c.output_space == "all" and c.residual == "input" else None
+            nn.Sequential(
+                nn.Linear(c.output_dim, c.output_dim // 8), nn.GELU(), nn.Linear(c.output_dim // 8, c.output_dim)
+            )
+            if c.legacy_all_bottleneck and c.output_space == "all" and c.residual == "input"
+            else None
         )
         if c.residual == "input" and c.residual_space is not None:
             # start at the identity map (predict the control cells); training learns the change
@@ -253,12 +314,17 @@ class StateTransitionModel(nn.Module):
             nn.init.zeros_(self.project_out[-1].bias)
         self.gene_decoder = (
             LatentToGeneDecoder(c.output_dim, c.gene_dim, c.decoder_hidden_dims, c.decoder_dropout, c.residual_decoder)
-            if c.gene_dim else None
+            if c.gene_dim
+            else None
         )
 
     def lr_groups(self) -> list[tuple[list[nn.Parameter], float]]:
         """Trainable parameters grouped by learning-rate multiplier (the shift table and gain at shift_lr_scale)."""
-        fast = [p for p in (self.pert_shift, *(self.context_gain.parameters() if self.context_gain else ())) if p is not None]
+        fast = [
+            p
+            for p in (self.pert_shift, *(self.context_gain.parameters() if self.context_gain else ()))
+            if p is not None
+        ]
         fast_ids = {id(p) for p in fast}
         rest = [p for p in self.parameters() if id(p) not in fast_ids]
         groups = [(rest, 1.0), (fast, self.config.shift_lr_scale)]
@@ -268,18 +334,31 @@ class StateTransitionModel(nn.Module):
         """Replace the feature table (e.g. gene embeddings); shape must be [n_perturbations, P]."""
         expected = tuple(self.pert_features.shape)
         if tuple(features.shape) != expected:
-            raise ConfigError("perturbation features", Problem(
-                "shape", f"got {tuple(features.shape)}, the model expects {expected}",
-                "provide one vector per perturbation of width pert_feature_dim"))
+            raise ConfigError(
+                "perturbation features",
+                Problem(
+                    "shape",
+                    f"got {tuple(features.shape)}, the model expects {expected}",
+                    "provide one vector per perturbation of width pert_feature_dim",
+                ),
+            )
         self.pert_features = features.detach().to(self.pert_features)
 
     def init_pert_shift(self, shifts: Tensor) -> None:
         """Start the learned shift table at `shifts` [n_perturbations, D_out] (e.g. training mean shifts)."""
         if self.pert_shift is None:
-            raise ConfigError("pert_shift", Problem("pert_shift", "this model has no shift table", "set pert_shift=true"))
+            raise ConfigError(
+                "pert_shift", Problem("pert_shift", "this model has no shift table", "set pert_shift=true")
+            )
         if tuple(shifts.shape) != tuple(self.pert_shift.shape):
-            raise ConfigError("pert_shift", Problem("shape", f"got {tuple(shifts.shape)}, expected "
-                                                    f"{tuple(self.pert_shift.shape)}", "one shift per perturbation"))
+            raise ConfigError(
+                "pert_shift",
+                Problem(
+                    "shape",
+                    f"got {tuple(shifts.shape)}, expected {tuple(self.pert_shift.shape)}",
+                    "one shift per perturbation",
+                ),
+            )
         with torch.no_grad():
             self.pert_shift.copy_(shifts.to(self.pert_shift))
 

@@ -33,17 +33,21 @@ def evaluate_run(run_dir: str | Path, out_dir: str | Path) -> EvaluationSummary:
 
     result = predict_and_evaluate(run_dir, evaluate=True, out_dir=out_dir)
     if result.summary is None or not result.summary.means:
-        raise ArtifactError(f"{result.folder}: the evaluation gave no metrics; does the test split hold "
-                            "perturbed cells in expression space?")
-    return EvaluationSummary(metrics=dict(result.summary.means), report_html=result.folder / REPORT_FILE,
-                             folder=result.folder, reasons=dict(result.summary.reasons))
+        raise ArtifactError(
+            f"{result.folder}: the evaluation gave no metrics; does the test split hold "
+            "perturbed cells in expression space?"
+        )
+    return EvaluationSummary(
+        metrics=dict(result.summary.means),
+        report_html=result.folder / REPORT_FILE,
+        folder=result.folder,
+        reasons=dict(result.summary.reasons),
+    )
 
 
 def metrics_to_metadata(metrics: Mapping[str, float]) -> dict[str, float | str]:
     """Finite metrics as numbers, the names of undefined ones in one comma-separated entry."""
-    metadata: dict[str, float | str] = {
-        k: float(v) for k, v in metrics.items() if math.isfinite(v)
-    }
+    metadata: dict[str, float | str] = {k: float(v) for k, v in metrics.items() if math.isfinite(v)}
     undefined = sorted(k for k, v in metrics.items() if not math.isfinite(v))
     if undefined:
         metadata[UNDEFINED_KEY] = ",".join(undefined)
@@ -52,11 +56,7 @@ def metrics_to_metadata(metrics: Mapping[str, float]) -> dict[str, float | str]:
 
 def metrics_from_metadata(metadata: Mapping[str, object]) -> dict[str, float]:
     """Inverse of `metrics_to_metadata`; other metadata entries (e.g. display names) are ignored."""
-    metrics = {
-        k: float(v)
-        for k, v in metadata.items()
-        if isinstance(v, (int, float)) and not isinstance(v, bool)
-    }
+    metrics = {k: float(v) for k, v in metadata.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     for name in str(metadata.get(UNDEFINED_KEY, "")).split(","):
         if name:
             metrics[name] = math.nan

@@ -31,15 +31,20 @@ class PromotionDecision:
 
     def rule(self) -> str:
         direction = "higher" if self.higher_is_better else "lower"
-        return (f"publish when {self.metric} ({direction} is better) beats the baseline and the serving model "
-                f"(re-evaluated on the same test cells) by more than {self.min_improvement:g}; "
-                "an undefined (NaN) candidate or baseline value holds")
+        return (
+            f"publish when {self.metric} ({direction} is better) beats the baseline and the serving model "
+            f"(re-evaluated on the same test cells) by more than {self.min_improvement:g}; "
+            "an undefined (NaN) candidate or baseline value holds"
+        )
 
     def as_markdown(self) -> str:
         direction = "higher" if self.higher_is_better else "lower"
         serving = "none" if self.serving is None else f"{self.serving:.6g}"
-        same = ("" if self.candidate_same_cells is None
-                else f"| candidate on the serving model's cells | {self.candidate_same_cells:.6g} |\n")
+        same = (
+            ""
+            if self.candidate_same_cells is None
+            else f"| candidate on the serving model's cells | {self.candidate_same_cells:.6g} |\n"
+        )
         verdict = "PROMOTE" if self.promote else "HOLD (nothing published)"
         return (
             f"# Promotion gate: {verdict}\n\n"
@@ -65,14 +70,8 @@ def _metric_value(metrics: Mapping[str, float], metric: str, which: str) -> floa
     return float(metrics[metric])
 
 
-def _beats(
-    candidate: float, other: float, higher_is_better: bool, min_improvement: float
-) -> bool:
-    return (
-        candidate - other > min_improvement
-        if higher_is_better
-        else other - candidate > min_improvement
-    )
+def _beats(candidate: float, other: float, higher_is_better: bool, min_improvement: float) -> bool:
+    return candidate - other > min_improvement if higher_is_better else other - candidate > min_improvement
 
 
 def should_promote(
@@ -91,22 +90,22 @@ def should_promote(
     """
     candidate = _metric_value(candidate_metrics, metric, "candidate")
     baseline = _metric_value(baseline_metrics, metric, "baseline")
-    serving = (
-        None
-        if serving_metrics is None
-        else _metric_value(serving_metrics, metric, "serving")
-    )
+    serving = None if serving_metrics is None else _metric_value(serving_metrics, metric, "serving")
 
     def decide(promote: bool, reason: str) -> PromotionDecision:
         return PromotionDecision(
-            promote, metric, higher_is_better, candidate, baseline, serving, reason,
+            promote,
+            metric,
+            higher_is_better,
+            candidate,
+            baseline,
+            serving,
+            reason,
             min_improvement=min_improvement,
         )
 
     if math.isnan(candidate):
-        return decide(
-            False, f"The candidate's {metric} is NaN; check its evaluation output."
-        )
+        return decide(False, f"The candidate's {metric} is NaN; check its evaluation output.")
     if math.isnan(baseline):
         return decide(
             False,
@@ -116,18 +115,14 @@ def should_promote(
     if not _beats(candidate, baseline, higher_is_better, min_improvement):
         return decide(
             False,
-            f"The candidate does not beat the baseline on {metric} "
-            f"(margin required: {min_improvement:g}).",
+            f"The candidate does not beat the baseline on {metric} (margin required: {min_improvement:g}).",
         )
     if serving is None:
-        return decide(
-            True, "The candidate beats the baseline and no model is serving yet."
-        )
+        return decide(True, "The candidate beats the baseline and no model is serving yet.")
     if math.isnan(serving):
         return decide(
             True,
-            f"The candidate beats the baseline; the serving model's {metric} is NaN, "
-            "so any defined value replaces it.",
+            f"The candidate beats the baseline; the serving model's {metric} is NaN, so any defined value replaces it.",
         )
     if not _beats(candidate, serving, higher_is_better, min_improvement):
         return decide(
@@ -152,16 +147,22 @@ def gate_on_same_cells(
     Metrics a serving model recorded at its own publish time are never used: they were measured on other
     data. When the serving model cannot be scored on the new cells, the candidate is held with the reason.
     """
-    against_baseline = should_promote(candidate_metrics, baseline_metrics, None, metric, higher_is_better,
-                                      min_improvement)
+    against_baseline = should_promote(
+        candidate_metrics, baseline_metrics, None, metric, higher_is_better, min_improvement
+    )
     if not against_baseline.promote or comparison.status == NONE_SERVING:
         return against_baseline
 
-    def decide(promote: bool, reason: str, serving: float | None = None,
-               candidate_same: float | None = None) -> PromotionDecision:
-        return dataclasses.replace(against_baseline, promote=promote, serving=serving,
-                                   candidate_same_cells=candidate_same,
-                                   reason=f"{reason} {comparison.note}".strip())
+    def decide(
+        promote: bool, reason: str, serving: float | None = None, candidate_same: float | None = None
+    ) -> PromotionDecision:
+        return dataclasses.replace(
+            against_baseline,
+            promote=promote,
+            serving=serving,
+            candidate_same_cells=candidate_same,
+            reason=f"{reason} {comparison.note}".strip(),
+        )
 
     if comparison.status != COMPARED:
         return decide(False, "The candidate beats the baseline, but it cannot be compared with the serving model.")
@@ -170,25 +171,43 @@ def gate_on_same_cells(
     if math.isnan(candidate):
         return decide(False, f"The candidate's {metric} on the serving model's cells is NaN.", serving, candidate)
     if math.isnan(serving):
-        return decide(True, f"The candidate beats the baseline; the serving model's {metric} on the same cells is "
-                      "NaN, so any defined value replaces it.", serving, candidate)
+        return decide(
+            True,
+            f"The candidate beats the baseline; the serving model's {metric} on the same cells is "
+            "NaN, so any defined value replaces it.",
+            serving,
+            candidate,
+        )
     if not _beats(candidate, serving, higher_is_better, min_improvement):
-        return decide(False, f"The candidate beats the baseline but not the serving model on {metric} "
-                      f"(same test cells; margin required: {min_improvement:g}).", serving, candidate)
-    return decide(True, "The candidate beats both the baseline and the serving model (same test cells).",
-                  serving, candidate)
+        return decide(
+            False,
+            f"The candidate beats the baseline but not the serving model on {metric} "
+            f"(same test cells; margin required: {min_improvement:g}).",
+            serving,
+            candidate,
+        )
+    return decide(
+        True, "The candidate beats both the baseline and the serving model (same test cells).", serving, candidate
+    )
 
 
-def write_gate_report(decision: PromotionDecision, candidate_results: str | Path, baseline_results: str | Path,
-                      comparison_folder: str | Path, out_html: str | Path) -> Path:
+def write_gate_report(
+    decision: PromotionDecision,
+    candidate_results: str | Path,
+    baseline_results: str | Path,
+    comparison_folder: str | Path,
+    out_html: str | Path,
+) -> Path:
     """The one page a reviewer reads: candidate vs baseline vs the serving version, metric by metric and per
     cell type, with the gate's rule and outcome (`state_core.eval.report` renders it)."""
     from state_core.eval.report import GateView, ReportModel, render_html
     from state_core.pipeline_ops.comparison import read_comparison
     from state_core.pipeline_ops.same_cells import CANDIDATE_EVAL, SERVING_EVAL
 
-    models = [ReportModel.from_folder("candidate", candidate_results),
-              ReportModel.from_folder("baseline", baseline_results)]
+    models = [
+        ReportModel.from_folder("candidate", candidate_results),
+        ReportModel.from_folder("baseline", baseline_results),
+    ]
     comparison = read_comparison(comparison_folder)
     notes = [comparison.note]
     title = "Candidate vs baseline"

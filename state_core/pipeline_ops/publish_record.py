@@ -49,8 +49,7 @@ class PublishRecord:
             )
         except (ValueError, KeyError, TypeError, AttributeError) as err:
             raise ArtifactError(
-                f"{where}: not a valid publish record ({err!r}); "
-                "delete it or republish that model version"
+                f"{where}: not a valid publish record ({err!r}); delete it or republish that model version"
             ) from err
 
 

@@ -12,8 +12,9 @@ from state_core.errors import ServingError
 from state_core.pipeline_ops.publish_record import PublishRecord, write_record
 
 
-def wait_until_ready(triton_url: str, model_name: str, version: int, timeout_s: float = 900.0,
-                     poll_s: float = 5.0) -> float:
+def wait_until_ready(
+    triton_url: str, model_name: str, version: int, timeout_s: float = 900.0, poll_s: float = 5.0
+) -> float:
     """Poll Triton's `GET /v2/models/<name>/versions/<v>/ready` until it answers 200; returns the seconds waited.
 
     Triton polls the repository on its own schedule (`--repository-poll-secs`) and may need minutes to

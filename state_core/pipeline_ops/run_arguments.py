@@ -17,9 +17,7 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def parse_run_arguments(
-    items: Iterable[str], known: Mapping[str, bool]
-) -> dict[str, Any]:
+def parse_run_arguments(items: Iterable[str], known: Mapping[str, bool]) -> dict[str, Any]:
     """`key=value` items -> arguments. `known` maps each pipeline parameter to whether it is optional.
 
     Unknown keys, malformed items and missing required parameters are reported together.
@@ -29,11 +27,7 @@ def parse_run_arguments(
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            problems.append(
-                Problem(
-                    item, "not of the form key=value", "write e.g. --param gpu_count=2"
-                )
-            )
+            problems.append(Problem(item, "not of the form key=value", "write e.g. --param gpu_count=2"))
         elif key not in known:
             problems.append(
                 Problem(
@@ -46,9 +40,7 @@ def parse_run_arguments(
             arguments[key] = parse_value(value)
     for name, optional in sorted(known.items()):
         if not optional and name not in arguments:
-            problems.append(
-                Problem(name, "required parameter not given", f"add --param {name}=...")
-            )
+            problems.append(Problem(name, "required parameter not given", f"add --param {name}=..."))
     if problems:
         raise ConfigError("pipeline parameters", problems)
     return arguments

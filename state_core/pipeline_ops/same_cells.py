@@ -25,14 +25,14 @@ import numpy as np
 
 from state_core.data.splits import SPLITS, ManifestFile, SplitManifest
 from state_core.data.vocab import Vocab
-from state_core.pipeline_ops.comparison import (COMPARED, COMPARISON_FILE, IMPOSSIBLE, NONE_SERVING,
-                                                SameCellsComparison)
+from state_core.pipeline_ops.comparison import COMPARED, COMPARISON_FILE, IMPOSSIBLE, NONE_SERVING, SameCellsComparison
 from state_core.runs.layout import CONFIG_FILE, MODEL_FILE, SPLIT_DIR, VOCAB_FILE, WEIGHTS_FILE
 
 EVALUATION_RUN = "evaluation_run"  # <repository>/<model>/<version>/evaluation_run/: what re-evaluation needs
 RUN_FILES = (CONFIG_FILE, VOCAB_FILE, MODEL_FILE, WEIGHTS_FILE)
 SERVING_EVAL = "serving_eval"  # the serving model's predictions and metrics on the compared cells
 CANDIDATE_EVAL = "candidate_eval"  # the candidate's on the same cells, when labels were left out
+
 
 def store_evaluation_run(repository: str, model_name: str, version: int, run_dir: str | Path) -> str:
     """Copy what re-evaluating a run needs (config, vocabulary, model description, final weights) into the
@@ -78,8 +78,10 @@ def _known_rows(entry: ManifestFile, serving: Vocab, candidate: Vocab, skipped: 
     from state_core.data.h5ad import read_obs_labels
 
     keep_by_split = {}
-    columns = [("perturbation", candidate.pert_col, serving.perturbations),
-               ("cell type", candidate.cell_type_key, serving.cell_types)]
+    columns = [
+        ("perturbation", candidate.pert_col, serving.perturbations),
+        ("cell type", candidate.cell_type_key, serving.cell_types),
+    ]
     if candidate.batch_col and serving.batch_col:
         columns.append(("batch", candidate.batch_col, serving.batches))
     labels = {kind: read_obs_labels(entry.path, column).values() for kind, column, _ in columns}
@@ -123,8 +125,9 @@ def compare_on_candidate_cells(
     return result
 
 
-def _compare(candidate_run: str | Path, candidate_metrics: Mapping[str, float], repository: str, model_name: str,
-             work: Path) -> SameCellsComparison:
+def _compare(
+    candidate_run: str | Path, candidate_metrics: Mapping[str, float], repository: str, model_name: str, work: Path
+) -> SameCellsComparison:
     from state_core.pipeline_ops.evaluation import evaluate_run
     from state_core.pipeline_ops.publish_record import serving_version
 
@@ -134,41 +137,64 @@ def _compare(candidate_run: str | Path, candidate_metrics: Mapping[str, float], 
     serving_files = _fetch_serving_run(repository, model_name, version, work / "serving_run")
     if serving_files is None:
         return SameCellsComparison(
-            IMPOSSIBLE, f"Serving version {version} has no stored {EVALUATION_RUN}/ (published by hand or by an "
+            IMPOSSIBLE,
+            f"Serving version {version} has no stored {EVALUATION_RUN}/ (published by hand or by an "
             "older pipeline), so it cannot be scored on the new test cells; republish it through the pipeline "
-            "or remove it.", serving_version=version)
+            "or remove it.",
+            serving_version=version,
+        )
     candidate_run = Path(candidate_run)
     serving_vocab, candidate_vocab = Vocab.load(serving_files / VOCAB_FILE), Vocab.load(candidate_run / VOCAB_FILE)
     why = _incompatibility(serving_vocab, candidate_vocab)
     if why:
-        return SameCellsComparison(IMPOSSIBLE, f"Serving version {version} cannot be scored on the new test cells: "
-                                   f"{why}.", serving_version=version)
+        return SameCellsComparison(
+            IMPOSSIBLE,
+            f"Serving version {version} cannot be scored on the new test cells: {why}.",
+            serving_version=version,
+        )
 
     manifest = SplitManifest.load(candidate_run / SPLIT_DIR)
     skipped: dict[str, set[str]] = {}
     reduced = dataclasses.replace(
-        manifest, files=tuple(_known_rows(f, serving_vocab, candidate_vocab, skipped) for f in manifest.files))
+        manifest, files=tuple(_known_rows(f, serving_vocab, candidate_vocab, skipped) for f in manifest.files)
+    )
     skipped_lists = {kind: sorted(labels) for kind, labels in skipped.items() if labels}
     n_test = reduced.n_cells("test")
     if n_test == 0:
-        return SameCellsComparison(IMPOSSIBLE, f"None of the test cells has labels serving version {version} "
-                                   "knows.", serving_version=version, skipped_labels=skipped_lists)
+        return SameCellsComparison(
+            IMPOSSIBLE,
+            f"None of the test cells has labels serving version {version} knows.",
+            serving_version=version,
+            skipped_labels=skipped_lists,
+        )
     # The data's column names may differ from the serving run's; its labels and their order may not.
-    as_candidate = dataclasses.replace(serving_vocab, pert_col=candidate_vocab.pert_col,
-                                       cell_type_key=candidate_vocab.cell_type_key,
-                                       batch_col=candidate_vocab.batch_col if serving_vocab.batch_col else None)
+    as_candidate = dataclasses.replace(
+        serving_vocab,
+        pert_col=candidate_vocab.pert_col,
+        cell_type_key=candidate_vocab.cell_type_key,
+        batch_col=candidate_vocab.batch_col if serving_vocab.batch_col else None,
+    )
     serving_view = _view(serving_files, reduced, as_candidate, work / "serving_view")
     serving_metrics = evaluate_run(serving_view, work / SERVING_EVAL).metrics
     if skipped_lists:
         candidate_view = _view(candidate_run, reduced, candidate_vocab, work / "candidate_view")
         candidate_same = evaluate_run(candidate_view, work / CANDIDATE_EVAL).metrics
         left_out = "; ".join(f"{kind}: {', '.join(labels)}" for kind, labels in skipped_lists.items())
-        note = (f"Compared with serving version {version} on {n_test} test cells. Left out of this comparison "
-                f"(labels the serving model cannot predict; the candidate was trained with them): {left_out}.")
+        note = (
+            f"Compared with serving version {version} on {n_test} test cells. Left out of this comparison "
+            f"(labels the serving model cannot predict; the candidate was trained with them): {left_out}."
+        )
     else:
         candidate_same = dict(candidate_metrics)
         note = f"Compared with serving version {version} on the candidate's {n_test} test cells."
     for scratch in ("serving_run", "serving_view", "candidate_view"):  # model copies; the evaluations stay
         shutil.rmtree(work / scratch, ignore_errors=True)
-    return SameCellsComparison(COMPARED, note, serving_version=version, candidate=candidate_same,
-                               serving=serving_metrics, skipped_labels=skipped_lists, n_test_cells=n_test)
+    return SameCellsComparison(
+        COMPARED,
+        note,
+        serving_version=version,
+        candidate=candidate_same,
+        serving=serving_metrics,
+        skipped_labels=skipped_lists,
+        n_test_cells=n_test,
+    )

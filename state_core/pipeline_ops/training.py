@@ -19,9 +19,12 @@ def shared_memory_problem(gpus: int, shm_bytes: int) -> Problem | None:
     """Why a run on `gpus` GPUs cannot start with `shm_bytes` of /dev/shm, or None."""
     if gpus <= 1 or shm_bytes >= SHARED_MEMORY_NEEDED:
         return None
-    return Problem("gpu_count", f"{gpus} GPUs but /dev/shm holds only {shm_bytes >> 20} MiB",
-                   "compile the pipeline with `state pipeline compile --multi-gpu` (a memory-backed /dev/shm), "
-                   "or run it with gpu_count=1")
+    return Problem(
+        "gpu_count",
+        f"{gpus} GPUs but /dev/shm holds only {shm_bytes >> 20} MiB",
+        "compile the pipeline with `state pipeline compile --multi-gpu` (a memory-backed /dev/shm), "
+        "or run it with gpu_count=1",
+    )
 
 
 def _gpus_used(devices: object, accelerator: str) -> int:
@@ -85,8 +88,11 @@ def train_for_pipeline(
     if not checkpoint_uri:
         train_st(config)
         return out
-    with mirrored(work, checkpoint_uri.rstrip("/") + "/" + durable_key(data_fingerprint, model_preset, overrides),
-                  interval_s=mirror_interval_s):
+    with mirrored(
+        work,
+        checkpoint_uri.rstrip("/") + "/" + durable_key(data_fingerprint, model_preset, overrides),
+        interval_s=mirror_interval_s,
+    ):
         train_st(config)
     if out.exists():
         shutil.rmtree(out)

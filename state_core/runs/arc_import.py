@@ -61,21 +61,29 @@ def read_arc_run(src_dir: str | Path, checkpoint: str = "final.ckpt") -> ArcRun:
     ckpt = src / "checkpoints" / checkpoint
     for required in (ckpt, src / "var_dims.pkl", src / "pert_onehot_map.pt"):
         if not required.exists():
-            raise ArtifactError(f"{required} is missing: {src} is not a complete arc-state run folder "
-                                f"(fix: point to the folder holding config.yaml and checkpoints/)")
+            raise ArtifactError(
+                f"{required} is missing: {src} is not a complete arc-state run folder "
+                f"(fix: point to the folder holding config.yaml and checkpoints/)"
+            )
     raw = safe_torch_load(ckpt)
     if not isinstance(raw, dict) or "state_dict" not in raw or "hyper_parameters" not in raw:
         raise ArtifactError(f"{ckpt}: not a Lightning checkpoint with state_dict and hyper_parameters")
-    var_dims = safe_pickle_load(src / "var_dims.pkl") if not _is_zip(src / "var_dims.pkl") else \
-        safe_torch_load(src / "var_dims.pkl")
+    var_dims = (
+        safe_pickle_load(src / "var_dims.pkl")
+        if not _is_zip(src / "var_dims.pkl")
+        else safe_torch_load(src / "var_dims.pkl")
+    )
     return ArcRun(
         hparams=dict(raw["hyper_parameters"]),
         state_dict=dict(raw["state_dict"]),
         var_dims=dict(var_dims),
         pert_map=_label_map(src / "pert_onehot_map.pt"),
-        batch_map=_label_map(_first_existing(src, ("batch_onehot_map.pkl", "batch_onehot_map.torch", "batch_onehot_map.pt"))),
-        cell_type_map=_label_map(_first_existing(src, ("cell_type_onehot_map.pkl", "cell_type_onehot_map.torch",
-                                                       "cell_type_onehot_map.pt"))),
+        batch_map=_label_map(
+            _first_existing(src, ("batch_onehot_map.pkl", "batch_onehot_map.torch", "batch_onehot_map.pt"))
+        ),
+        cell_type_map=_label_map(
+            _first_existing(src, ("cell_type_onehot_map.pkl", "cell_type_onehot_map.torch", "cell_type_onehot_map.pt"))
+        ),
         checkpoint=ckpt,
         data_kwargs=_data_kwargs(src / "config.yaml"),
     )
@@ -101,10 +109,25 @@ def import_arc_state_run(src_dir: str | Path, dst_dir: str | Path, checkpoint: s
     notes = []
     backbone_kwargs = run.hparams.get("transformer_backbone_kwargs") or {}
     if model.config.backbone == "gpt2" and backbone_kwargs.get("attn_implementation") != "eager":
-        notes.append("GPT2 backbone: arc-state ran it causally under sdpa attention; this import is bidirectional, "
-                     "so predictions can differ from arc-state's")
-    loss = LossConfig.from_dict({k: run.hparams[k] for k in ("loss", "blur", "sinkhorn_weight", "energy_weight",
-                                 "decoder_weight", "regularization", "detach_decoder") if k in run.hparams})
+        notes.append(
+            "GPT2 backbone: arc-state ran it causally under sdpa attention; this import is bidirectional, "
+            "so predictions can differ from arc-state's"
+        )
+    loss = LossConfig.from_dict(
+        {
+            k: run.hparams[k]
+            for k in (
+                "loss",
+                "blur",
+                "sinkhorn_weight",
+                "energy_weight",
+                "decoder_weight",
+                "regularization",
+                "detach_decoder",
+            )
+            if k in run.hparams
+        }
+    )
     kind = "state" if model.config.backbone == "llama" else "pertsets"
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent if dst.parent.exists() else None))
     try:
@@ -125,24 +148,40 @@ def _write_vocab(folder: Path, run: ArcRun, pert_names: list[str], config: STCon
     hp, dims, data = run.hparams, run.var_dims, run.data_kwargs
     embed_key = hp.get("embed_key")
     gene_names = [str(g) for g in (dims.get("gene_names") or hp.get("gene_names") or [])]
-    features = gene_names if embed_key in (None, "X_hvg") and len(gene_names) == config.input_dim \
+    features = (
+        gene_names
+        if embed_key in (None, "X_hvg") and len(gene_names) == config.input_dim
         else [f"{embed_key or 'X'}_{i}" for i in range(config.input_dim)]
+    )
     Vocab(
-        perturbations=tuple(pert_names), cell_types=tuple(ordered_labels(run.cell_type_map)),
-        batches=tuple(ordered_labels(run.batch_map)), feature_names=tuple(features),
+        perturbations=tuple(pert_names),
+        cell_types=tuple(ordered_labels(run.cell_type_map)),
+        batches=tuple(ordered_labels(run.batch_map)),
+        feature_names=tuple(features),
         gene_names=tuple(gene_names if config.gene_dim or embed_key in (None, "X_hvg") else ()),
-        control_pert=str(hp.get("control_pert", "non-targeting")), pert_col=str(data.get("pert_col", "gene")),
-        cell_type_key=str(data.get("cell_type_key", "cell_type")), batch_col=data.get("batch_col", "gem_group"),
-        embed_key=embed_key or "X", output_space=config.output_space, pert_feature_dim=config.pert_dim,
+        control_pert=str(hp.get("control_pert", "non-targeting")),
+        pert_col=str(data.get("pert_col", "gene")),
+        cell_type_key=str(data.get("cell_type_key", "cell_type")),
+        batch_col=data.get("batch_col", "gem_group"),
+        embed_key=embed_key or "X",
+        output_space=config.output_space,
+        pert_feature_dim=config.pert_dim,
     ).save(folder / VOCAB_FILE)
 
 
 def _write_train_config(folder: Path, run: ArcRun, kind: str, dst: Path) -> None:
     hp, kw = run.hparams, run.data_kwargs
-    data = DataKwargs(toml_config_path="", embed_key=hp.get("embed_key"), output_space=str(hp.get("output_space", "gene")),
-                      pert_col=str(kw.get("pert_col", "gene")), cell_type_key=str(kw.get("cell_type_key", "cell_type")),
-                      batch_col=kw.get("batch_col", "gem_group"), control_pert=str(hp.get("control_pert", "non-targeting")),
-                      basal_mapping_strategy=str(hp.get("basal_mapping_strategy", "random")))
-    cfg = TrainConfig(name=dst.name, output_dir=str(dst.parent), data=DataConfig(kwargs=data),
-                      model=ModelConfig(name=kind, kwargs={}))
+    data = DataKwargs(
+        toml_config_path="",
+        embed_key=hp.get("embed_key"),
+        output_space=str(hp.get("output_space", "gene")),
+        pert_col=str(kw.get("pert_col", "gene")),
+        cell_type_key=str(kw.get("cell_type_key", "cell_type")),
+        batch_col=kw.get("batch_col", "gem_group"),
+        control_pert=str(hp.get("control_pert", "non-targeting")),
+        basal_mapping_strategy=str(hp.get("basal_mapping_strategy", "random")),
+    )
+    cfg = TrainConfig(
+        name=dst.name, output_dir=str(dst.parent), data=DataConfig(kwargs=data), model=ModelConfig(name=kind, kwargs={})
+    )
     save_config(cfg, folder / CONFIG_FILE)

@@ -22,13 +22,15 @@ def checkpoint_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise ArtifactError(f"checkpoint {path}: permission denied (fix: make the file readable)") from None
     except Exception:  # noqa: BLE001 - torch raises several types for unsafe/corrupt files
         # torch's own message suggests weights_only=False, which would run arbitrary code from the file
-        raise ArtifactError(f"checkpoint {path} is corrupt, truncated or not a checkpoint written by `state tx train`; "
-                            f"it was not loaded (fix: use another checkpoint of the run, e.g. --checkpoint last)") from None
+        raise ArtifactError(
+            f"checkpoint {path} is corrupt, truncated or not a checkpoint written by `state tx train`; "
+            f"it was not loaded (fix: use another checkpoint of the run, e.g. --checkpoint last)"
+        ) from None
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ArtifactError(f"checkpoint {path} holds no model weights (fix: use a .ckpt written by `state tx train`)")
     prefix = "model."
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)} or state
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)} or state
 
 
 def resolve_checkpoint(run_dir: Path, checkpoint: str) -> Path | None:
@@ -37,8 +39,10 @@ def resolve_checkpoint(run_dir: Path, checkpoint: str) -> Path | None:
     have = ", ".join(sorted(p.name for p in ckpt_dir.glob("*.ckpt"))) or "none"
     if checkpoint in ("final", WEIGHTS_FILE):
         if not (Path(run_dir) / WEIGHTS_FILE).is_file():
-            raise ArtifactError(f"{run_dir}: training has not finished (no {WEIGHTS_FILE}); use one of its checkpoints "
-                                f"with --checkpoint last or a file name (available: {have})")
+            raise ArtifactError(
+                f"{run_dir}: training has not finished (no {WEIGHTS_FILE}); use one of its checkpoints "
+                f"with --checkpoint last or a file name (available: {have})"
+            )
         return None
     if checkpoint == "best":
         candidates = sorted(ckpt_dir.glob("step=*-val_loss=*.ckpt"), key=lambda p: float(p.stem.split("val_loss=")[1]))
@@ -59,10 +63,20 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: Path)
     unexpected = sorted(set(state) - set(own))
     resized = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
     if missing or unexpected or resized:
-        detail = "; ".join(part for part in (
-            f"missing {missing[:5]}" if missing else "", f"unexpected {unexpected[:5]}" if unexpected else "",
-            "other sizes: " + ", ".join(f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in resized[:3])
-            if resized else "") if part)
-        raise ArtifactError(f"{source}: checkpoint does not match {MODEL_FILE} ({detail}); it belongs to another model "
-                            f"(fix: use a checkpoint of this run folder)")
+        detail = "; ".join(
+            part
+            for part in (
+                f"missing {missing[:5]}" if missing else "",
+                f"unexpected {unexpected[:5]}" if unexpected else "",
+                "other sizes: "
+                + ", ".join(f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in resized[:3])
+                if resized
+                else "",
+            )
+            if part
+        )
+        raise ArtifactError(
+            f"{source}: checkpoint does not match {MODEL_FILE} ({detail}); it belongs to another model "
+            f"(fix: use a checkpoint of this run folder)"
+        )
     model.load_state_dict(state, strict=True)

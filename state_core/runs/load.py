@@ -54,5 +54,12 @@ def load_run(run_dir: str | Path, checkpoint: str = "final", device: str | torch
     state = read_safetensors(source) if ckpt is None else checkpoint_state_dict(ckpt)
     load_weights(model, state, source)
     model.to(device).eval()
-    return LoadedRun(run_dir=run_dir, model=model, vocab=vocab, config=config, model_kind=kind,
-                     model_config=model_config, loss_config=loss_config)
+    return LoadedRun(
+        run_dir=run_dir,
+        model=model,
+        vocab=vocab,
+        config=config,
+        model_kind=kind,
+        model_config=model_config,
+        loss_config=loss_config,
+    )

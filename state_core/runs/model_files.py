@@ -18,7 +18,9 @@ from state_core.runs.layout import MODEL_FILE, MODEL_FORMAT, WEIGHTS_FILE
 def save_model_description(run_dir: Path, kind: str, resolved: dict[str, Any]) -> None:
     """Write `model.json` ({kind, model: STConfig, loss}): written when training starts, so that every
     checkpoint of the run can be loaded while it is still running or after it was stopped."""
-    atomic_write_text(Path(run_dir) / MODEL_FILE, json.dumps({"format": MODEL_FORMAT, "kind": kind, **resolved}, indent=2))
+    atomic_write_text(
+        Path(run_dir) / MODEL_FILE, json.dumps({"format": MODEL_FORMAT, "kind": kind, **resolved}, indent=2)
+    )
 
 
 def save_model(run_dir: Path, model: nn.Module, kind: str, resolved: dict[str, Any]) -> None:
@@ -33,20 +35,26 @@ def save_model(run_dir: Path, model: nn.Module, kind: str, resolved: dict[str, A
 def read_model_description(run_dir: Path) -> dict[str, Any]:
     path = Path(run_dir) / MODEL_FILE
     if not path.is_file():
-        raise ArtifactError(f"{run_dir}: no {MODEL_FILE}; this is not a run folder of `state tx train` "
-                            f"(fix: point to <output_dir>/<name> of a run that has started training)")
+        raise ArtifactError(
+            f"{run_dir}: no {MODEL_FILE}; this is not a run folder of `state tx train` "
+            f"(fix: point to <output_dir>/<name> of a run that has started training)"
+        )
     try:
         desc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ArtifactError(f"{path}: cannot be read as JSON ({str(err).splitlines()[0]}); the run folder is damaged "
-                            f"(fix: re-run `state tx train` with overwrite=true)") from None
+        raise ArtifactError(
+            f"{path}: cannot be read as JSON ({str(err).splitlines()[0]}); the run folder is damaged "
+            f"(fix: re-run `state tx train` with overwrite=true)"
+        ) from None
     if not isinstance(desc, dict) or desc.get("format") != MODEL_FORMAT:
         found = desc.get("format") if isinstance(desc, dict) else type(desc).__name__
         raise ArtifactError(f"{path}: model format {found!r} is not supported (expected {MODEL_FORMAT})")
     for key in ("kind", "model"):
         if key not in desc:
-            raise ArtifactError(f"{path}: key {key!r} is missing; the run folder is damaged "
-                                f"(fix: re-run `state tx train` with overwrite=true)")
+            raise ArtifactError(
+                f"{path}: key {key!r} is missing; the run folder is damaged "
+                f"(fix: re-run `state tx train` with overwrite=true)"
+            )
     return desc
 
 
@@ -60,5 +68,7 @@ def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     except PermissionError:
         raise ArtifactError(f"{path}: permission denied (fix: make the file readable)") from None
     except Exception as err:  # noqa: BLE001 - safetensors raises SafetensorError, OSError or ValueError
-        raise ArtifactError(f"{path}: not a readable safetensors file ({str(err).splitlines()[0]}); it is corrupt "
-                            f"or truncated (fix: re-export it, or re-run training)") from None
+        raise ArtifactError(
+            f"{path}: not a readable safetensors file ({str(err).splitlines()[0]}); it is corrupt "
+            f"or truncated (fix: re-export it, or re-run training)"
+        ) from None

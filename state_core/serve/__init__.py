@@ -16,7 +16,18 @@ from state_core.serve.triton_config import (
 )
 
 __all__ = [
-    "ClientSettings", "LocalTriton", "PublishedVersion", "TritonModelConfig", "TritonSTClient", "local_config",
-    "production_config", "publish_model", "render_config", "rollback_to", "served_metadata", "start_server",
-    "stop_server", "triton_predictor",
+    "ClientSettings",
+    "LocalTriton",
+    "PublishedVersion",
+    "TritonModelConfig",
+    "TritonSTClient",
+    "local_config",
+    "production_config",
+    "publish_model",
+    "render_config",
+    "rollback_to",
+    "served_metadata",
+    "start_server",
+    "stop_server",
+    "triton_predictor",
 ]

@@ -60,8 +60,13 @@ def _is_transient(err: InferenceServerException) -> bool:
 class TritonSTClient:
     """Predictions from a Triton-served ST graph (`ctrl_cell_emb`, `pert_idx`, [`batch_idx`], [`set_mask`])."""
 
-    def __init__(self, url: str, model_name: str = DEFAULT_MODEL_NAME, settings: ClientSettings = ClientSettings(),
-                 version: str = ""):
+    def __init__(
+        self,
+        url: str,
+        model_name: str = DEFAULT_MODEL_NAME,
+        settings: ClientSettings = ClientSettings(),
+        version: str = "",
+    ):
         self.url, self.model_name, self.settings, self.version = url, model_name, settings, version
         self._local = threading.local()
         self._inputs: list[ServedInput] | None = None
@@ -88,8 +93,10 @@ class TritonSTClient:
             except InferenceServerException as err:
                 last = err.message() or str(err)
             time.sleep(0.2)
-        raise ServingError(f"Triton at {self.url} is not ready for model {self.model_name!r} after {timeout_s:.0f} s "
-                           f"({last}); fix: start the server (`state serve start`) or check the address and model name")
+        raise ServingError(
+            f"Triton at {self.url} is not ready for model {self.model_name!r} after {timeout_s:.0f} s "
+            f"({last}); fix: start the server (`state serve start`) or check the address and model name"
+        )
 
     def _describe(self) -> None:
         if self._inputs is not None:
@@ -97,9 +104,13 @@ class TritonSTClient:
         try:
             config = self._client().get_model_config(self.model_name, self.version, as_json=True)["config"]
         except InferenceServerException as err:
-            raise ServingError(f"Triton at {self.url}: cannot read the config of {self.model_name!r}: {err.message()}") from None
-        self._inputs = [ServedInput(i["name"], i["data_type"].removeprefix("TYPE_"), len(i["dims"]), bool(i.get("optional")))
-                        for i in config["input"]]
+            raise ServingError(
+                f"Triton at {self.url}: cannot read the config of {self.model_name!r}: {err.message()}"
+            ) from None
+        self._inputs = [
+            ServedInput(i["name"], i["data_type"].removeprefix("TYPE_"), len(i["dims"]), bool(i.get("optional")))
+            for i in config["input"]
+        ]
         self._outputs = [o["name"] for o in config["output"]]
         self._max_batch = int(config.get("max_batch_size", 0))
 
@@ -118,22 +129,30 @@ class TritonSTClient:
         meta = self._client().get_model_metadata(self.model_name, self.version, as_json=True)
         return max(meta["versions"], key=int)
 
-    def predict(self, ctrl: np.ndarray, pert_idx: np.ndarray, batch_idx: np.ndarray | None = None,
-                mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    def predict(
+        self,
+        ctrl: np.ndarray,
+        pert_idx: np.ndarray,
+        batch_idx: np.ndarray | None = None,
+        mask: np.ndarray | None = None,
+    ) -> dict[str, np.ndarray]:
         """ctrl [B,S,D] float32, pert_idx [B] int64, batch_idx [B,S], mask [B,S] bool -> {output name: [B,S,...]}."""
         self._describe()
         if ctrl.ndim != 3 or ctrl.shape[0] == 0:
             raise ServingError(f"ctrl must be [B, S, D] with B >= 1 sets, got shape {tuple(ctrl.shape)}")
         n = ctrl.shape[0]
-        arrays = {"ctrl_cell_emb": np.ascontiguousarray(ctrl, dtype=np.float32),
-                  "pert_idx": np.asarray(pert_idx, dtype=np.int64).reshape(n, 1)}  # [B, 1]: Triton's batch + dims [1]
+        arrays = {
+            "ctrl_cell_emb": np.ascontiguousarray(ctrl, dtype=np.float32),
+            "pert_idx": np.asarray(pert_idx, dtype=np.int64).reshape(n, 1),
+        }  # [B, 1]: Triton's batch + dims [1]
         if "batch_idx" in self.input_names:
-            arrays["batch_idx"] = (np.zeros(ctrl.shape[:2], np.int64) if batch_idx is None
-                                   else np.asarray(batch_idx, dtype=np.int64))
+            arrays["batch_idx"] = (
+                np.zeros(ctrl.shape[:2], np.int64) if batch_idx is None else np.asarray(batch_idx, dtype=np.int64)
+            )
         if "set_mask" in self.input_names:
             arrays["set_mask"] = np.ones(ctrl.shape[:2], bool) if mask is None else np.asarray(mask, dtype=bool)
         step = self.max_batch_size
-        chunks = [{k: v[i:i + step] for k, v in arrays.items()} for i in range(0, n, step)]
+        chunks = [{k: v[i : i + step] for k, v in arrays.items()} for i in range(0, n, step)]
         if len(chunks) == 1:  # the common small call: no thread pool
             parts = [self._infer_with_retries(chunks[0])]
         else:
@@ -141,8 +160,14 @@ class TritonSTClient:
                 parts = list(pool.map(self._infer_with_retries, chunks))
         return {name: np.concatenate([p[name] for p in parts]) for name in self._outputs}
 
-    def predict_named(self, ctrl: np.ndarray, perturbations: list[str], metadata: ModelMetadata,
-                      batch_idx: np.ndarray | None = None, mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    def predict_named(
+        self,
+        ctrl: np.ndarray,
+        perturbations: list[str],
+        metadata: ModelMetadata,
+        batch_idx: np.ndarray | None = None,
+        mask: np.ndarray | None = None,
+    ) -> dict[str, np.ndarray]:
         """Like `predict`, with perturbations by name (unknown names raise `UnknownLabelError`)."""
         pert_idx = np.asarray(metadata.pert_indices(list(perturbations)), dtype=np.int64)  # [B]
         return self.predict(ctrl, pert_idx, batch_idx, mask)
@@ -159,14 +184,19 @@ class TritonSTClient:
         delay = self.settings.backoff_s
         for attempt in range(self.settings.retries + 1):
             try:
-                result = self._client().infer(self.model_name, inputs, model_version=self.version,
-                                              client_timeout=self.settings.timeout_s)
+                result = self._client().infer(
+                    self.model_name, inputs, model_version=self.version, client_timeout=self.settings.timeout_s
+                )
                 return {name: result.as_numpy(name) for name in self._outputs}
             except InferenceServerException as err:
                 if not _is_transient(err) or attempt == self.settings.retries:
-                    raise ServingError(f"Triton at {self.url} rejected a request to {self.model_name!r} "
-                                       f"({err.status()}): {err.message()}") from None
-                log.warning("transient error from %s (%s); retry %d in %.1f s", self.url, err.status(), attempt + 1, delay)
+                    raise ServingError(
+                        f"Triton at {self.url} rejected a request to {self.model_name!r} "
+                        f"({err.status()}): {err.message()}"
+                    ) from None
+                log.warning(
+                    "transient error from %s (%s); retry %d in %.1f s", self.url, err.status(), attempt + 1, delay
+                )
                 time.sleep(delay)
                 delay *= 2
         raise AssertionError("unreachable")
@@ -184,8 +214,10 @@ def served_metadata(client: TritonSTClient, repository: str) -> ModelMetadata:
     version = client.served_version()
     text = store.read_text(client.model_name, version, METADATA_FILE)
     if text is None:
-        raise ServingError(f"{store.uri(client.model_name, version, METADATA_FILE)} is missing; "
-                           "is --repository the one the server serves?")
+        raise ServingError(
+            f"{store.uri(client.model_name, version, METADATA_FILE)} is missing; "
+            "is --repository the one the server serves?"
+        )
     return ModelMetadata.from_json(json.loads(text), source=store.uri(client.model_name, version, METADATA_FILE))
 
 

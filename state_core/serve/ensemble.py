@@ -82,14 +82,28 @@ def _client_inputs(layout: ServedLayout, signature: ModelSignature) -> list[str]
     return blocks
 
 
-def render_guard_config(layout: ServedLayout, signature: ModelSignature, *, max_batch_size: int,
-                        served_versions: tuple[int, ...], instance_count: int = 2) -> str:
+def render_guard_config(
+    layout: ServedLayout,
+    signature: ModelSignature,
+    *,
+    max_batch_size: int,
+    served_versions: tuple[int, ...],
+    instance_count: int = 2,
+) -> str:
     """The guard step: CPU python backend; its outputs are the graph inputs with the `checked_` prefix."""
-    lines = [f'name: "{layout.guard}"', 'backend: "python"', f"max_batch_size: {max_batch_size}",
-             "input [\n" + ",\n".join(_client_inputs(layout, signature)) + "\n]",
-             "output [\n" + ",\n".join(tensor_block(t, name=CHECKED_PREFIX + t.name, reshape_ok=False) for t in signature.inputs) + "\n]",
-             # delay 0: take whatever is queued; the guard's work per request is tiny
-             dynamic_batching((), 0), instance_group(instance_count, "KIND_CPU"), version_policy(served_versions)]
+    lines = [
+        f'name: "{layout.guard}"',
+        'backend: "python"',
+        f"max_batch_size: {max_batch_size}",
+        "input [\n" + ",\n".join(_client_inputs(layout, signature)) + "\n]",
+        "output [\n"
+        + ",\n".join(tensor_block(t, name=CHECKED_PREFIX + t.name, reshape_ok=False) for t in signature.inputs)
+        + "\n]",
+        # delay 0: take whatever is queued; the guard's work per request is tiny
+        dynamic_batching((), 0),
+        instance_group(instance_count, "KIND_CPU"),
+        version_policy(served_versions),
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -97,8 +111,9 @@ def _map(pairs: list[tuple[str, str]], kind: str) -> str:
     return "\n".join(f'      {kind} {{ key: "{k}" value: "{v}" }}' for k, v in pairs)
 
 
-def render_ensemble_config(layout: ServedLayout, signature: ModelSignature, *, max_batch_size: int,
-                           version: int) -> str:
+def render_ensemble_config(
+    layout: ServedLayout, signature: ModelSignature, *, max_batch_size: int, version: int
+) -> str:
     """The ensemble clients call, pinned to `version` of both steps (so one config write switches all)."""
     guard_in = [(t.name, t.name) for t in signature.inputs] + ([(PERT_NAME.name,) * 2] if layout.names_input else [])
     guard_out = [(CHECKED_PREFIX + t.name, CHECKED_PREFIX + t.name) for t in signature.inputs]
@@ -106,25 +121,37 @@ def render_ensemble_config(layout: ServedLayout, signature: ModelSignature, *, m
     graph_out = [(t.name, t.name) for t in signature.outputs]
     steps = []
     for model, inputs, outputs in ((layout.guard, guard_in, guard_out), (layout.graph, graph_in, graph_out)):
-        steps.append(f'    {{\n      model_name: "{model}"\n      model_version: {version}\n'
-                     f"{_map(inputs, 'input_map')}\n{_map(outputs, 'output_map')}\n    }}")
-    lines = [f'name: "{layout.name}"', 'platform: "ensemble"', f"max_batch_size: {max_batch_size}",
-             "input [\n" + ",\n".join(_client_inputs(layout, signature)) + "\n]",
-             "output [\n" + ",\n".join(tensor_block(t) for t in signature.outputs) + "\n]",
-             "ensemble_scheduling {\n  step [\n" + ",\n".join(steps) + "\n  ]\n}",
-             f"version_policy: {{ specific: {{ versions: {_list((version,))} }} }}"]
+        steps.append(
+            f'    {{\n      model_name: "{model}"\n      model_version: {version}\n'
+            f"{_map(inputs, 'input_map')}\n{_map(outputs, 'output_map')}\n    }}"
+        )
+    lines = [
+        f'name: "{layout.name}"',
+        'platform: "ensemble"',
+        f"max_batch_size: {max_batch_size}",
+        "input [\n" + ",\n".join(_client_inputs(layout, signature)) + "\n]",
+        "output [\n" + ",\n".join(tensor_block(t) for t in signature.outputs) + "\n]",
+        "ensemble_scheduling {\n  step [\n" + ",\n".join(steps) + "\n  ]\n}",
+        f"version_policy: {{ specific: {{ versions: {_list((version,))} }} }}",
+    ]
     return "\n".join(lines) + "\n"
 
 
-def render_layout(layout: ServedLayout, signature: ModelSignature, graph: TritonModelConfig, version: int,
-                  loaded_versions: tuple[int, ...]) -> dict[str, str]:
+def render_layout(
+    layout: ServedLayout,
+    signature: ModelSignature,
+    graph: TritonModelConfig,
+    version: int,
+    loaded_versions: tuple[int, ...],
+) -> dict[str, str]:
     """config.pbtxt text per model folder. The steps keep `loaded_versions` (the new one and the one
     served before) loaded, so the old ensemble keeps working until the new ensemble config is read."""
     if not layout.guarded:
         return {layout.name: render_config(graph)}
     return {
-        layout.guard: render_guard_config(layout, signature, max_batch_size=graph.max_batch_size,
-                                          served_versions=loaded_versions),
+        layout.guard: render_guard_config(
+            layout, signature, max_batch_size=graph.max_batch_size, served_versions=loaded_versions
+        ),
         layout.graph: render_config(graph),
         layout.name: render_ensemble_config(layout, signature, max_batch_size=graph.max_batch_size, version=version),
     }

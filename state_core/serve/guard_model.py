@@ -56,15 +56,19 @@ def check_request(arrays, pert_names, n_batches):
         raise RequestError("ctrl_cell_emb has set length 0: every set needs at least one cell")
     for name in ("batch_idx", "set_mask"):
         if name in arrays and tuple(arrays[name].shape) != (n_sets, set_len):
-            raise RequestError(f"{name} has shape {list(arrays[name].shape)} but ctrl_cell_emb describes "
-                               f"{n_sets} sets of {set_len} cells; all inputs must describe the same sets")
+            raise RequestError(
+                f"{name} has shape {list(arrays[name].shape)} but ctrl_cell_emb describes "
+                f"{n_sets} sets of {set_len} cells; all inputs must describe the same sets"
+            )
     mask = arrays.get("set_mask")
     finite = np.isfinite(ctrl).all(axis=2)  # [B, S]
     if not finite.all():
         i, j = _first(~finite)
         where = "a real cell" if mask is None or mask[i, j] else "a padding cell (set_mask False)"
-        raise RequestError(f"ctrl_cell_emb: set {i} has a non-finite value (NaN or Inf) in cell {j}, {where}; "
-                           "send finite numbers everywhere, padding rows included (zeros are fine)")
+        raise RequestError(
+            f"ctrl_cell_emb: set {i} has a non-finite value (NaN or Inf) in cell {j}, {where}; "
+            "send finite numbers everywhere, padding rows included (zeros are fine)"
+        )
     if mask is not None and not mask.any(axis=1).all():
         i, _ = _first(~mask.any(axis=1))
         raise RequestError(f"set_mask: set {i} has no real cell (all False); leave empty sets out of the request")
@@ -75,8 +79,10 @@ def check_request(arrays, pert_names, n_batches):
         out = (batch < 0) | (batch >= n_batches)
         if out.any():
             i, j = _first(out)
-            raise RequestError(f"batch_idx: set {i} cell {j} has {int(batch[i, j])}, out of range "
-                               f"(the model knows {n_batches} batches: 0..{n_batches - 1})")
+            raise RequestError(
+                f"batch_idx: set {i} cell {j} has {int(batch[i, j])}, out of range "
+                f"(the model knows {n_batches} batches: 0..{n_batches - 1})"
+            )
         graph["batch_idx"] = _owned(batch, np.int64)
     if mask is not None:
         graph["set_mask"] = _owned(mask, np.bool_)
@@ -87,8 +93,9 @@ def _pert_indices(arrays, n_sets, pert_names):
     """pert_idx [B, 1] int64 from whichever of pert_idx / pert_name the request carries."""
     given = [name for name in ("pert_idx", "pert_name") if name in arrays]
     if len(given) != 1:
-        raise RequestError("send exactly one of pert_idx (INT64) or pert_name (BYTES), one per set; "
-                           f"got {given or 'neither'}")
+        raise RequestError(
+            f"send exactly one of pert_idx (INT64) or pert_name (BYTES), one per set; got {given or 'neither'}"
+        )
     values = arrays[given[0]].reshape(-1)
     if values.shape[0] != n_sets:
         raise RequestError(f"{given[0]} has {values.shape[0]} values for {n_sets} sets; send one per set")
@@ -97,8 +104,10 @@ def _pert_indices(arrays, n_sets, pert_names):
         out = (values < 0) | (values >= n_perts)
         if out.any():
             i = int(np.argmax(out))
-            raise RequestError(f"pert_idx: set {i} has {int(values[i])}, out of range "
-                               f"(the model knows {n_perts} perturbations: 0..{n_perts - 1})")
+            raise RequestError(
+                f"pert_idx: set {i} has {int(values[i])}, out of range "
+                f"(the model knows {n_perts} perturbations: 0..{n_perts - 1})"
+            )
         return _owned(values.reshape(n_sets, 1), np.int64)
     lookup = {name: i for i, name in enumerate(pert_names)}
     indices = []
@@ -140,8 +149,10 @@ class TritonPythonModel:
             elif self.reads_bytes:
                 arrays[name] = tensor.as_numpy()
             else:
-                raise RequestError(f"pert_name cannot be read by this server (its python backend runs numpy "
-                                   f"{np.__version__}, which the stub's BYTES bridge does not support); send pert_idx")
+                raise RequestError(
+                    f"pert_name cannot be read by this server (its python backend runs numpy "
+                    f"{np.__version__}, which the stub's BYTES bridge does not support); send pert_idx"
+                )
         return arrays
 
     def execute(self, requests):
@@ -154,7 +165,7 @@ class TritonPythonModel:
                 responses.append(self.pb.InferenceResponse(error=error))
                 continue
             make = self.pb.Tensor if self.reads_bytes else self.pb.Tensor.from_dlpack  # numpy 1: the stub's own bridge
-            tensors = [make(name, graph[name[len(CHECKED_PREFIX):]]) for name in self.outputs]
+            tensors = [make(name, graph[name[len(CHECKED_PREFIX) :]]) for name in self.outputs]
             responses.append(self.pb.InferenceResponse(output_tensors=tensors))
         return responses
 

@@ -107,15 +107,19 @@ def _require_loopback(host: str) -> None:
     except ValueError:
         loopback = host == "localhost"
     if not loopback:
-        raise ServingError(f"host {host!r}: the local server listens on loopback only (use 127.0.0.1); "
-                           "serve production traffic from the Triton container instead")
+        raise ServingError(
+            f"host {host!r}: the local server listens on loopback only (use 127.0.0.1); "
+            "serve production traffic from the Triton container instead"
+        )
 
 
 def server_environment(install: TritonInstall, repository: str, python_bin: Path | None = None) -> dict[str, str]:
     """`python_bin`: the bin folder of the environment the python-backend stubs use (default: this one)."""
     env = dict(os.environ)
     libdir = sysconfig.get_config_var("LIBDIR") or ""
-    env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (str(install.libs), libdir, env.get("LD_LIBRARY_PATH", "")) if p)
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(
+        p for p in (str(install.libs), libdir, env.get("LD_LIBRARY_PATH", "")) if p
+    )
     env["PATH"] = os.pathsep.join([str(python_bin or Path(sys.executable).parent), env.get("PATH", "")])
     emulator = env.get("STORAGE_EMULATOR_HOST")
     if is_gcs(repository) and emulator:
@@ -133,22 +137,30 @@ def check_repository(repository: str) -> None:
         try:
             names = [b.name for b in gcs_client().list_blobs(bucket, prefix=prefix, max_results=1000)]
         except Exception as err:  # noqa: BLE001 - google-cloud-storage raises transport and API errors
-            raise ServingError(f"model repository {repository} cannot be listed ({type(err).__name__}: "
-                               f"{str(err).splitlines()[0][:200] if str(err) else ''}); check the bucket name and "
-                               f"credentials") from None
+            raise ServingError(
+                f"model repository {repository} cannot be listed ({type(err).__name__}: "
+                f"{str(err).splitlines()[0][:200] if str(err) else ''}); check the bucket name and "
+                f"credentials"
+            ) from None
         if not any(n.endswith("/" + CONFIG_FILE) for n in names):
-            raise ServingError(f"model repository {repository} holds no <model>/{CONFIG_FILE}; publish a model first "
-                               f"(`state export triton`)")
+            raise ServingError(
+                f"model repository {repository} holds no <model>/{CONFIG_FILE}; publish a model first "
+                f"(`state export triton`)"
+            )
         return
     path = Path(repository)
     if path.exists() and not path.is_dir():
-        raise ServingError(f"model repository {path} is a file, not a folder; pass the --repository folder of "
-                           f"`state export triton`")
+        raise ServingError(
+            f"model repository {path} is a file, not a folder; pass the --repository folder of `state export triton`"
+        )
     if not path.is_dir():
-        raise ServingError(f"model repository {path.resolve()} does not exist; publish a model first (`state export triton`)")
+        raise ServingError(
+            f"model repository {path.resolve()} does not exist; publish a model first (`state export triton`)"
+        )
     if not any(path.glob(f"*/{CONFIG_FILE}")):
-        raise ServingError(f"model repository {path} holds no <model>/{CONFIG_FILE}; publish a model first "
-                           f"(`state export triton`)")
+        raise ServingError(
+            f"model repository {path} holds no <model>/{CONFIG_FILE}; publish a model first (`state export triton`)"
+        )
 
 
 def check_port_free(host: str, port: int, flag: str) -> None:
@@ -156,13 +168,23 @@ def check_port_free(host: str, port: int, flag: str) -> None:
         try:
             sock.bind((host, port))
         except OSError:
-            raise ServingError(f"port {host}:{port} is already in use; pass another {flag} (e.g. {flag} "
-                               f"{free_port(host)}) or stop what listens there") from None
+            raise ServingError(
+                f"port {host}:{port} is already in use; pass another {flag} (e.g. {flag} "
+                f"{free_port(host)}) or stop what listens there"
+            ) from None
 
 
-def start_server(repository: str | Path, work_dir: str | Path | None = None, *, host: str = "127.0.0.1", grpc_port: int | None = None,
-                 http_port: int | None = None, ready_timeout_s: float = 90.0, poll_repository_s: int = 0,
-                 python_bin: Path | None = None) -> LocalTriton:
+def start_server(
+    repository: str | Path,
+    work_dir: str | Path | None = None,
+    *,
+    host: str = "127.0.0.1",
+    grpc_port: int | None = None,
+    http_port: int | None = None,
+    ready_timeout_s: float = 90.0,
+    poll_repository_s: int = 0,
+    python_bin: Path | None = None,
+) -> LocalTriton:
     """Start tritonserver on `repository` (local folder or gs://) and wait until every model is ready.
 
     `poll_repository_s > 0` makes the server pick up newly published versions by itself. A local
@@ -184,24 +206,39 @@ def start_server(repository: str | Path, work_dir: str | Path | None = None, *, 
     else:
         local_repo = Path(repository).resolve()
         if not local_repo.is_dir():
-            raise ServingError(f"model repository {local_repo} does not exist; publish a model first (`state export triton`)")
+            raise ServingError(
+                f"model repository {local_repo} does not exist; publish a model first (`state export triton`)"
+            )
         if needs_local_view(local_repo):
             local_repo = build_local_view(local_repo, Path(tempfile.mkdtemp(prefix="view-", dir=work_dir)))
         repository = str(local_repo)
     grpc_port = grpc_port or free_port(host)
     http_port = http_port or free_port(host)
     command = [
-        str(install.binary), f"--model-repository={repository}",
-        f"--backend-directory={prepare_backends(install, work_dir)}", f"--cache-directory={work_dir / 'caches'}",
-        f"--grpc-address={host}", f"--grpc-port={grpc_port}", f"--http-address={host}", f"--http-port={http_port}",
-        "--allow-metrics=false", "--exit-on-error=false", "--log-verbose=0",
+        str(install.binary),
+        f"--model-repository={repository}",
+        f"--backend-directory={prepare_backends(install, work_dir)}",
+        f"--cache-directory={work_dir / 'caches'}",
+        f"--grpc-address={host}",
+        f"--grpc-port={grpc_port}",
+        f"--http-address={host}",
+        f"--http-port={http_port}",
+        "--allow-metrics=false",
+        "--exit-on-error=false",
+        "--log-verbose=0",
     ]
     if poll_repository_s > 0:
         command += ["--model-control-mode=poll", f"--repository-poll-secs={poll_repository_s}"]
     log_path = work_dir / f"tritonserver-{grpc_port}.log"
     with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   env=server_environment(install, repository, python_bin), start_new_session=True)
+        process = subprocess.Popen(
+            command,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=server_environment(install, repository, python_bin),
+            start_new_session=True,
+        )
     server = LocalTriton(process.pid, host, grpc_port, http_port, repository, log_path)
     try:
         wait_until_ready(server, ready_timeout_s, process)
@@ -228,8 +265,10 @@ def wait_until_ready(server: LocalTriton, timeout_s: float, process: subprocess.
     try:
         while time.monotonic() < deadline:
             if process is not None and process.poll() is not None:
-                raise ServingError(f"tritonserver exited with status {process.returncode}; log {server.log_path}:\n"
-                                   f"{_log_tail(server.log_path)}")
+                raise ServingError(
+                    f"tritonserver exited with status {process.returncode}; log {server.log_path}:\n"
+                    f"{_log_tail(server.log_path)}"
+                )
             try:
                 if client.is_server_ready():
                     index = client.get_model_repository_index().models
@@ -243,8 +282,10 @@ def wait_until_ready(server: LocalTriton, timeout_s: float, process: subprocess.
             time.sleep(0.25)
     finally:
         client.close()
-    raise ServingError(f"tritonserver on {server.grpc_url} not ready after {timeout_s:.0f} s; log {server.log_path}:\n"
-                       f"{_log_tail(server.log_path)}")
+    raise ServingError(
+        f"tritonserver on {server.grpc_url} not ready after {timeout_s:.0f} s; log {server.log_path}:\n"
+        f"{_log_tail(server.log_path)}"
+    )
 
 
 def server_command(pid: int) -> list[str] | None:
@@ -264,15 +305,20 @@ def stop_started_server(pid: int) -> bool:
     command = server_command(pid)
     if command is None:
         if _alive(pid):
-            raise ServingError(f"process {pid} cannot be inspected, so it is not signalled; stop it yourself if it is "
-                               f"the server")
+            raise ServingError(
+                f"process {pid} cannot be inspected, so it is not signalled; stop it yourself if it is the server"
+            )
         return False
-    is_triton = bool(command) and Path(command[0]).name == "tritonserver" and any(
-        a.startswith("--model-repository=") for a in command)
+    is_triton = (
+        bool(command)
+        and Path(command[0]).name == "tritonserver"
+        and any(a.startswith("--model-repository=") for a in command)
+    )
     if not is_triton:
         shown = " ".join(command)[:120] or "(no command line)"
-        raise ServingError(f"process {pid} is not a tritonserver started by `state serve start` ({shown}); "
-                           f"it was not signalled")
+        raise ServingError(
+            f"process {pid} is not a tritonserver started by `state serve start` ({shown}); it was not signalled"
+        )
     return stop_server(pid)
 
 

@@ -34,14 +34,19 @@ def needs_local_view(repository: Path) -> bool:
 def _local_text(model_dir: Path, config: Any, served: tuple[int, ...]) -> str:
     """The python-backend rendering of an onnxruntime config, keeping batching, versions, parameters, warmup."""
     metadata = ModelMetadata.from_json(json.loads((model_dir / str(served[-1]) / METADATA_FILE).read_text()))
-    warmup = tuple(sorted({int(w.inputs["ctrl_cell_emb"].dims[0]) for w in config.model_warmup
-                           if "ctrl_cell_emb" in w.inputs}))
-    local = local_config(model_dir.name, metadata.signature, max_batch_size=config.max_batch_size,
-                         served_versions=tuple(config.version_policy.specific.versions),
-                         parameters={k: v.string_value for k, v in config.parameters.items()},
-                         max_queue_delay_us=config.dynamic_batching.max_queue_delay_microseconds,
-                         preferred_batch_sizes=tuple(config.dynamic_batching.preferred_batch_size),
-                         warmup_set_lengths=warmup)
+    warmup = tuple(
+        sorted({int(w.inputs["ctrl_cell_emb"].dims[0]) for w in config.model_warmup if "ctrl_cell_emb" in w.inputs})
+    )
+    local = local_config(
+        model_dir.name,
+        metadata.signature,
+        max_batch_size=config.max_batch_size,
+        served_versions=tuple(config.version_policy.specific.versions),
+        parameters={k: v.string_value for k, v in config.parameters.items()},
+        max_queue_delay_us=config.dynamic_batching.max_queue_delay_microseconds,
+        preferred_batch_sizes=tuple(config.dynamic_batching.preferred_batch_size),
+        warmup_set_lengths=warmup,
+    )
     return render_config(local)
 
 
@@ -53,7 +58,9 @@ def build_local_view(repository: Path, view_dir: Path) -> Path:
     """
     configs = sorted(repository.glob(f"*/{CONFIG_FILE}"))
     if not configs:
-        raise ServingError(f"{repository}: no <model>/{CONFIG_FILE} found; publish a model first (`state export triton`)")
+        raise ServingError(
+            f"{repository}: no <model>/{CONFIG_FILE} found; publish a model first (`state export triton`)"
+        )
     for config_path in configs:
         model_dir = config_path.parent
         config = read_config(config_path)
@@ -63,7 +70,9 @@ def build_local_view(repository: Path, view_dir: Path) -> Path:
         served = tuple(config.version_policy.specific.versions) or tuple(versions[-1:])
         if not served:
             raise ServingError(f"{model_dir}: no numbered version folders")
-        text = _local_text(model_dir, config, served) if config.platform == "onnxruntime_onnx" else config_path.read_text()
+        text = (
+            _local_text(model_dir, config, served) if config.platform == "onnxruntime_onnx" else config_path.read_text()
+        )
         (target / CONFIG_FILE).write_text(text)
         for version in versions:
             link = target / str(version)

@@ -5,8 +5,8 @@ It must stay self-contained: Triton's stub imports it with only numpy, onnxrunti
 `triton_python_backend_utils` at hand. Tensors cross the stub boundary through DLPack, because the
 stub's `as_numpy()` / `Tensor(name, array)` read numpy-1 dtype structs and corrupt data under numpy 2;
 under numpy 1 (the NGC image's Python) it is the other way round: DLPack capsules crash the stub, and
-the stub's own bridge is right. `to_numpy` / `to_tensor` pick by the numpy version. Requests with the same non-batch shapes are concatenated and
-run once; a bad request gets its own error and never fails the others.
+the stub's own bridge is right. `to_numpy` / `to_tensor` pick by the numpy version. Requests with the
+same non-batch shapes are concatenated and run once; a bad request gets its own error and never fails the others.
 """
 
 import json
@@ -56,7 +56,9 @@ class TritonPythonModel:
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(params.get("intra_op_threads", "1"))
         options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(os.path.join(folder, "model.onnx"), options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            os.path.join(folder, "model.onnx"), options, providers=["CPUExecutionProvider"]
+        )
         self.inputs = [(i.name, len(i.shape)) for i in self.session.get_inputs()]
         self.input_dims = {i.name: list(i.shape) for i in self.session.get_inputs()}  # ints or names like "set"
         self.outputs = [o.name for o in self.session.get_outputs()]
@@ -91,8 +93,10 @@ class TritonPythonModel:
                     continue
                 first = seen.setdefault(dim, (name, array.shape[axis]))
                 if first[1] != array.shape[axis]:
-                    raise ValueError(f"input {name!r} has {dim} size {array.shape[axis]} but {first[0]!r} has {first[1]}; "
-                                     f"all inputs must describe the same sets")
+                    raise ValueError(
+                        f"input {name!r} has {dim} size {array.shape[axis]} but {first[0]!r} has {first[1]}; "
+                        f"all inputs must describe the same sets"
+                    )
 
     def execute(self, requests):
         responses = [None] * len(requests)
@@ -121,8 +125,9 @@ class TritonPythonModel:
         start = 0
         for pos, arrays in members:
             stop = start + arrays[self.inputs[0][0]].shape[0]
-            tensors = [to_tensor(name, np.ascontiguousarray(out[start:stop]))
-                       for name, out in zip(self.outputs, results)]
+            tensors = [
+                to_tensor(name, np.ascontiguousarray(out[start:stop])) for name, out in zip(self.outputs, results)
+            ]
             responses[pos] = pb_utils.InferenceResponse(output_tensors=tensors)
             start = stop
 

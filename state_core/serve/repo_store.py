@@ -39,7 +39,7 @@ class RepositoryStore:
         """Numbered version folders of `model`, ascending (other names are ignored, as Triton does)."""
         if self.remote:
             bucket, prefix = self._bucket_prefix(model)
-            names = {b.name[len(prefix):].split("/", 1)[0] for b in gcs_client().list_blobs(bucket, prefix=prefix)}
+            names = {b.name[len(prefix) :].split("/", 1)[0] for b in gcs_client().list_blobs(bucket, prefix=prefix)}
         else:
             folder = Path(self.uri(model))
             names = {p.name for p in folder.iterdir() if p.is_dir()} if folder.is_dir() else set()
@@ -65,8 +65,9 @@ class RepositoryStore:
             shutil.copytree(staged, scratch, dirs_exist_ok=True)
             os.rename(scratch, target)  # fails if another publisher took this number first
         except OSError as err:
-            raise ServingError(f"{target}: cannot publish version {version} ({err}); was another publish running? "
-                               "Retry the publish") from err
+            raise ServingError(
+                f"{target}: cannot publish version {version} ({err}); was another publish running? Retry the publish"
+            ) from err
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 

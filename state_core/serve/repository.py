@@ -68,8 +68,9 @@ def served_versions(config_text: str | None) -> tuple[int, ...]:
     return tuple(config.version_policy.specific.versions)
 
 
-def build_config(layout: ServedLayout, metadata: ModelMetadata, backend: str, loaded_versions: tuple[int, ...],
-                 **overrides) -> TritonModelConfig:
+def build_config(
+    layout: ServedLayout, metadata: ModelMetadata, backend: str, loaded_versions: tuple[int, ...], **overrides
+) -> TritonModelConfig:
     """The graph step's config; warmed up at the model's training set length when the export recorded it."""
     if backend not in ("onnxruntime", "python"):
         raise ServingError(f"backend {backend!r} is not supported; use 'onnxruntime' (production) or 'python' (local)")
@@ -106,8 +107,16 @@ def _write_configs(store: RepositoryStore, layout: ServedLayout, texts: dict[str
         store.write_text(texts[model], model, CONFIG_FILE)
 
 
-def publish_model(repository: str | Path, model_name: str, exported_dir: str | Path, *, backend: str = "onnxruntime",
-                  keep_last: int = 3, names_input: bool = False, **config_overrides) -> PublishedVersion:
+def publish_model(
+    repository: str | Path,
+    model_name: str,
+    exported_dir: str | Path,
+    *,
+    backend: str = "onnxruntime",
+    keep_last: int = 3,
+    names_input: bool = False,
+    **config_overrides,
+) -> PublishedVersion:
     """Add `exported_dir` (model.onnx + metadata.json) as the next version of `model_name` and serve it.
 
     `names_input` also accepts perturbation names (`pert_name`, BYTES); only for servers whose python
@@ -140,13 +149,21 @@ def publish_model(repository: str | Path, model_name: str, exported_dir: str | P
     return PublishedVersion(str(repository), model_name, version, kept, removed, config)
 
 
-def rollback_to(repository: str | Path, model_name: str, version: int, *, backend: str = "onnxruntime",
-                names_input: bool = False, **config_overrides) -> TritonModelConfig:
+def rollback_to(
+    repository: str | Path,
+    model_name: str,
+    version: int,
+    *,
+    backend: str = "onnxruntime",
+    names_input: bool = False,
+    **config_overrides,
+) -> TritonModelConfig:
     """Serve an older kept version again by rewriting `config.pbtxt` (one atomic write)."""
     store = RepositoryStore(str(repository))
     if version not in store.versions(model_name):
-        raise ServingError(f"{store.uri(model_name)}: version {version} is not in the repository "
-                           f"(kept: {store.versions(model_name)})")
+        raise ServingError(
+            f"{store.uri(model_name)}: version {version} is not in the repository (kept: {store.versions(model_name)})"
+        )
     text = store.read_text(model_name, version, METADATA_FILE)
     if text is None:
         raise ArtifactError(f"{store.uri(model_name, version, METADATA_FILE)} is missing")
@@ -154,8 +171,10 @@ def rollback_to(repository: str | Path, model_name: str, version: int, *, backen
     layout = ServedLayout.for_signature(model_name, metadata.signature, names_input)
     missing = [m for m in layout.models[1:] if version not in store.versions(m)]
     if missing:
-        raise ServingError(f"{store.uri(model_name)}: version {version} has no {', '.join(missing)} folder "
-                           "(published before the guarded layout); republish it with `state export triton`")
+        raise ServingError(
+            f"{store.uri(model_name)}: version {version} has no {', '.join(missing)} folder "
+            "(published before the guarded layout); republish it with `state export triton`"
+        )
     current = served_versions(store.read_text(model_name, CONFIG_FILE))
     loaded = tuple(sorted({version, *current})) if layout.guarded else (version,)
     config = build_config(layout, metadata, backend, loaded, **config_overrides)

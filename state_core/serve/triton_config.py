@@ -4,8 +4,9 @@ Batching choice (documented in docs/serving.md): `max_batch_size > 0`, so Triton
 batch dim and it is left out of `dims`. No `preferred_batch_size`: Triton's guidance is to leave it
 unset unless measured, so the batcher forms the largest batch available (up to `max_batch_size`)
 instead of stopping at the preferred sizes. `model_warmup` runs batch 1 and `max_batch_size` at each
-of `warmup_set_lengths` at load, so the first real requests do not pay ONNX Runtime's per-shape setup. A tensor whose only dim is the batch (`pert_idx [B]`) is
-declared `dims: [1]` with `reshape: { shape: [] }`: clients send [B, 1] and the model sees [B].
+of `warmup_set_lengths` at load, so the first real requests do not pay ONNX Runtime's per-shape setup.
+A tensor whose only dim is the batch (`pert_idx [B]`) is declared `dims: [1]` with
+`reshape: { shape: [] }`: clients send [B, 1] and the model sees [B].
 
 The production config runs the ONNX file on the `onnxruntime` backend on GPUs; the local one runs
 the same file through a python-backend wrapper. Both are rendered from the same tensor specs, so
@@ -69,7 +70,9 @@ def production_config(name: str, signature: ModelSignature, **overrides) -> Trit
     Two instances on the GPU, so one batch's host/device copies overlap the other's compute.
     """
     overrides.setdefault("instance_count", 2)
-    return TritonModelConfig(name=name, signature=signature, backend="onnxruntime", instance_kind="KIND_GPU", **overrides)
+    return TritonModelConfig(
+        name=name, signature=signature, backend="onnxruntime", instance_kind="KIND_GPU", **overrides
+    )
 
 
 def local_config(name: str, signature: ModelSignature, **overrides) -> TritonModelConfig:
@@ -78,8 +81,9 @@ def local_config(name: str, signature: ModelSignature, **overrides) -> TritonMod
     return TritonModelConfig(name=name, signature=signature, backend="python", instance_kind="KIND_CPU", **overrides)
 
 
-def config_for_backend(name: str, signature: ModelSignature, backend: str = "onnxruntime",
-                       **overrides) -> TritonModelConfig:
+def config_for_backend(
+    name: str, signature: ModelSignature, backend: str = "onnxruntime", **overrides
+) -> TritonModelConfig:
     """`production_config` for the onnxruntime backend, `local_config` for the python one."""
     if backend not in BACKENDS:
         raise ValueError(f"backend {backend!r} is not one of {BACKENDS}")
@@ -152,10 +156,13 @@ def warmup_block(config: TritonModelConfig) -> str | None:
             inputs = []
             for spec in config.signature.inputs:
                 dims = [set_len if d == -1 else d for d in triton_dims(spec)[0]]
-                inputs.append(f'    inputs {{ key: "{spec.name}" value: {{ data_type: {triton_type(spec.dtype)} '
-                              f"dims: {_list(dims)} zero_data: true }} }}")
-            samples.append(f'  {{\n    name: "batch{batch}_set{set_len}"\n    batch_size: {batch}\n'
-                           + "\n".join(inputs) + "\n  }")
+                inputs.append(
+                    f'    inputs {{ key: "{spec.name}" value: {{ data_type: {triton_type(spec.dtype)} '
+                    f"dims: {_list(dims)} zero_data: true }} }}"
+                )
+            samples.append(
+                f'  {{\n    name: "batch{batch}_set{set_len}"\n    batch_size: {batch}\n' + "\n".join(inputs) + "\n  }"
+            )
     return "model_warmup [\n" + ",\n".join(samples) + "\n]"
 
 

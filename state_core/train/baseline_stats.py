@@ -54,9 +54,14 @@ def train_group_means(manifest, vocab: Vocab, key: str) -> GroupMeans:  # noqa: 
                 np.add.at(sums, (ct[block][ok], pert[block][ok]), x)
                 np.add.at(counts, (ct[block][ok], pert[block][ok]), 1)
     if sums is None:
-        raise ConfigError(manifest.source, Problem("training", "the train split has no cells, so the baseline has "
-                                                   "nothing to fit", "list a dataset under [training] whose cell "
-                                                   "types are not all held out, or use a split with train rows"))
+        raise ConfigError(
+            manifest.source,
+            Problem(
+                "training",
+                "the train split has no cells, so the baseline has nothing to fit",
+                "list a dataset under [training] whose cell types are not all held out, or use a split with train rows",
+            ),
+        )
     return GroupMeans(sums=sums, counts=counts)
 
 

@@ -42,9 +42,16 @@ class ResumableEpochSampler(EpochBatchSampler):
 def _rewrap(base: DataLoader, sampler=None) -> DataLoader:  # noqa: ANN001
     # A private generator: creating a DataLoader iterator otherwise draws from the global torch RNG, which
     # would shift the dropout stream depending on when validation runs (and break exact resume).
-    return DataLoader(base.dataset, batch_size=None, sampler=sampler or base.sampler, collate_fn=base.collate_fn,
-                      num_workers=base.num_workers, persistent_workers=base.persistent_workers,
-                      pin_memory=base.pin_memory, generator=torch.Generator())
+    return DataLoader(
+        base.dataset,
+        batch_size=None,
+        sampler=sampler or base.sampler,
+        collate_fn=base.collate_fn,
+        num_workers=base.num_workers,
+        persistent_workers=base.persistent_workers,
+        pin_memory=base.pin_memory,
+        generator=torch.Generator(),
+    )
 
 
 class TrainingDataModule(CellSetDataModule):
@@ -91,9 +98,16 @@ class RunData(RunInputs):
 def build_run_vocab(cfg: TrainConfig, manifest: SplitManifest) -> Vocab:
     """The vocabulary of a new run, in memory (the caller saves it once the run folder exists)."""
     kw = cfg.data.kwargs
-    return build_vocab(manifest, pert_col=kw.pert_col, cell_type_key=kw.cell_type_key, batch_col=kw.batch_col,
-                       control_pert=kw.control_pert, embed_key=kw.embed_key or "X", output_space=kw.output_space,
-                       perturbation_features_file=kw.perturbation_features_file)
+    return build_vocab(
+        manifest,
+        pert_col=kw.pert_col,
+        cell_type_key=kw.cell_type_key,
+        batch_col=kw.batch_col,
+        control_pert=kw.control_pert,
+        embed_key=kw.embed_key or "X",
+        output_space=kw.output_space,
+        perturbation_features_file=kw.perturbation_features_file,
+    )
 
 
 def read_run_inputs(cfg: TrainConfig, manifest: SplitManifest, vocab: Vocab | Path) -> RunInputs:
@@ -102,22 +116,39 @@ def read_run_inputs(cfg: TrainConfig, manifest: SplitManifest, vocab: Vocab | Pa
     kw = cfg.data.kwargs
     if not isinstance(vocab, Vocab):
         vocab = Vocab.load(vocab)
-    features = (load_perturbation_features(kw.perturbation_features_file, vocab.perturbations, vocab.control_pert)
-                if kw.perturbation_features_file else None)
+    features = (
+        load_perturbation_features(kw.perturbation_features_file, vocab.perturbations, vocab.control_pert)
+        if kw.perturbation_features_file
+        else None
+    )
     width = len(vocab.feature_names)
-    gene_dim = len(vocab.gene_names) if vocab.gene_names and tuple(vocab.gene_names) != tuple(vocab.feature_names) else None
+    gene_dim = (
+        len(vocab.gene_names) if vocab.gene_names and tuple(vocab.gene_names) != tuple(vocab.feature_names) else None
+    )
     has_val = any(len(f.val) for f in manifest.files)
-    return RunInputs(manifest=manifest, vocab=vocab, input_dim=width, output_dim=width, gene_dim=gene_dim,
-                     pert_features=features, has_val=has_val)
+    return RunInputs(
+        manifest=manifest,
+        vocab=vocab,
+        input_dim=width,
+        output_dim=width,
+        gene_dim=gene_dim,
+        pert_features=features,
+        has_val=has_val,
+    )
 
 
 def with_datamodule(cfg: TrainConfig, inputs: RunInputs, cell_set_len: int) -> RunData:
     """Add the data module; `cell_set_len` is the resolved model config's (`STConfig.cell_set_len`)."""
     kw = cfg.data.kwargs
     dm = TrainingDataModule(
-        inputs.manifest, inputs.vocab, cell_set_len=cell_set_len, batch_size=cfg.training.batch_size,
-        seed=cfg.training.train_seed, basal_mapping_strategy=kw.basal_mapping_strategy,
-        should_yield_control_cells=kw.should_yield_control_cells, num_workers=kw.num_workers,
+        inputs.manifest,
+        inputs.vocab,
+        cell_set_len=cell_set_len,
+        batch_size=cfg.training.batch_size,
+        seed=cfg.training.train_seed,
+        basal_mapping_strategy=kw.basal_mapping_strategy,
+        should_yield_control_cells=kw.should_yield_control_cells,
+        num_workers=kw.num_workers,
         store=StoreSettings(memory_budget_bytes=int(kw.memory_budget_gb * 2**30)),
     )
     return RunData(**{f.name: getattr(inputs, f.name) for f in fields(RunInputs)}, datamodule=dm)

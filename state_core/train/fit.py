@@ -79,13 +79,22 @@ def _loggers(cfg: TrainConfig, run_dir: Path) -> list:
         if cfg.use_wandb:
             from lightning.pytorch.loggers import WandbLogger
 
-            loggers.append(WandbLogger(project=cfg.wandb.project, entity=cfg.wandb.entity, tags=list(cfg.wandb.tags),
-                                       name=cfg.name, save_dir=cfg.wandb.local_wandb_dir or str(run_dir)))
+            loggers.append(
+                WandbLogger(
+                    project=cfg.wandb.project,
+                    entity=cfg.wandb.entity,
+                    tags=list(cfg.wandb.tags),
+                    name=cfg.name,
+                    save_dir=cfg.wandb.local_wandb_dir or str(run_dir),
+                )
+            )
     except ModuleNotFoundError as err:
         key = "use_tensorboard" if "tensorboard" in str(err).lower() else "use_wandb"
         extra = "tensorboard" if key == "use_tensorboard" else "wandb"
-        raise ConfigError("state tx train config", Problem(key, f"is true but {err}",
-                                                           f"pip install 'state-core[{extra}]' or set {key}=false")) from None
+        raise ConfigError(
+            "state tx train config",
+            Problem(key, f"is true but {err}", f"pip install 'state-core[{extra}]' or set {key}=false"),
+        ) from None
     return loggers
 
 
@@ -95,21 +104,47 @@ def _trainer(cfg: TrainConfig, run_dir: Path, has_val: bool, stopper: GracefulSt
     # the newest `keep_last_checkpoints` step=N.ckpt files ("step" is always a monitor candidate), plus last.ckpt
     # No version counter: a resumed run must keep overwriting last.ckpt (not write last-v1.ckpt), or the
     # next resume after another preemption would start from the stale first checkpoint again.
-    periodic = ModelCheckpoint(dirpath=ckpt_dir, filename="step={step}", auto_insert_metric_name=False,
-                               every_n_train_steps=t.ckpt_every_n_steps, monitor="step", mode="max",
-                               save_top_k=t.keep_last_checkpoints, save_last=True, enable_version_counter=False)
+    periodic = ModelCheckpoint(
+        dirpath=ckpt_dir,
+        filename="step={step}",
+        auto_insert_metric_name=False,
+        every_n_train_steps=t.ckpt_every_n_steps,
+        monitor="step",
+        mode="max",
+        save_top_k=t.keep_last_checkpoints,
+        save_last=True,
+        enable_version_counter=False,
+    )
     callbacks: list[pl.Callback] = [periodic, FiniteLossGuard(), stopper]
     if has_val:
-        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="step={step}-val_loss={val_loss:.4f}",
-                                         auto_insert_metric_name=False, monitor="val_loss", mode="min",
-                                         save_top_k=1))
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=ckpt_dir,
+                filename="step={step}-val_loss={val_loss:.4f}",
+                auto_insert_metric_name=False,
+                monitor="val_loss",
+                mode="min",
+                save_top_k=1,
+            )
+        )
     return pl.Trainer(
-        accelerator=t.accelerator, devices=t.devices, strategy=t.strategy, precision=_precision(cfg),
-        max_steps=t.max_steps, max_epochs=-1, val_check_interval=t.val_freq if has_val else None,
-        check_val_every_n_epoch=None, limit_val_batches=t.limit_val_batches if has_val else 0,
-        num_sanity_val_steps=0, callbacks=callbacks, logger=_loggers(cfg, run_dir),
-        enable_progress_bar=t.progress_bar, log_every_n_steps=min(t.log_every_n_steps, t.max_steps),
-        default_root_dir=str(run_dir), enable_model_summary=False, use_distributed_sampler=False,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        strategy=t.strategy,
+        precision=_precision(cfg),
+        max_steps=t.max_steps,
+        max_epochs=-1,
+        val_check_interval=t.val_freq if has_val else None,
+        check_val_every_n_epoch=None,
+        limit_val_batches=t.limit_val_batches if has_val else 0,
+        num_sanity_val_steps=0,
+        callbacks=callbacks,
+        logger=_loggers(cfg, run_dir),
+        enable_progress_bar=t.progress_bar,
+        log_every_n_steps=min(t.log_every_n_steps, t.max_steps),
+        default_root_dir=str(run_dir),
+        enable_model_summary=False,
+        use_distributed_sampler=False,
     )
 
 
@@ -129,10 +164,15 @@ def train_st(cfg: TrainConfig, known_problems: list[Problem] | None = None) -> P
     _make_folder(cfg, plan)
     run_dir = plan.run_dir
     save_model_description(run_dir, built.kind, built.config)  # any checkpoint is loadable from now on
-    optim = OptimConfig(lr=cfg.training.lr, weight_decay=cfg.training.weight_decay,
-                        lr_schedule=cfg.training.lr_schedule, warmup_steps=cfg.training.warmup_steps,
-                        max_steps=cfg.training.max_steps, gradient_clip_val=cfg.training.gradient_clip_val or None,
-                        fused=_precision(cfg) not in ("16-mixed", "16"))
+    optim = OptimConfig(
+        lr=cfg.training.lr,
+        weight_decay=cfg.training.weight_decay,
+        lr_schedule=cfg.training.lr_schedule,
+        warmup_steps=cfg.training.warmup_steps,
+        max_steps=cfg.training.max_steps,
+        gradient_clip_val=cfg.training.gradient_clip_val or None,
+        fused=_precision(cfg) not in ("16-mixed", "16"),
+    )
     module = PerturbationTrainingModule(built.model, loss=built.loss, optim=optim)
     stopper = GracefulStop(run_dir / CHECKPOINT_DIR / "last.ckpt")
     if plan.resume_from is not None:
@@ -141,8 +181,12 @@ def train_st(cfg: TrainConfig, known_problems: list[Problem] | None = None) -> P
     with stopper.handling_signals():
         try:
             if built.requires_training:
-                trainer.fit(module, datamodule=data.datamodule,
-                            ckpt_path=str(plan.resume_from) if plan.resume_from else None, weights_only=True)
+                trainer.fit(
+                    module,
+                    datamodule=data.datamodule,
+                    ckpt_path=str(plan.resume_from) if plan.resume_from else None,
+                    weights_only=True,
+                )
             elif data.has_val:
                 trainer.validate(module, datamodule=data.datamodule, verbose=False)
         except BaseException as err:  # noqa: BLE001 - Lightning's SIGTERMException derives from BaseException

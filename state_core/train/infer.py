@@ -63,8 +63,9 @@ def chunk_sizes(n: int, max_len: int) -> list[int]:
     return [base + 1] * extra + [base] * (k - extra)
 
 
-def plan_sets(pert: np.ndarray, cell_type: np.ndarray, is_control: np.ndarray, max_len: int, seed: int,
-              basal: str = "sample") -> SetPlan:
+def plan_sets(
+    pert: np.ndarray, cell_type: np.ndarray, is_control: np.ndarray, max_len: int, seed: int, basal: str = "sample"
+) -> SetPlan:
     """Group rows by (cell type, perturbation) and choose basal rows; deterministic for the seed."""
     rng = np.random.default_rng(seed)
     cell_type, pert = np.asarray(cell_type).astype(str), np.asarray(pert).astype(str)
@@ -81,19 +82,29 @@ def plan_sets(pert: np.ndarray, cell_type: np.ndarray, is_control: np.ndarray, m
         else:
             pool = np.flatnonzero(is_control & (cell_type == ct))
             if pool.size == 0:
-                raise DataError(f"cell type {str(ct)!r} has no control cells in the input, so no basal cells can be sampled "
-                                f"(fix: include its control cells, or pass --basal self to use each cell as its own basal)")
+                raise DataError(
+                    f"cell type {str(ct)!r} has no control cells in the input, so no basal cells can be sampled "
+                    f"(fix: include its control cells, or pass --basal self to use each cell as its own basal)"
+                )
             basal_rows = rng.choice(pool, size=rows.size, replace=rows.size > pool.size)
         start = 0
         for size in chunk_sizes(rows.size, max_len):
-            rows_out.append(rows[start:start + size])
-            basal_out.append(basal_rows[start:start + size])
+            rows_out.append(rows[start : start + size])
+            basal_out.append(basal_rows[start : start + size])
             start += size
     return SetPlan(rows=rows_out, basal_rows=basal_out)
 
 
-def run_plan(plan: SetPlan, features: np.ndarray, pert_idx: np.ndarray, batch_idx: np.ndarray, cell_type_idx: np.ndarray,
-             predictor: Predictor, batch_size: int, max_len: int) -> tuple[np.ndarray, np.ndarray | None]:
+def run_plan(
+    plan: SetPlan,
+    features: np.ndarray,
+    pert_idx: np.ndarray,
+    batch_idx: np.ndarray,
+    cell_type_idx: np.ndarray,
+    predictor: Predictor,
+    batch_size: int,
+    max_len: int,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Run every set of the plan through `predictor`; returns per-row latent (and gene) predictions."""
     n_rows = features.shape[0]
     latent_out: np.ndarray | None = None
@@ -146,8 +157,10 @@ def _features(adata: ad.AnnData, embed_key: str | None, path: str) -> np.ndarray
         x = adata.X
     else:
         if embed_key not in adata.obsm:
-            raise DataError(f"{path}: obsm[{embed_key!r}] is missing (have {sorted(adata.obsm.keys())}); "
-                            f"run `state tx preprocess_train` or pass --embed_key")
+            raise DataError(
+                f"{path}: obsm[{embed_key!r}] is missing (have {sorted(adata.obsm.keys())}); "
+                f"run `state tx preprocess_train` or pass --embed_key"
+            )
         x = adata.obsm[embed_key]
     x = x.toarray() if sp.issparse(x) else np.asarray(x)
     if not np.issubdtype(x.dtype, np.number):
@@ -156,23 +169,31 @@ def _features(adata: ad.AnnData, embed_key: str | None, path: str) -> np.ndarray
     bad = ~np.isfinite(x)
     if bad.any():
         where = "X" if embed_key in (None, "X") else f"obsm[{embed_key!r}]"
-        raise DataError(f"{path}: {where} has {int(bad.sum())} NaN/Inf values in {int(bad.any(axis=1).sum())} of "
-                        f"{x.shape[0]} cells; predictions for them would be NaN (fix: drop or repair those cells)")
+        raise DataError(
+            f"{path}: {where} has {int(bad.sum())} NaN/Inf values in {int(bad.any(axis=1).sum())} of "
+            f"{x.shape[0]} cells; predictions for them would be NaN (fix: drop or repair those cells)"
+        )
     return x
 
 
 def _labels(adata: ad.AnnData, column: str, path: str, what: str) -> np.ndarray:
     if column not in adata.obs:
-        raise DataError(f"{path}: obs column {column!r} ({what}) is missing; columns are {list(adata.obs.columns)} "
-                        f"(fix: pass the right --{what.replace(' ', '_')} flag)")
+        raise DataError(
+            f"{path}: obs column {column!r} ({what}) is missing; columns are {list(adata.obs.columns)} "
+            f"(fix: pass the right --{what.replace(' ', '_')} flag)"
+        )
     values = adata.obs[column]
     if values.isna().any():
-        raise DataError(f"{path}: obs column {column!r} ({what}) has {int(values.isna().sum())} missing values "
-                        f"(fix: fill them or drop those cells)")
+        raise DataError(
+            f"{path}: obs column {column!r} ({what}) has {int(values.isna().sum())} missing values "
+            f"(fix: fill them or drop those cells)"
+        )
     return values.astype(str).to_numpy()
 
 
-def infer_adata(adata: ad.AnnData, run, options: InferOptions, predictor: Predictor, source: str = "input") -> ad.AnnData:
+def infer_adata(
+    adata: ad.AnnData, run, options: InferOptions, predictor: Predictor, source: str = "input"
+) -> ad.AnnData:
     """Add predictions of a loaded run (`state_core.runs.load.LoadedRun`) to `adata`."""
     vocab, cfg = run.vocab, run.config.data.kwargs
     pert_col = options.pert_col or cfg.pert_col
@@ -185,15 +206,19 @@ def infer_adata(adata: ad.AnnData, run, options: InferOptions, predictor: Predic
     if options.celltypes:
         keep = np.isin(cell_types, options.celltypes)
         if not keep.any():
-            raise DataError(f"{source}: none of the cell types {options.celltypes} found in obs[{ct_col!r}] "
-                            f"(it has {sorted(set(cell_types))[:20]})")
+            raise DataError(
+                f"{source}: none of the cell types {options.celltypes} found in obs[{ct_col!r}] "
+                f"(it has {sorted(set(cell_types))[:20]})"
+            )
         adata = adata[keep].copy()
         cell_types = cell_types[keep]
     features = _features(adata, embed_key, source)
     expected = run.model_config.input_dim
     if features.shape[1] != expected:
-        raise DataError(f"{source}: {embed_key or 'X'} has {features.shape[1]} features but the model expects {expected} "
-                        f"(fix: use the same preprocessing as training, e.g. the HVGs in the run's vocab.json)")
+        raise DataError(
+            f"{source}: {embed_key or 'X'} has {features.shape[1]} features but the model expects {expected} "
+            f"(fix: use the same preprocessing as training, e.g. the HVGs in the run's vocab.json)"
+        )
     perts = _labels(adata, pert_col, source, "pert col")
     pert_idx = vocab.index("perturbation", perts, where=source)
     ct_lookup = {name: i for i, name in enumerate(vocab.cell_types)}
@@ -208,19 +233,29 @@ def infer_adata(adata: ad.AnnData, run, options: InferOptions, predictor: Predic
         batch_idx = np.zeros(adata.n_obs, dtype=np.int64)
     max_len = run.model_config.cell_set_len  # the length the run was built with
     if options.basal == "sample" and not (perts == control).any():
-        raise DataError(f"{source}: no cell has the control label {control!r} in obs[{pert_col!r}], so no basal cells "
-                        f"can be sampled (fix: pass --control_pert, include control cells, or use --basal self)")
+        raise DataError(
+            f"{source}: no cell has the control label {control!r} in obs[{pert_col!r}], so no basal cells "
+            f"can be sampled (fix: pass --control_pert, include control cells, or use --basal self)"
+        )
     plan = plan_sets(perts, cell_types, perts == control, max_len, options.seed, options.basal)
-    latent, genes = run_plan(plan, features, pert_idx, batch_idx, np.maximum(cell_type_idx, 0), predictor,
-                             options.batch_size, max_len)
+    latent, genes = run_plan(
+        plan, features, pert_idx, batch_idx, np.maximum(cell_type_idx, 0), predictor, options.batch_size, max_len
+    )
     key = options.pred_key or f"{embed_key or 'X'}_pred"
     adata.obsm[key] = latent
     if genes is not None:
         adata.obsm[f"{key}_genes"] = genes
     # `state eval run` reads this to score obsm[pred_key] against obsm[embed_key] (state_core.eval.sources)
-    adata.uns["state_infer"] = {"run": str(run.run_dir), "pred_key": key, "embed_key": embed_key or "X",
-                                "basal": options.basal, "seed": options.seed, "n_sets": len(plan.rows),
-                                "gene_names": list(vocab.gene_names), "feature_names": list(vocab.feature_names)}
+    adata.uns["state_infer"] = {
+        "run": str(run.run_dir),
+        "pred_key": key,
+        "embed_key": embed_key or "X",
+        "basal": options.basal,
+        "seed": options.seed,
+        "n_sets": len(plan.rows),
+        "gene_names": list(vocab.gene_names),
+        "feature_names": list(vocab.feature_names),
+    }
     return adata
 
 
@@ -272,9 +307,17 @@ def check_output_file(out: Path, flag: str) -> None:
         raise ConfigError("state tx infer", Problem(flag, f"{out} is not writable", "choose a folder you can write to"))
 
 
-def infer_file(model_dir: str | Path, adata_path: str | Path, output: str | Path | None, *, checkpoint: str = "final",
-               options: InferOptions = InferOptions(), triton_url: str | None = None, model_name: str = "state_st",
-               eval_pair: str | Path | None = None) -> Path:
+def infer_file(
+    model_dir: str | Path,
+    adata_path: str | Path,
+    output: str | Path | None,
+    *,
+    checkpoint: str = "final",
+    options: InferOptions = InferOptions(),
+    triton_url: str | None = None,
+    model_name: str = "state_st",
+    eval_pair: str | Path | None = None,
+) -> Path:
     """Read `adata_path`, predict with the run in `model_dir` (locally or via Triton), write `output`; with
     `eval_pair`, also `<eval_pair>/adata_{pred,real}.h5ad` for `state eval run` (`write_eval_pair`)."""
     from state_core.runs.load import load_run
@@ -284,8 +327,10 @@ def infer_file(model_dir: str | Path, adata_path: str | Path, output: str | Path
     out = Path(output) if output else adata_path.with_name(adata_path.stem + "_simulated.h5ad")
     check_output_file(out, "--output")
     if eval_pair is not None and Path(eval_pair).is_file():
-        raise ConfigError("state tx infer", Problem("--eval_pair", f"{eval_pair} is a file",
-                                                   "give a folder (it is created if missing)"))
+        raise ConfigError(
+            "state tx infer",
+            Problem("--eval_pair", f"{eval_pair} is a file", "give a folder (it is created if missing)"),
+        )
     adata = read_h5ad_file(adata_path)
     run = load_run(model_dir, checkpoint=checkpoint)
     if triton_url:

@@ -83,7 +83,8 @@ class FiniteLossGuard(pl.Callback):
             raise TrainingDiverged(
                 f"training loss is {float(loss)} at step {trainer.global_step}; the model was not saved as final\n"
                 f"    fix: lower training.lr or raise training.warmup_steps, keep training.gradient_clip_val > 0, "
-                f"and check the inputs for extreme values")
+                f"and check the inputs for extreme values"
+            )
 
 
 class _AppendingWriter(ExperimentWriter):

@@ -23,9 +23,11 @@ log = logging.getLogger(__name__)
 def describe_sizes(c) -> str:  # noqa: ANN001 - STConfig
     """One line with the sizes a run actually builds (after preset, width scaling and overrides)."""
     heads = f"{c.n_heads}x{c.head_dim or c.hidden_dim // max(c.n_heads, 1)}"
-    return (f"{c.backbone} hidden {c.hidden_dim}, {c.n_layers} layers, heads {heads}, ffn {c.ffn_dim}, "
-            f"S={c.cell_set_len}, residual {c.residual}, dropout {c.dropout}, code_norm {c.code_norm}, "
-            f"pert_shift {c.pert_shift}")
+    return (
+        f"{c.backbone} hidden {c.hidden_dim}, {c.n_layers} layers, heads {heads}, ffn {c.ffn_dim}, "
+        f"S={c.cell_set_len}, residual {c.residual}, dropout {c.dropout}, code_norm {c.code_norm}, "
+        f"pert_shift {c.pert_shift}"
+    )
 
 
 @dataclass
@@ -89,5 +91,6 @@ def build_run_model(cfg: TrainConfig, data: RunData, resolved: ResolvedModelConf
     elif getattr(model, "pert_shift", None) is not None:
         model.init_pert_shift(mean_shifts(*_shift_statistics(data)))  # a resumed run loads its own table after this
     log.info("model %s: %s", kind, describe_sizes(resolved.model))
-    return RunModel(model=model, kind=kind, config=resolved.to_dict(), loss=resolved.loss,
-                    requires_training=requires_training)
+    return RunModel(
+        model=model, kind=kind, config=resolved.to_dict(), loss=resolved.loss, requires_training=requires_training
+    )

@@ -69,12 +69,16 @@ def check_test_data(manifest: SplitManifest, embed_key: str) -> None:
         if is_gcs(str(entry.path)):
             continue  # read through the download cache; checked by the loader
         if not Path(entry.path).is_file():
-            raise DataError(f"{entry.path}: data file of this run is missing (it was moved or deleted after "
-                            f"training); restore it or retrain")
+            raise DataError(
+                f"{entry.path}: data file of this run is missing (it was moved or deleted after "
+                f"training); restore it or retrain"
+            )
         rows = entry.test
         if rows.size and n_obs(entry.path) <= int(rows.max()):
-            raise DataError(f"{entry.path}: has {n_obs(entry.path)} cells but the run's split uses row {int(rows.max())}; "
-                            f"the file was replaced after training (restore it or retrain)")
+            raise DataError(
+                f"{entry.path}: has {n_obs(entry.path)} cells but the run's split uses row {int(rows.max())}; "
+                f"the file was replaced after training (restore it or retrain)"
+            )
         message = nonfinite_message(entry.path, embed_key, rows) if rows.size else None
         if message:
             raise DataError(message)
@@ -89,15 +93,28 @@ class TestSplitResult:
     summary: MetricSummary | None = None  # one number per metric (state_core.eval.summary's NaN rule)
 
 
-def predict_test_split(run_dir: str | Path, *, checkpoint: str = "final", profile: str = "full",
-                       evaluate: bool = True, out_dir: str | Path | None = None) -> Path:
+def predict_test_split(
+    run_dir: str | Path,
+    *,
+    checkpoint: str = "final",
+    profile: str = "full",
+    evaluate: bool = True,
+    out_dir: str | Path | None = None,
+) -> Path:
     """Predict the test split of `run_dir`; returns the folder with the AnnData files and metrics."""
-    return predict_and_evaluate(run_dir, checkpoint=checkpoint, profile=profile, evaluate=evaluate,
-                                out_dir=out_dir).folder
+    return predict_and_evaluate(
+        run_dir, checkpoint=checkpoint, profile=profile, evaluate=evaluate, out_dir=out_dir
+    ).folder
 
 
-def predict_and_evaluate(run_dir: str | Path, *, checkpoint: str = "final", profile: str = "full",
-                         evaluate: bool = True, out_dir: str | Path | None = None) -> TestSplitResult:
+def predict_and_evaluate(
+    run_dir: str | Path,
+    *,
+    checkpoint: str = "final",
+    profile: str = "full",
+    evaluate: bool = True,
+    out_dir: str | Path | None = None,
+) -> TestSplitResult:
     """`predict_test_split`, returning the evaluation too (None when skipped)."""
     if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise ArtifactError(f"--eval_dir {out_dir} is a file; give a folder (it is created if missing)")
@@ -124,16 +141,24 @@ def predict_and_evaluate(run_dir: str | Path, *, checkpoint: str = "final", prof
     if evaluate and not has_genes and key not in ("X", "X_hvg"):
         # cell-eval metrics assume log-normalised expression; an embedding-space model (e.g. X_state with
         # output_space=embedding) has none to compare, so say so instead of failing on negative values.
-        log.warning("predictions are %s embeddings, not expression: metrics skipped (train with "
-                    "output_space=gene or all to get a gene decoder whose output can be evaluated)", key)
+        log.warning(
+            "predictions are %s embeddings, not expression: metrics skipped (train with "
+            "output_space=gene or all to get a gene decoder whose output can be evaluated)",
+            key,
+        )
         evaluate = False
     if not evaluate:
         return TestSplitResult(out)
     return TestSplitResult(out, *evaluate_by_cell_type(pred, real, vocab, profile, out))
 
 
-def evaluate_by_cell_type(pred: ad.AnnData, real: ad.AnnData, vocab, profile: str,  # noqa: ANN001 - Vocab
-                          out: Path) -> tuple[EvalResult, MetricSummary]:
+def evaluate_by_cell_type(
+    pred: ad.AnnData,
+    real: ad.AnnData,
+    vocab,
+    profile: str,  # noqa: ANN001 - Vocab
+    out: Path,
+) -> tuple[EvalResult, MetricSummary]:
     """Evaluate each test cell type on its own (its own controls), as the original `tx predict` did.
 
     Writes `<out>/<cell type>/{results,agg_results,real_de,pred_de}.csv`, one `report.{html,md}` for all
@@ -144,8 +169,16 @@ def evaluate_by_cell_type(pred: ad.AnnData, real: ad.AnnData, vocab, profile: st
     from state_core.eval import write_report
     from state_core.eval.summary import summarize
 
-    result = run_eval(pred, real, pert_col=vocab.pert_col, control_pert=vocab.control_pert, profile=profile,
-                      outdir=out, celltype_col=vocab.cell_type_key, celltype_folders=True)
+    result = run_eval(
+        pred,
+        real,
+        pert_col=vocab.pert_col,
+        control_pert=vocab.control_pert,
+        profile=profile,
+        outdir=out,
+        celltype_col=vocab.cell_type_key,
+        celltype_folders=True,
+    )
     summary = summarize(result)
     atomic_write_text(out / "metrics.json", json.dumps(summary.to_json_dict(profile), indent=2, allow_nan=False))
     write_report(out)

@@ -42,14 +42,19 @@ class TrainPlan:
 
 def columns_of(cfg: TrainConfig) -> ObsColumns:
     kw = cfg.data.kwargs
-    return ObsColumns(pert_col=kw.pert_col, cell_type_key=kw.cell_type_key, batch_col=kw.batch_col,
-                      control_pert=kw.control_pert)
+    return ObsColumns(
+        pert_col=kw.pert_col, cell_type_key=kw.cell_type_key, batch_col=kw.batch_col, control_pert=kw.control_pert
+    )
 
 
 def _problems_of(err: StateError, key: str) -> list[Problem]:
     if isinstance(err, ConfigError):
-        return [Problem(f"{err.source}: {p.key}" if err.source not in (SOURCE, "model.kwargs") else p.key,
-                        p.message, p.hint) for p in err.problems]
+        return [
+            Problem(
+                f"{err.source}: {p.key}" if err.source not in (SOURCE, "model.kwargs") else p.key, p.message, p.hint
+            )
+            for p in err.problems
+        ]
     text = str(err)
     return [Problem(key, text.splitlines()[0], "\n      ".join(text.splitlines()[1:]).replace("fix: ", ""))]
 
@@ -64,8 +69,13 @@ def _output_problems(cfg: TrainConfig) -> list[Problem]:
     if not os.access(existing, os.W_OK | os.X_OK):
         return [Problem("output_dir", f"{existing} is not writable", "choose a folder you can write to")]
     if run_dir.is_dir() and any(run_dir.iterdir()) and not (run_dir / CONFIG_FILE).is_file() and not cfg.overwrite:
-        return [Problem("name", f"{run_dir} exists and is not a run folder of `state tx train`",
-                        "choose another name, or pass overwrite=true to replace it")]
+        return [
+            Problem(
+                "name",
+                f"{run_dir} exists and is not a run folder of `state tx train`",
+                "choose another name, or pass overwrite=true to replace it",
+            )
+        ]
     return []
 
 
@@ -78,8 +88,13 @@ def _resume_point(cfg: TrainConfig) -> tuple[Path | None, list[Problem]]:
     except ConfigError as err:
         return None, _problems_of(err, "name")
     if saved.model != cfg.model or saved.data != cfg.data:
-        return None, [Problem("name", f"{cfg.run_dir} holds a run with a different model/data config; resume needs "
-                                      f"the same config", "pass overwrite=true to start over, or a new name=...")]
+        return None, [
+            Problem(
+                "name",
+                f"{cfg.run_dir} holds a run with a different model/data config; resume needs the same config",
+                "pass overwrite=true to start over, or a new name=...",
+            )
+        ]
     return last, []
 
 
@@ -90,12 +105,22 @@ def _manifest(cfg: TrainConfig) -> tuple[SplitManifest | None, list[Problem]]:
             manifest = SplitManifest.load(Path(kw.split_dir))
         except StateError as err:
             return None, _problems_of(err, "data.kwargs.split_dir")
-        empty = [Problem("data.kwargs.split_dir", f"{kw.split_dir}: the train split has no cells",
-                         "pass the split folder of an experiment whose train split has cells")]
+        empty = [
+            Problem(
+                "data.kwargs.split_dir",
+                f"{kw.split_dir}: the train split has no cells",
+                "pass the split folder of an experiment whose train split has cells",
+            )
+        ]
         return manifest, empty if manifest.n_cells("train") == 0 else []
     if not Path(kw.toml_config_path).is_file():
-        return None, [Problem("data.kwargs.toml_config_path", f"{kw.toml_config_path} does not exist or is not a file",
-                              "pass the path of an experiment TOML")]
+        return None, [
+            Problem(
+                "data.kwargs.toml_config_path",
+                f"{kw.toml_config_path} does not exist or is not a file",
+                "pass the path of an experiment TOML",
+            )
+        ]
     try:
         experiment, problems = read_experiment(kw.toml_config_path)
     except ConfigError as err:
@@ -103,20 +128,28 @@ def _manifest(cfg: TrainConfig) -> tuple[SplitManifest | None, list[Problem]]:
     try:
         manifest = build_split_manifest(experiment, columns_of(cfg), seed=kw.split_seed)
     except StateError as err:
-        return None, [Problem(f"{experiment.source}: {p.key}", p.message, p.hint) for p in problems] + \
-            _problems_of(err, "data.kwargs.toml_config_path")
+        return None, [Problem(f"{experiment.source}: {p.key}", p.message, p.hint) for p in problems] + _problems_of(
+            err, "data.kwargs.toml_config_path"
+        )
     problems = [Problem(f"{experiment.source}: {p.key}", p.message, p.hint) for p in problems]
     if manifest.n_cells("train") == 0:
-        problems.append(Problem("data.kwargs.toml_config_path", f"{experiment.source}: the train split has no cells",
-                                "list a dataset under [training] whose cell types are not all held out"))
+        problems.append(
+            Problem(
+                "data.kwargs.toml_config_path",
+                f"{experiment.source}: the train split has no cells",
+                "list a dataset under [training] whose cell types are not all held out",
+            )
+        )
     return manifest, problems
 
 
 def _same_split(saved: SplitManifest, fresh: SplitManifest) -> bool:
     if len(saved.files) != len(fresh.files):
         return False
-    return all(a.path == b.path and all(np.array_equal(a.rows(s), b.rows(s)) for s in ("train", "val", "test"))
-               for a, b in zip(saved.files, fresh.files))
+    return all(
+        a.path == b.path and all(np.array_equal(a.rows(s), b.rows(s)) for s in ("train", "val", "test"))
+        for a, b in zip(saved.files, fresh.files)
+    )
 
 
 def _finite_problems(manifest: SplitManifest, vocab: Vocab) -> list[Problem]:
@@ -131,7 +164,9 @@ def _finite_problems(manifest: SplitManifest, vocab: Vocab) -> list[Problem]:
             message = nonfinite_message(entry.path, key, rows)
             if message:
                 head, _, fix = message.partition("; fix: ")
-                problems.append(Problem("data.kwargs.embed_key" if key == vocab.embed_key else f"targets ({key})", head, fix))
+                problems.append(
+                    Problem("data.kwargs.embed_key" if key == vocab.embed_key else f"targets ({key})", head, fix)
+                )
     return problems
 
 
@@ -140,9 +175,19 @@ def _resolve_model(cfg: TrainConfig, inputs: RunInputs | None) -> tuple[Resolved
     usable data (its problems are reported already) against stand-in dims, so unknown keys and bad values
     still show in the same pass."""
     kw = cfg.data.kwargs
-    dims = data_dims(inputs) if inputs is not None else DataDims(
-        input_dim=8, output_dim=8, n_perturbations=2, n_batches=1, n_cell_types=1, output_space=kw.output_space,
-        embed_key=None if kw.embed_key in (None, "X") else kw.embed_key)
+    dims = (
+        data_dims(inputs)
+        if inputs is not None
+        else DataDims(
+            input_dim=8,
+            output_dim=8,
+            n_perturbations=2,
+            n_batches=1,
+            n_cell_types=1,
+            output_space=kw.output_space,
+            embed_key=None if kw.embed_key in (None, "X") else kw.embed_key,
+        )
+    )
     kwargs = dict(cfg.model.kwargs)
     found: list[Problem] = []
     # the preset check stops at unknown keys; check the rest again without them so every problem shows at once
@@ -157,7 +202,9 @@ def _resolve_model(cfg: TrainConfig, inputs: RunInputs | None) -> tuple[Resolved
                 break
             kwargs = {k: v for k, v in kwargs.items() if k not in unknown}
         except (TypeError, ValueError) as err:
-            found.append(Problem("model.kwargs", f"a value has the wrong type ({err})", "see docs/training.md for the types"))
+            found.append(
+                Problem("model.kwargs", f"a value has the wrong type ({err})", "see docs/training.md for the types")
+            )
             break
     return None, found
 
@@ -201,9 +248,14 @@ def preflight(cfg: TrainConfig, known: list[Problem] | None = None) -> TrainPlan
             try:
                 saved = SplitManifest.load(cfg.run_dir / SPLIT_DIR)
                 if not _same_split(saved, manifest):
-                    problems.append(Problem("data.kwargs.toml_config_path", f"the experiment TOML or its data changed "
-                                            f"since {cfg.run_dir} started, so its split no longer matches",
-                                            "pass overwrite=true to start over with the new split, or a new name=..."))
+                    problems.append(
+                        Problem(
+                            "data.kwargs.toml_config_path",
+                            f"the experiment TOML or its data changed "
+                            f"since {cfg.run_dir} started, so its split no longer matches",
+                            "pass overwrite=true to start over with the new split, or a new name=...",
+                        )
+                    )
                 vocab: Vocab | None = Vocab.load(cfg.run_dir / VOCAB_FILE)
             except StateError as err:
                 problems += _problems_of(err, "name")

@@ -8,12 +8,19 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-TINY = ["model=state_sm", "model.kwargs.hidden_dim=32", "model.kwargs.cell_set_len=8",
-        "model.kwargs.transformer_backbone_kwargs.num_hidden_layers=1",
-        "model.kwargs.transformer_backbone_kwargs.num_attention_heads=4",
-        "model.kwargs.transformer_backbone_kwargs.intermediate_size=64",
-        "training.batch_size=2", "training.progress_bar=false", "training.val_freq=4", "training.ckpt_every_n_steps=4",
-        "training.num_threads=1"]
+TINY = [
+    "model=state_sm",
+    "model.kwargs.hidden_dim=32",
+    "model.kwargs.cell_set_len=8",
+    "model.kwargs.transformer_backbone_kwargs.num_hidden_layers=1",
+    "model.kwargs.transformer_backbone_kwargs.num_attention_heads=4",
+    "model.kwargs.transformer_backbone_kwargs.intermediate_size=64",
+    "training.batch_size=2",
+    "training.progress_bar=false",
+    "training.val_freq=4",
+    "training.ckpt_every_n_steps=4",
+    "training.num_threads=1",
+]
 
 
 @dataclass(frozen=True)

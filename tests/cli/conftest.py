@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from cli_helpers import TINY
 
+
 def _copy_h5ad(src: Path, dst: Path, edit=None) -> Path:  # noqa: ANN001
     shutil.copy(src, dst)
     if edit is not None:
@@ -26,6 +27,7 @@ def _set_obsm(key: str, rows: slice, value: float):
         x = data[()]
         x[rows, 0] = value
         data[...] = x
+
     return edit
 
 
@@ -34,6 +36,7 @@ def _drop_obs(column: str):
         del file[f"obs/{column}"]
         order = [c for c in file["obs"].attrs["column-order"] if (c.decode() if isinstance(c, bytes) else c) != column]
         file["obs"].attrs["column-order"] = np.array(order, dtype=object) if order else np.array([], dtype="S1")
+
     return edit
 
 
@@ -50,8 +53,17 @@ def corpus(tmp_path_factory, synth_experiment):
     root = tmp_path_factory.mktemp("corpus")
     exp = synth_experiment
     h5 = Path(exp.h5ad_paths[0])
-    run = train_st(parse_overrides([f"data.kwargs.toml_config_path={exp.fewshot_toml}", f"output_dir={root / 'runs'}",
-                                    "name=st", *TINY, "training.max_steps=4"]))
+    run = train_st(
+        parse_overrides(
+            [
+                f"data.kwargs.toml_config_path={exp.fewshot_toml}",
+                f"output_dir={root / 'runs'}",
+                "name=st",
+                *TINY,
+                "training.max_steps=4",
+            ]
+        )
+    )
     exported = root / "exported"
     export_run(run, exported)
     repo = root / "repo"
@@ -93,18 +105,25 @@ def corpus(tmp_path_factory, synth_experiment):
 
     runs = {
         "corrupt_weights": run_copy("corrupt_weights", lambda r: (r / "model.safetensors").write_bytes(raw)),
-        "truncated_weights": run_copy("truncated_weights", lambda r: (r / "model.safetensors").write_bytes(
-            (run / "model.safetensors").read_bytes()[:200])),
+        "truncated_weights": run_copy(
+            "truncated_weights",
+            lambda r: (r / "model.safetensors").write_bytes((run / "model.safetensors").read_bytes()[:200]),
+        ),
         "no_weights": run_copy("no_weights", lambda r: (r / "model.safetensors").unlink()),
         "corrupt_ckpt": run_copy("corrupt_ckpt", lambda r: (r / "checkpoints" / "last.ckpt").write_bytes(raw)),
-        "truncated_ckpt": run_copy("truncated_ckpt", lambda r: (r / "checkpoints" / "last.ckpt").write_bytes(
-            (run / "checkpoints" / "last.ckpt").read_bytes()[:1000])),
+        "truncated_ckpt": run_copy(
+            "truncated_ckpt",
+            lambda r: (r / "checkpoints" / "last.ckpt").write_bytes(
+                (run / "checkpoints" / "last.ckpt").read_bytes()[:1000]
+            ),
+        ),
         "no_model_json": run_copy("no_model_json", lambda r: (r / "model.json").unlink()),
         "bad_model_json": run_copy("bad_model_json", lambda r: (r / "model.json").write_text("{not json")),
         "bad_vocab": run_copy("bad_vocab", lambda r: (r / "vocab.json").write_bytes(raw)),
         "bad_config": run_copy("bad_config", lambda r: (r / "config.yaml").write_bytes(raw)),
         "no_split": run_copy("no_split", lambda r: shutil.rmtree(r / "split")),
     }
+
     def point_split_at(target: Path):  # the run's data file deleted or replaced after training
         def edit(r: Path) -> None:
             import dataclasses
@@ -115,16 +134,30 @@ def corpus(tmp_path_factory, synth_experiment):
             files = tuple(dataclasses.replace(f, path=str(target)) for f in manifest.files)
             shutil.rmtree(r / "split")
             dataclasses.replace(manifest, files=files).save(r / "split")
+
         return edit
 
     runs["data_deleted"] = run_copy("data_deleted", point_split_at(root / "gone.h5ad"))
     runs["data_replaced"] = run_copy("data_replaced", point_split_at(bad / "zero_cells.h5ad"))
     # a checkpoint of another model size: model.json says hidden_dim 32, the weights are 16 wide
-    other = train_st(parse_overrides([f"data.kwargs.toml_config_path={exp.fewshot_toml}", f"output_dir={root / 'runs'}",
-                                      "name=st16", *TINY, "model.kwargs.hidden_dim=16", "training.max_steps=1"]))
-    runs["other_size"] = run_copy("other_size", lambda r: shutil.copy(other / "model.safetensors", r / "model.safetensors"))
-    runs["other_size_ckpt"] = run_copy("other_size_ckpt", lambda r: shutil.copy(other / "checkpoints" / "last.ckpt",
-                                                                                r / "checkpoints" / "last.ckpt"))
+    other = train_st(
+        parse_overrides(
+            [
+                f"data.kwargs.toml_config_path={exp.fewshot_toml}",
+                f"output_dir={root / 'runs'}",
+                "name=st16",
+                *TINY,
+                "model.kwargs.hidden_dim=16",
+                "training.max_steps=1",
+            ]
+        )
+    )
+    runs["other_size"] = run_copy(
+        "other_size", lambda r: shutil.copy(other / "model.safetensors", r / "model.safetensors")
+    )
+    runs["other_size_ckpt"] = run_copy(
+        "other_size_ckpt", lambda r: shutil.copy(other / "checkpoints" / "last.ckpt", r / "checkpoints" / "last.ckpt")
+    )
     exported_bad = {}
     for name, edit in {
         "random_onnx": lambda d: (d / "model.onnx").write_bytes(raw),
@@ -149,11 +182,31 @@ def corpus(tmp_path_factory, synth_experiment):
     (tomls / "empty_train.toml").write_text(f'[datasets]\nsynth = "{h5.parent}"\n\n[zeroshot]\n"synth.K562" = "test"\n')
     (tomls / "missing_dataset.toml").write_text(toml_text.replace(f'synth = "{h5.parent}"', 'synth = "nowhere"', 1))
     (tomls / "bad_syntax.toml").write_text("[datasets\nsynth = ")
-    (tomls / "unknown_pert.toml").write_text(toml_text.replace('test = [', 'test = ["NOPE_GENE", '))
-    for name, file in (("nan", "nan.h5ad"), ("inf", "inf.h5ad"), ("nan_x", "nan_x.h5ad"), ("csv", "cells.csv"),
-                       ("no_celltype", "no_celltype.h5ad"), ("zero_cells", "zero_cells.h5ad"),
-                       ("truncated", "truncated.h5ad")):
+    (tomls / "unknown_pert.toml").write_text(toml_text.replace("test = [", 'test = ["NOPE_GENE", '))
+    for name, file in (
+        ("nan", "nan.h5ad"),
+        ("inf", "inf.h5ad"),
+        ("nan_x", "nan_x.h5ad"),
+        ("csv", "cells.csv"),
+        ("no_celltype", "no_celltype.h5ad"),
+        ("zero_cells", "zero_cells.h5ad"),
+        ("truncated", "truncated.h5ad"),
+    ):
         (tomls / f"{name}.toml").write_text(toml_text.replace(f'synth = "{h5.parent}"', f'synth = "{bad / file}"', 1))
-    return {"exp": exp, "exp_root": Path(exp.fewshot_toml).parent, "h5": h5, "fewshot": Path(exp.fewshot_toml), "zeroshot": Path(exp.zeroshot_toml), "run": run,
-            "exported": exported, "repo": repo, "bad": bad, "runs": runs, "exported_bad": exported_bad,
-            "empty_repo": empty_repo, "readonly": readonly, "tomls": tomls, "root": root}
+    return {
+        "exp": exp,
+        "exp_root": Path(exp.fewshot_toml).parent,
+        "h5": h5,
+        "fewshot": Path(exp.fewshot_toml),
+        "zeroshot": Path(exp.zeroshot_toml),
+        "run": run,
+        "exported": exported,
+        "repo": repo,
+        "bad": bad,
+        "runs": runs,
+        "exported_bad": exported_bad,
+        "empty_repo": empty_repo,
+        "readonly": readonly,
+        "tomls": tomls,
+        "root": root,
+    }

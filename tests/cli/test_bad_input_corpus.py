@@ -29,7 +29,9 @@ def C(id: str, command: str, *expect: str, code: int = 2) -> Case:  # noqa: A002
     return Case(id, command, expect, code)
 
 
-TRAIN = "tx train data.kwargs.toml_config_path={fewshot} output_dir={out}/runs name=r training.max_steps=2 " + " ".join(TINY)
+TRAIN = "tx train data.kwargs.toml_config_path={fewshot} output_dir={out}/runs name=r training.max_steps=2 " + " ".join(
+    TINY
+)
 INFER = "tx infer --model_dir {run} --output {out}/pred.h5ad"
 PREDICT = "tx predict --profile minimal --output_dir"
 EVAL = "eval run -o {out}/eval"
@@ -70,17 +72,37 @@ CASES = [
     C("train-not-key-value", TRAIN + " training.lr", "training.lr", "key=value"),
     C("train-group-selection", TRAIN + " data=foo", "data", "config group"),
     C("train-unknown-preset", TRAIN + " model=nonexistent", "nonexistent"),
-    C("train-kwargs-typo", TRAIN + " model.kwargs.hidden_size=32", "model.kwargs.hidden_size", "did you mean hidden_dim"),
+    C(
+        "train-kwargs-typo",
+        TRAIN + " model.kwargs.hidden_size=32",
+        "model.kwargs.hidden_size",
+        "did you mean hidden_dim",
+    ),
     C("train-kwargs-unknown", TRAIN + " model.kwargs.bogus_key=1", "model.kwargs.bogus_key"),
     C("train-cell-set-len-zero", TRAIN + " model.kwargs.cell_set_len=0", "model.kwargs.cell_set_len"),
-    C("train-backbone-bogus", TRAIN + " model.kwargs.transformer_backbone_key=bert", "transformer_backbone_key", "bert"),
+    C(
+        "train-backbone-bogus",
+        TRAIN + " model.kwargs.transformer_backbone_key=bert",
+        "transformer_backbone_key",
+        "bert",
+    ),
     C("train-backbone-kwarg-unknown", TRAIN + " model.kwargs.transformer_backbone_kwargs.foo=1", "foo"),
-    C("train-batch-encoder-no-batches", TRAIN + " data.kwargs.batch_col=null model.kwargs.batch_encoder=true",
-      "batch_encoder"),
+    C(
+        "train-batch-encoder-no-batches",
+        TRAIN + " data.kwargs.batch_col=null model.kwargs.batch_encoder=true",
+        "batch_encoder",
+    ),
     C("train-run-name-slash", TRAIN + " name=a/b", "name", "a/b"),
     C("train-run-name-dotdot", TRAIN + " name=..", "name"),
-    C("train-everything-at-once", TRAIN + " training.lr=nan model.kwargs.hidden_size=8 data.kwargs.embed_key=X_nope "
-      "training.bogus=1", "training.lr", "model.kwargs.hidden_size", "X_nope", "training.bogus", "4 problems"),
+    C(
+        "train-everything-at-once",
+        TRAIN + " training.lr=nan model.kwargs.hidden_size=8 data.kwargs.embed_key=X_nope training.bogus=1",
+        "training.lr",
+        "model.kwargs.hidden_size",
+        "X_nope",
+        "training.bogus",
+        "4 problems",
+    ),
     # --- tx train: data -------------------------------------------------------------------------
     C("train-toml-missing", TRAIN + " data.kwargs.toml_config_path={out}/nope.toml", "nope.toml"),
     C("train-toml-binary", TRAIN + " data.kwargs.toml_config_path={bad}/binary.toml", "binary.toml"),
@@ -88,7 +110,11 @@ CASES = [
     C("train-toml-folder", TRAIN + " data.kwargs.toml_config_path={tomls}", "toml_config_path"),
     C("train-toml-empty-train", TRAIN + " data.kwargs.toml_config_path={tomls}/empty_train.toml", "train split"),
     C("train-toml-missing-dataset", TRAIN + " data.kwargs.toml_config_path={tomls}/missing_dataset.toml", "nowhere"),
-    C("train-toml-unknown-fewshot-pert", TRAIN + " data.kwargs.toml_config_path={tomls}/unknown_pert.toml", "NOPE_GENE"),
+    C(
+        "train-toml-unknown-fewshot-pert",
+        TRAIN + " data.kwargs.toml_config_path={tomls}/unknown_pert.toml",
+        "NOPE_GENE",
+    ),
     C("train-toml-no-path", "tx train output_dir={out}/runs", "data.kwargs.toml_config_path"),
     C("train-embed-key-missing", TRAIN + " data.kwargs.embed_key=X_missing", "X_missing"),
     C("train-pert-col-missing", TRAIN + " data.kwargs.pert_col=nope", "nope"),
@@ -101,24 +127,40 @@ CASES = [
     C("train-memory-zero", TRAIN + " data.kwargs.memory_budget_gb=0", "data.kwargs.memory_budget_gb"),
     C("train-split-dir-missing", TRAIN + " data.kwargs.split_dir={out}/nosplit", "nosplit"),
     C("train-pert-features-random", TRAIN + " data.kwargs.perturbation_features_file={bad}/random.bin", "random.bin"),
-    C("train-pert-features-missing", TRAIN + " data.kwargs.perturbation_features_file={out}/none.safetensors",
-      "none.safetensors"),
+    C(
+        "train-pert-features-missing",
+        TRAIN + " data.kwargs.perturbation_features_file={out}/none.safetensors",
+        "none.safetensors",
+    ),
     C("train-nan-features", TRAIN + " data.kwargs.toml_config_path={tomls}/nan.toml", "nan.h5ad", "X_hvg", "6 NaN/Inf"),
     C("train-inf-features", TRAIN + " data.kwargs.toml_config_path={tomls}/inf.toml", "inf.h5ad", "X_hvg", "2 NaN/Inf"),
-    C("train-nan-in-x", TRAIN + " data.kwargs.toml_config_path={tomls}/nan_x.toml data.kwargs.embed_key=X "
-      "data.kwargs.output_space=all", "nan_x.h5ad", "12 NaN/Inf"),
+    C(
+        "train-nan-in-x",
+        TRAIN + " data.kwargs.toml_config_path={tomls}/nan_x.toml data.kwargs.embed_key=X data.kwargs.output_space=all",
+        "nan_x.h5ad",
+        "12 NaN/Inf",
+    ),
     C("train-data-no-celltype", TRAIN + " data.kwargs.toml_config_path={tomls}/no_celltype.toml", "cell_type"),
     C("train-data-zero-cells", TRAIN + " data.kwargs.toml_config_path={tomls}/zero_cells.toml", "zero_cells.h5ad"),
     C("train-data-truncated", TRAIN + " data.kwargs.toml_config_path={tomls}/truncated.toml", "truncated.h5ad"),
     C("train-data-csv", TRAIN + " data.kwargs.toml_config_path={tomls}/csv.toml", "cells.csv"),
     # --- tx train: output location ----------------------------------------------------------------
     C("train-output-dir-is-file", TRAIN + " output_dir={bad}/cells.csv", "cells.csv", "file"),
-    C("train-run-folder-is-file", TRAIN.replace("output_dir={out}/runs name=r", "output_dir={bad} name=cells.csv"),
-      "cells.csv"),
-    C("train-run-folder-foreign", TRAIN.replace("output_dir={out}/runs name=r", "output_dir={root} name=bad"),
-      "not a run folder"),
-    C("train-resume-other-config", TRAIN.replace("output_dir={out}/runs name=r", "output_dir={root}/runs name=st")
-      + " model.kwargs.hidden_dim=16", "different model/data config"),
+    C(
+        "train-run-folder-is-file",
+        TRAIN.replace("output_dir={out}/runs name=r", "output_dir={bad} name=cells.csv"),
+        "cells.csv",
+    ),
+    C(
+        "train-run-folder-foreign",
+        TRAIN.replace("output_dir={out}/runs name=r", "output_dir={root} name=bad"),
+        "not a run folder",
+    ),
+    C(
+        "train-resume-other-config",
+        TRAIN.replace("output_dir={out}/runs name=r", "output_dir={root}/runs name=st") + " model.kwargs.hidden_dim=16",
+        "different model/data config",
+    ),
     C("train-help-typo", "tx train --hepl", "--hepl"),
     # --- tx predict -------------------------------------------------------------------------------
     C("predict-no-run", PREDICT + " {out}/nope", "nope", "does not exist"),
@@ -165,50 +207,113 @@ CASES = [
     C("infer-adata-folder", INFER + " --adata {bad}/folder.h5ad", "folder.h5ad", "folder"),
     C("infer-adata-missing", INFER + " --adata {out}/missing.h5ad", "missing.h5ad", "not found"),
     C("infer-output-is-folder", "tx infer --model_dir {run} --adata {h5} --output {bad}", "--output", "folder"),
-    C("infer-output-folder-missing", "tx infer --model_dir {run} --adata {h5} --output {out}/no/pred.h5ad",
-      "--output", "does not exist"),
+    C(
+        "infer-output-folder-missing",
+        "tx infer --model_dir {run} --adata {h5} --output {out}/no/pred.h5ad",
+        "--output",
+        "does not exist",
+    ),
     C("infer-no-run", "tx infer --model_dir {out}/norun --adata {h5} --output {out}/p.h5ad", "norun"),
     C("infer-run-is-file", "tx infer --model_dir {h5} --adata {h5} --output {out}/p.h5ad", "part0.h5ad"),
-    C("infer-corrupt-weights", "tx infer --model_dir {runs}/corrupt_weights --adata {h5} --output {out}/p.h5ad",
-      "model.safetensors"),
-    C("infer-truncated-weights", "tx infer --model_dir {runs}/truncated_weights --adata {h5} --output {out}/p.h5ad",
-      "model.safetensors"),
-    C("infer-other-size", "tx infer --model_dir {runs}/other_size --adata {h5} --output {out}/p.h5ad",
-      "does not match model.json"),
-    C("infer-other-size-ckpt", "tx infer --model_dir {runs}/other_size_ckpt --checkpoint last --adata {h5} "
-      "--output {out}/p.h5ad", "does not match model.json"),
-    C("infer-corrupt-ckpt", "tx infer --model_dir {runs}/corrupt_ckpt --checkpoint last --adata {h5} "
-      "--output {out}/p.h5ad", "last.ckpt"),
+    C(
+        "infer-corrupt-weights",
+        "tx infer --model_dir {runs}/corrupt_weights --adata {h5} --output {out}/p.h5ad",
+        "model.safetensors",
+    ),
+    C(
+        "infer-truncated-weights",
+        "tx infer --model_dir {runs}/truncated_weights --adata {h5} --output {out}/p.h5ad",
+        "model.safetensors",
+    ),
+    C(
+        "infer-other-size",
+        "tx infer --model_dir {runs}/other_size --adata {h5} --output {out}/p.h5ad",
+        "does not match model.json",
+    ),
+    C(
+        "infer-other-size-ckpt",
+        "tx infer --model_dir {runs}/other_size_ckpt --checkpoint last --adata {h5} --output {out}/p.h5ad",
+        "does not match model.json",
+    ),
+    C(
+        "infer-corrupt-ckpt",
+        "tx infer --model_dir {runs}/corrupt_ckpt --checkpoint last --adata {h5} --output {out}/p.h5ad",
+        "last.ckpt",
+    ),
     C("infer-unknown-ckpt", INFER + " --adata {h5} --checkpoint nope", "nope.ckpt", "available"),
-    C("infer-no-model-json", "tx infer --model_dir {runs}/no_model_json --adata {h5} --output {out}/p.h5ad", "model.json"),
+    C(
+        "infer-no-model-json",
+        "tx infer --model_dir {runs}/no_model_json --adata {h5} --output {out}/p.h5ad",
+        "model.json",
+    ),
     C("infer-bad-vocab", "tx infer --model_dir {runs}/bad_vocab --adata {h5} --output {out}/p.h5ad", "vocab.json"),
     C("infer-bad-config", "tx infer --model_dir {runs}/bad_config --adata {h5} --output {out}/p.h5ad", "config.yaml"),
     C("infer-seed-text", INFER + " --adata {h5} --seed abc", "--seed"),
     C("infer-missing-adata-flag", "tx infer --model_dir {run}", "--adata"),
     # --- tx preprocess_train / preprocess_infer / import_arc --------------------------------------
-    C("pre-train-nan-counts", "tx preprocess_train --adata {bad}/nan_x.h5ad --output {out}/p.h5ad --num_hvgs 10",
-      "nan_x.h5ad", "NaN/Inf"),
-    C("pre-train-missing", "tx preprocess_train --adata {out}/none.h5ad --output {out}/p.h5ad --num_hvgs 10", "none.h5ad"),
-    C("pre-train-truncated", "tx preprocess_train --adata {bad}/truncated.h5ad --output {out}/p.h5ad --num_hvgs 10",
-      "truncated.h5ad"),
+    C(
+        "pre-train-nan-counts",
+        "tx preprocess_train --adata {bad}/nan_x.h5ad --output {out}/p.h5ad --num_hvgs 10",
+        "nan_x.h5ad",
+        "NaN/Inf",
+    ),
+    C(
+        "pre-train-missing",
+        "tx preprocess_train --adata {out}/none.h5ad --output {out}/p.h5ad --num_hvgs 10",
+        "none.h5ad",
+    ),
+    C(
+        "pre-train-truncated",
+        "tx preprocess_train --adata {bad}/truncated.h5ad --output {out}/p.h5ad --num_hvgs 10",
+        "truncated.h5ad",
+    ),
     C("pre-train-csv", "tx preprocess_train --adata {bad}/cells.csv --output {out}/p.h5ad --num_hvgs 10", "cells.csv"),
-    C("pre-train-empty", "tx preprocess_train --adata {bad}/empty.h5ad --output {out}/p.h5ad --num_hvgs 10", "empty.h5ad"),
+    C(
+        "pre-train-empty",
+        "tx preprocess_train --adata {bad}/empty.h5ad --output {out}/p.h5ad --num_hvgs 10",
+        "empty.h5ad",
+    ),
     C("pre-train-hvgs-zero", "tx preprocess_train --adata {h5} --output {out}/p.h5ad --num_hvgs 0", "num_hvgs"),
     C("pre-train-hvgs-text", "tx preprocess_train --adata {h5} --output {out}/p.h5ad --num_hvgs many", "--num_hvgs"),
-    C("pre-train-zero-cells", "tx preprocess_train --adata {bad}/zero_cells.h5ad --output {out}/p.h5ad --num_hvgs 10",
-      "zero_cells.h5ad"),
-    C("pre-infer-control-typo", "tx preprocess_infer --adata {h5} --output {out}/p.h5ad --control_condition nope "
-      "--pert_col gene", "nope"),
-    C("pre-infer-pert-col-typo", "tx preprocess_infer --adata {h5} --output {out}/p.h5ad --control_condition "
-      "non-targeting --pert_col genes", "genes"),
-    C("pre-infer-celltype-typo", "tx preprocess_infer --adata {h5} --output {out}/p.h5ad --control_condition "
-      "non-targeting --pert_col gene --celltype_col celltype", "celltype"),
-    C("pre-infer-truncated", "tx preprocess_infer --adata {bad}/truncated.h5ad --output {out}/p.h5ad "
-      "--control_condition non-targeting --pert_col gene", "truncated.h5ad"),
-    C("pre-infer-csv", "tx preprocess_infer --adata {bad}/cells.csv --output {out}/p.h5ad "
-      "--control_condition non-targeting --pert_col gene", "cells.csv"),
-    C("pre-infer-missing", "tx preprocess_infer --adata {out}/none.h5ad --output {out}/p.h5ad "
-      "--control_condition non-targeting --pert_col gene", "none.h5ad"),
+    C(
+        "pre-train-zero-cells",
+        "tx preprocess_train --adata {bad}/zero_cells.h5ad --output {out}/p.h5ad --num_hvgs 10",
+        "zero_cells.h5ad",
+    ),
+    C(
+        "pre-infer-control-typo",
+        "tx preprocess_infer --adata {h5} --output {out}/p.h5ad --control_condition nope --pert_col gene",
+        "nope",
+    ),
+    C(
+        "pre-infer-pert-col-typo",
+        "tx preprocess_infer --adata {h5} --output {out}/p.h5ad --control_condition non-targeting --pert_col genes",
+        "genes",
+    ),
+    C(
+        "pre-infer-celltype-typo",
+        "tx preprocess_infer --adata {h5} --output {out}/p.h5ad --control_condition "
+        "non-targeting --pert_col gene --celltype_col celltype",
+        "celltype",
+    ),
+    C(
+        "pre-infer-truncated",
+        "tx preprocess_infer --adata {bad}/truncated.h5ad --output {out}/p.h5ad "
+        "--control_condition non-targeting --pert_col gene",
+        "truncated.h5ad",
+    ),
+    C(
+        "pre-infer-csv",
+        "tx preprocess_infer --adata {bad}/cells.csv --output {out}/p.h5ad "
+        "--control_condition non-targeting --pert_col gene",
+        "cells.csv",
+    ),
+    C(
+        "pre-infer-missing",
+        "tx preprocess_infer --adata {out}/none.h5ad --output {out}/p.h5ad "
+        "--control_condition non-targeting --pert_col gene",
+        "none.h5ad",
+    ),
     C("import-arc-missing", "tx import_arc --model_dir {out}/nope --output {out}/imp", "nope"),
     C("import-arc-not-arc", "tx import_arc --model_dir {bad} --output {out}/imp", "bad"),
     C("import-arc-output-exists", "tx import_arc --model_dir {bad} --output {run}", "st"),
@@ -249,7 +354,11 @@ CASES = [
     C("eval-score-binary", "eval score -i {bad}/random.bin -I {bad}/random.bin -o {out}/d.csv", "random.bin"),
     C("eval-baseline-nan", "eval baseline -a {bad}/nan_x.h5ad -o {out}/b.h5ad -O {out}/b.csv", "nan_x.h5ad", "NaN/Inf"),
     C("eval-baseline-missing", "eval baseline -a {out}/none.h5ad -o {out}/b.h5ad -O {out}/b.csv", "none.h5ad"),
-    C("eval-baseline-truncated", "eval baseline -a {bad}/truncated.h5ad -o {out}/b.h5ad -O {out}/b.csv", "truncated.h5ad"),
+    C(
+        "eval-baseline-truncated",
+        "eval baseline -a {bad}/truncated.h5ad -o {out}/b.h5ad -O {out}/b.csv",
+        "truncated.h5ad",
+    ),
     C("eval-report-missing", "eval report {out}/nope", "nope"),
     # --- export -----------------------------------------------------------------------------------
     C("onnx-no-run", "export onnx --run-dir {out}/nope --out {out}/e", "nope"),
@@ -259,18 +368,34 @@ CASES = [
     C("onnx-unknown-ckpt", "export onnx --run-dir {run} --out {out}/e --checkpoint nope", "nope.ckpt"),
     C("onnx-corrupt-ckpt", "export onnx --run-dir {runs}/corrupt_ckpt --checkpoint last --out {out}/e", "last.ckpt"),
     C("onnx-tolerance-text", "export onnx --run-dir {run} --out {out}/e --tolerance tiny", "--tolerance"),
-    C("triton-random-onnx", "export triton --exported {exported_bad}/random_onnx --repository {out}/repo",
-      "model.onnx"),
+    C(
+        "triton-random-onnx",
+        "export triton --exported {exported_bad}/random_onnx --repository {out}/repo",
+        "model.onnx",
+    ),
     C("triton-no-onnx", "export triton --exported {exported_bad}/no_onnx --repository {out}/repo", "model.onnx"),
-    C("triton-bad-metadata", "export triton --exported {exported_bad}/bad_metadata --repository {out}/repo",
-      "metadata.json"),
-    C("triton-no-metadata", "export triton --exported {exported_bad}/no_metadata --repository {out}/repo",
-      "metadata.json"),
+    C(
+        "triton-bad-metadata",
+        "export triton --exported {exported_bad}/bad_metadata --repository {out}/repo",
+        "metadata.json",
+    ),
+    C(
+        "triton-no-metadata",
+        "export triton --exported {exported_bad}/no_metadata --repository {out}/repo",
+        "metadata.json",
+    ),
     C("triton-no-export", "export triton --exported {out}/nope --repository {out}/repo", "nope"),
     C("triton-run-not-export", "export triton --exported {run} --repository {out}/repo", "metadata.json"),
-    C("triton-bad-model-name", "export triton --exported {exported} --repository {out}/repo --model-name bad/name",
-      "bad/name"),
-    C("triton-keep-last-zero", "export triton --exported {exported} --repository {out}/repo --keep-last 0", "keep_last"),
+    C(
+        "triton-bad-model-name",
+        "export triton --exported {exported} --repository {out}/repo --model-name bad/name",
+        "bad/name",
+    ),
+    C(
+        "triton-keep-last-zero",
+        "export triton --exported {exported} --repository {out}/repo --keep-last 0",
+        "keep_last",
+    ),
     C("triton-backend-bogus", "export triton --exported {exported} --repository {out}/repo --backend tf", "--backend"),
     C("rollback-missing-version", "export rollback --repository {repo} --version 99", "99"),
     C("rollback-no-repo", "export rollback --repository {out}/nope --version 1", "nope"),
@@ -297,10 +422,21 @@ CASES = [
     C("emb-export-no-model", "emb export --checkpoint {out}/nope --output {out}/x", "nope"),
     C("emb-import-no-folder", "emb import --model-folder {out}/nope --output {out}/x", "nope"),
     # --- pipeline ---------------------------------------------------------------------------------
-    C("pipeline-compile-digest-text", "pipeline compile --out {out}/t.yaml --image-digest latest", "latest",
-      "--image-digest"),
-    C("pipeline-compile-two-digests", "pipeline compile --out {out}/t.yaml --image-digest sha256:" + "a" * 64
-      + " --image reg.local/s@sha256:" + "b" * 64, "--image", "reg.local/s"),
+    C(
+        "pipeline-compile-digest-text",
+        "pipeline compile --out {out}/t.yaml --image-digest latest",
+        "latest",
+        "--image-digest",
+    ),
+    C(
+        "pipeline-compile-two-digests",
+        "pipeline compile --out {out}/t.yaml --image-digest sha256:"
+        + "a" * 64
+        + " --image reg.local/s@sha256:"
+        + "b" * 64,
+        "--image",
+        "reg.local/s",
+    ),
     # --- top level --------------------------------------------------------------------------------
     C("unknown-group", "bogus", "bogus"),
     C("unknown-tx-command", "tx bogus", "bogus"),
@@ -311,8 +447,13 @@ CASES = [
 @pytest.fixture(scope="session")
 def placeholders(corpus) -> dict[str, str]:
     values = {k: str(v) for k, v in corpus.items() if isinstance(v, (str, Path))}
-    values.update(runs=str(corpus["root"] / "runs_bad"), exported_bad=str(corpus["root"] / "exported_bad"),
-                  fewshot=str(corpus["fewshot"]), self_pid=str(os.getpid()), closed_port=str(closed_port()))
+    values.update(
+        runs=str(corpus["root"] / "runs_bad"),
+        exported_bad=str(corpus["root"] / "exported_bad"),
+        fewshot=str(corpus["fewshot"]),
+        self_pid=str(os.getpid()),
+        closed_port=str(closed_port()),
+    )
     return values
 
 

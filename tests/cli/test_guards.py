@@ -68,19 +68,40 @@ def test_resume_refuses_a_toml_changed_since_the_run_started(corpus, tmp_path):
     assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == before
 
 
-@pytest.mark.parametrize("argv", [
-    ["tx", "train", "data.kwargs.toml_config_path={fewshot}", "output_dir={out}", "training.lr=nan",
-     "model.kwargs.hidden_size=8"],
-    ["tx", "infer", "--model_dir", "{run}", "--adata", "{bad}/nan.h5ad", "--output", "{out}/p.h5ad"],
-    ["tx", "predict", "--output_dir", "{runs}/other_size"],
-    ["serve", "stop", "--pid-file", "{bad}/random.bin"],
-], ids=["train", "infer", "predict", "serve-stop"])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [
+            "tx",
+            "train",
+            "data.kwargs.toml_config_path={fewshot}",
+            "output_dir={out}",
+            "training.lr=nan",
+            "model.kwargs.hidden_size=8",
+        ],
+        ["tx", "infer", "--model_dir", "{run}", "--adata", "{bad}/nan.h5ad", "--output", "{out}/p.h5ad"],
+        ["tx", "predict", "--output_dir", "{runs}/other_size"],
+        ["serve", "stop", "--pid-file", "{bad}/random.bin"],
+    ],
+    ids=["train", "infer", "predict", "serve-stop"],
+)
 def test_a_real_state_process_prints_one_error_and_exits_2(argv, corpus, tmp_path):
-    values = {"fewshot": corpus["fewshot"], "out": tmp_path / "out", "run": corpus["run"], "bad": corpus["bad"],
-              "runs": corpus["root"] / "runs_bad"}
+    values = {
+        "fewshot": corpus["fewshot"],
+        "out": tmp_path / "out",
+        "run": corpus["run"],
+        "bad": corpus["bad"],
+        "runs": corpus["root"] / "runs_bad",
+    }
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    proc = subprocess.run([sys.executable, "-m", "state_core.cli.main", *(a.format(**values) for a in argv)],
-                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "state_core.cli.main", *(a.format(**values) for a in argv)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert proc.stderr.count("error:") == 1

@@ -15,4 +15,3 @@ def test_toml_round_trips_experiment_tables():
         "fewshot": {"ds.ct_b": {"val": ["g1"], "test": ["g2", "g3"]}},
     }
     assert tomllib.loads(dumps(document)) == document
-

@@ -170,7 +170,9 @@ def test_row_labels_give_the_obs_labels_of_cell_ids(manifest, vocab, cells) -> N
 def test_no_val_split_means_no_val_loader(tmp_path: Path, experiment, vocab) -> None:
     toml = tmp_path / "noval.toml"
     data_dir = experiment.h5ad_paths[0].parent
-    toml.write_text(f'[datasets]\nsynth = "{data_dir}"\n[training]\nsynth = "train"\n[zeroshot]\n"synth.Jurkat" = "test"\n')
+    toml.write_text(
+        f'[datasets]\nsynth = "{data_dir}"\n[training]\nsynth = "train"\n[zeroshot]\n"synth.Jurkat" = "test"\n'
+    )
     manifest = build_split_manifest(load_experiment(toml), ObsColumns(), seed=0)
     dm = module(manifest, vocab)
     assert dm.val_dataloader() == []
@@ -236,8 +238,16 @@ def test_lightning_fit_reshuffles_each_epoch_and_skips_missing_validation(tmp_pa
     toml.write_text(f'[datasets]\nsynth = "{experiment.h5ad_paths[0].parent}"\n[training]\nsynth = "train"\n')
     dm = module(build_split_manifest(load_experiment(toml), ObsColumns(), seed=0), vocab)
     model = _RecordingModule()
-    trainer = pl.Trainer(max_epochs=2, limit_train_batches=2, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer = pl.Trainer(
+        max_epochs=2,
+        limit_train_batches=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     trainer.fit(model, datamodule=dm)
     first = [ids for epoch, ids in model.seen if epoch == 0]
     second = [ids for epoch, ids in model.seen if epoch == 1]

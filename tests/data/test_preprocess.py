@@ -172,8 +172,9 @@ def test_template_is_seeded(synth_spec, infer_input):
 def test_preprocess_infer_writes_file(tmp_path, synth_spec, infer_input):
     src = tmp_path / "in.h5ad"
     infer_input.write_h5ad(src)
-    out = preprocess_infer(src, tmp_path / "template.h5ad", synth_spec.control_pert, synth_spec.pert_col,
-                           synth_spec.cell_type_key, seed=1)
+    out = preprocess_infer(
+        src, tmp_path / "template.h5ad", synth_spec.control_pert, synth_spec.pert_col, synth_spec.cell_type_key, seed=1
+    )
     written = ad.read_h5ad(out)
     assert written.uns["control_template"]["seed"] == 1
     sources = _source_rows(infer_input, written)

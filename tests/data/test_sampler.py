@@ -20,7 +20,9 @@ from state_core.errors import DataError
 CONTROL = 0  # perturbation index of the control in these tests
 
 
-def make_cells(n: int = 900, n_ct: int = 2, n_pert: int = 5, n_batch: int = 3, seed: int = 0, files: int = 2) -> SplitCells:
+def make_cells(
+    n: int = 900, n_ct: int = 2, n_pert: int = 5, n_batch: int = 3, seed: int = 0, files: int = 2
+) -> SplitCells:
     """Random labels, sorted into store order. Group sizes are uneven (some smaller than a set)."""
     rng = np.random.default_rng(seed)
     weights = np.array([4.0, 1.0, 0.2, 2.0, 0.05][:n_pert])
@@ -37,7 +39,9 @@ def make_cells(n: int = 900, n_ct: int = 2, n_pert: int = 5, n_batch: int = 3, s
 
 
 def layout_of(cells: SplitCells, by_batch: bool = False) -> GroupLayout:
-    return build_layout(cells, group_by_batch=by_batch, split="train", file_names=["f0", "f1"], cell_type_names=["A", "B"])
+    return build_layout(
+        cells, group_by_batch=by_batch, split="train", file_names=["f0", "f1"], cell_type_names=["A", "B"]
+    )
 
 
 def test_sets_are_homogeneous_in_file_cell_type_and_perturbation() -> None:
@@ -75,7 +79,9 @@ def test_same_seed_and_epoch_give_identical_plans() -> None:
     a = train_plan(layout, cell_set_len=16, batch_size=4, seed=3, epoch=2)
     b = train_plan(layout, cell_set_len=16, batch_size=4, seed=3, epoch=2)
     np.testing.assert_array_equal(a.members, b.members)
-    np.testing.assert_array_equal(draw_controls(layout, a, a.batch_sets(0), 3), draw_controls(layout, b, b.batch_sets(0), 3))
+    np.testing.assert_array_equal(
+        draw_controls(layout, a, a.batch_sets(0), 3), draw_controls(layout, b, b.batch_sets(0), 3)
+    )
 
 
 def test_controls_come_from_the_same_file_and_cell_type() -> None:

@@ -188,8 +188,10 @@ def test_structural_and_data_problems_are_reported_together(data: Path) -> None:
     from state_core.errors import ConfigError
 
     toml = data / "exp.toml"
-    toml.write_text('[datasets]\nd1 = "d1"\n[training]\nd1 = "yes"\n[zeroshot]\n"d1.NOPE" = "test"\n'
-                    '[fewshot."d1.K562"]\nval = ["ZZZ"]\ntest = "C"\n')
+    toml.write_text(
+        '[datasets]\nd1 = "d1"\n[training]\nd1 = "yes"\n[zeroshot]\n"d1.NOPE" = "test"\n'
+        '[fewshot."d1.K562"]\nval = ["ZZZ"]\ntest = "C"\n'
+    )
     with pytest.raises(ConfigError) as err:
         run_split(toml, data / "out", COLUMNS)
     keys = {p.key for p in err.value.problems}

@@ -90,7 +90,9 @@ def test_programme_genes_move_more_than_other_genes(synth_spec, synth_adata):
     control_mean = X[perts == synth_spec.control_pert].mean(axis=0)
     programme_genes = np.unique(np.concatenate(list(synth_adata.uns["synth"]["programmes"].values())))
     in_programme = synth_adata.var_names.isin(programme_genes)
-    shift = np.stack([np.abs(X[perts == p].mean(axis=0) - control_mean) for p in synth_adata.uns["synth"]["perturbations"]])
+    shift = np.stack(
+        [np.abs(X[perts == p].mean(axis=0) - control_mean) for p in synth_adata.uns["synth"]["perturbations"]]
+    )
     assert shift[:, in_programme].mean() > 2 * shift[:, ~in_programme].mean()
 
 
@@ -122,14 +124,23 @@ def test_cell_type_without_controls_option():
 
 
 def test_custom_column_names_are_used():
-    spec = SynthSpec(n_cells=200, n_genes=30, n_perturbations=3, pert_col="target", cell_type_key="ct",
-                     batch_col="lane", control_pert="ctrl")
+    spec = SynthSpec(
+        n_cells=200,
+        n_genes=30,
+        n_perturbations=3,
+        pert_col="target",
+        cell_type_key="ct",
+        batch_col="lane",
+        control_pert="ctrl",
+    )
     adata = make_synthetic_adata(spec)
     assert {"target", "ct", "lane"} <= set(adata.obs.columns)
     assert "ctrl" in adata.obs["target"].cat.categories
 
 
-@pytest.mark.parametrize("bad", [{"n_perturbations": 0}, {"control_fraction": 1.5}, {"n_genes": 2, "n_perturbations": 5}])
+@pytest.mark.parametrize(
+    "bad", [{"n_perturbations": 0}, {"control_fraction": 1.5}, {"n_genes": 2, "n_perturbations": 5}]
+)
 def test_invalid_spec_is_a_data_error(bad):
     with pytest.raises(DataError, match="SynthSpec"):
         SynthSpec(**bad)
@@ -142,8 +153,10 @@ def test_experiment_files_and_tomls(synth_experiment):
     assert dataset_dir.resolve() == exp.dataset_dir.resolve()
     assert sorted(dataset_dir.glob("*.h5ad")) == exp.h5ad_paths
     assert zeroshot["training"] == {exp.dataset_name: "train"}
-    assert zeroshot["zeroshot"] == {f"{exp.dataset_name}.{exp.zeroshot_test_cell_type}": "test",
-                                    f"{exp.dataset_name}.{exp.zeroshot_val_cell_type}": "val"}
+    assert zeroshot["zeroshot"] == {
+        f"{exp.dataset_name}.{exp.zeroshot_test_cell_type}": "test",
+        f"{exp.dataset_name}.{exp.zeroshot_val_cell_type}": "val",
+    }
     fewshot = tomllib.loads(exp.fewshot_toml.read_text())
     entry = fewshot["fewshot"][f"{exp.dataset_name}.{exp.fewshot_cell_type}"]
     assert entry == {"val": exp.fewshot_val_perts, "test": exp.fewshot_test_perts}
@@ -180,9 +193,11 @@ def test_cell_seed_draws_new_cells_of_the_same_biology(synth_spec, synth_adata):
     fresh = make_synthetic_adata(replace(synth_spec, cell_seed=1))
     assert (synth_adata.X != fresh.X).nnz > 0
     np.testing.assert_array_equal(fresh.uns["synth"]["perturbations"], synth_adata.uns["synth"]["perturbations"])
+
     # same ground truth: per-gene means of the two samples agree far better than with another seed
     def gene_means(a):
         return np.log1p(np.asarray(a.X.mean(0)).ravel())
+
     other = make_synthetic_adata(replace(synth_spec, seed=5))
     same = np.corrcoef(gene_means(synth_adata), gene_means(fresh))[0, 1]
     different = np.corrcoef(gene_means(synth_adata), gene_means(other))[0, 1]

@@ -32,9 +32,18 @@ def vocab(manifest: SplitManifest) -> Vocab:
 
 def small_vocab(**changes: object) -> Vocab:
     base = dict(
-        perturbations=("A", "B", CTRL), cell_types=("K562", "RPE1"), batches=("b0", "b1"),
-        feature_names=("f0", "f1"), gene_names=("g0", "g1", "g2"), control_pert=CTRL, pert_col="gene",
-        cell_type_key="cell_type", batch_col="gem_group", embed_key="X_hvg", output_space="gene", pert_feature_dim=3,
+        perturbations=("A", "B", CTRL),
+        cell_types=("K562", "RPE1"),
+        batches=("b0", "b1"),
+        feature_names=("f0", "f1"),
+        gene_names=("g0", "g1", "g2"),
+        control_pert=CTRL,
+        pert_col="gene",
+        cell_type_key="cell_type",
+        batch_col="gem_group",
+        embed_key="X_hvg",
+        output_space="gene",
+        pert_feature_dim=3,
     )
     return Vocab(**{**base, **changes})
 
@@ -48,7 +57,9 @@ def test_labels_are_the_sorted_observed_values_of_all_splits(vocab: Vocab, synth
     assert vocab.pert_feature_dim == len(perts)
 
 
-def test_feature_and_gene_names_follow_embed_key_and_output_space(vocab: Vocab, manifest, synth_experiment_two_files) -> None:
+def test_feature_and_gene_names_follow_embed_key_and_output_space(
+    vocab: Vocab, manifest, synth_experiment_two_files
+) -> None:
     hvg = ad.read_h5ad(synth_experiment_two_files.h5ad_paths[0], backed="r").uns["hvg_names"]
     assert vocab.feature_names == tuple(f"X_state_{i}" for i in range(16))
     assert vocab.gene_names == tuple(str(g) for g in hvg)  # gene targets come from X_hvg
@@ -100,8 +111,14 @@ def test_frozen_vocab_keeps_indices_and_rejects_or_appends_new_labels(manifest: 
 
 def test_perturbation_features_in_vocab_order_with_zero_control(tmp_path: Path) -> None:
     path = tmp_path / "feats.safetensors"
-    save_file({"B": np.array([3.0, 4.0], np.float32), "A": np.array([1.0, 2.0], np.float32),
-               "unused": np.ones(2, np.float32)}, str(path))
+    save_file(
+        {
+            "B": np.array([3.0, 4.0], np.float32),
+            "A": np.array([1.0, 2.0], np.float32),
+            "unused": np.ones(2, np.float32),
+        },
+        str(path),
+    )
     table = load_perturbation_features(path, ["A", "B", CTRL], control_pert=CTRL)
     np.testing.assert_array_equal(table, [[1, 2], [3, 4], [0, 0]])
 

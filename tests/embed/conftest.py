@@ -35,7 +35,9 @@ def gene_table(se_data: dict[str, Path]) -> GeneTable:
     import anndata as ad
 
     genes = list(ad.read_h5ad(se_data["a"], backed="r").var_names) + EXTRA_GENES
-    return GeneTable(names=genes, vectors=torch.randn(len(genes), TOKEN_DIM, generator=torch.Generator().manual_seed(0)))
+    return GeneTable(
+        names=genes, vectors=torch.randn(len(genes), TOKEN_DIM, generator=torch.Generator().manual_seed(0))
+    )
 
 
 @pytest.fixture(scope="session")
@@ -50,6 +52,11 @@ def se_model_dir(tmp_path_factory: pytest.TempPathFactory, gene_table: GeneTable
     """A randomly initialised SE model folder (raw-count convention, fixed sampling)."""
     torch.manual_seed(0)
     model = StateEmbeddingModel(tiny_config(), gene_table.vectors)
-    meta = SEMeta(model_id="tiny-random", config=model.cfg, sentence=SentenceSpec(pad_length=PAD_LENGTH),
-                  convention=InputConvention("raw", None), vocab_digest=gene_table.digest())
+    meta = SEMeta(
+        model_id="tiny-random",
+        config=model.cfg,
+        sentence=SentenceSpec(pad_length=PAD_LENGTH),
+        convention=InputConvention("raw", None),
+        vocab_digest=gene_table.digest(),
+    )
     return save_se_model(tmp_path_factory.mktemp("se_model") / "model", model, meta, gene_table)

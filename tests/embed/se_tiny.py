@@ -9,5 +9,13 @@ PAD_LENGTH = 64
 
 
 def tiny_config(num_datasets: int = 2) -> SEConfig:
-    return SEConfig(token_dim=TOKEN_DIM, d_model=32, d_hid=64, nhead=4, nlayers=2, output_dim=32, dropout=0.1,
-                    num_datasets=num_datasets)
+    return SEConfig(
+        token_dim=TOKEN_DIM,
+        d_model=32,
+        d_hid=64,
+        nhead=4,
+        nlayers=2,
+        output_dim=32,
+        dropout=0.1,
+        num_datasets=num_datasets,
+    )

@@ -25,7 +25,10 @@ def test_export_passes_parity_at_shapes_other_than_the_example(exported):
 
 def test_graph_signature_matches_the_declared_one(exported):
     sig = signature_of_onnx(exported.onnx_path)
-    assert [(t.name, t.dtype, len(t.shape)) for t in sig.inputs] == [("gene_ids", "INT64", 2), ("count_feat", "FP32", 2)]
+    assert [(t.name, t.dtype, len(t.shape)) for t in sig.inputs] == [
+        ("gene_ids", "INT64", 2),
+        ("count_feat", "FP32", 2),
+    ]
     assert sig.outputs[0].name == "x_state" and sig.outputs[0].shape[1] == 42
 
 

@@ -15,14 +15,26 @@ from state_core.embed.transform import transform_h5ad
 
 
 def fit_config(se_data, table_file: Path, out: Path, max_steps: int):
-    return parse_fit_config({
-        "gene_embeddings": str(table_file), "output_dir": str(out), "seed": 0,
-        "datasets": [{"name": "b", "path": str(se_data["b"])}, {"name": "a", "path": str(se_data["a"])}],
-        "model": {"d_model": 32, "d_hid": 64, "nhead": 4, "nlayers": 2, "output_dim": 32},
-        "data": {"pad_length": 64, "positives": 8, "negatives": 8, "shared": 8, "batch_size": 16, "val_fraction": 0.1},
-        "optimizer": {"max_lr": 1e-3},
-        "trainer": {"max_steps": max_steps, "checkpoint_every_n_steps": 2},
-    }, "test")
+    return parse_fit_config(
+        {
+            "gene_embeddings": str(table_file),
+            "output_dir": str(out),
+            "seed": 0,
+            "datasets": [{"name": "b", "path": str(se_data["b"])}, {"name": "a", "path": str(se_data["a"])}],
+            "model": {"d_model": 32, "d_hid": 64, "nhead": 4, "nlayers": 2, "output_dim": 32},
+            "data": {
+                "pad_length": 64,
+                "positives": 8,
+                "negatives": 8,
+                "shared": 8,
+                "batch_size": 16,
+                "val_fraction": 0.1,
+            },
+            "optimizer": {"max_lr": 1e-3},
+            "trainer": {"max_steps": max_steps, "checkpoint_every_n_steps": 2},
+        },
+        "test",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +46,11 @@ def fitted(se_data, gene_table_file, tmp_path_factory) -> Path:
 
 def test_fit_writes_a_model_folder_that_transform_can_use(fitted, se_data, tmp_path):
     assert sorted(p.name for p in (fitted / "model").iterdir()) == [
-        "gene_embeddings.safetensors", "gene_vocab.json", "model.safetensors", "se_config.json"]
+        "gene_embeddings.safetensors",
+        "gene_vocab.json",
+        "model.safetensors",
+        "se_config.json",
+    ]
     assert "pe_embedding.weight" not in load_file(str(fitted / "model" / "model.safetensors"))
     summary = transform_h5ad(fitted, se_data["b"], tmp_path / "o.h5ad", progress=False)
     assert summary.dim == 42
@@ -64,5 +80,5 @@ def test_schedule_warms_up_then_one_cosine_to_the_floor():
 
 def test_tabular_loss_is_per_cell_plus_per_shared_gene_l2():
     pred, target = torch.tensor([[1.0, 0.0, 3.0], [0.0, 0.0, 0.0]]), torch.zeros(2, 3)
-    expected = (10 ** 0.5 + 0) / 2 + (3.0 + 0.0) / 1  # last column is the one shared gene
+    expected = (10**0.5 + 0) / 2 + (3.0 + 0.0) / 1  # last column is the one shared gene
     assert tabular_loss(pred, target, n_shared=1).item() == pytest.approx(expected)

@@ -49,8 +49,11 @@ def test_dense_x_gives_the_same_embedding_as_csr(se_model_dir, se_data, tmp_path
     adata = ad.read_h5ad(se_data["b"])
     adata.X = adata.X.toarray()
     adata.write_h5ad(dense_file)
-    np.testing.assert_allclose(embed(se_model_dir, dense_file, tmp_path / "d.h5ad"),
-                               embed(se_model_dir, se_data["b"], tmp_path / "c.h5ad"), atol=1e-6)
+    np.testing.assert_allclose(
+        embed(se_model_dir, dense_file, tmp_path / "d.h5ad"),
+        embed(se_model_dir, se_data["b"], tmp_path / "c.h5ad"),
+        atol=1e-6,
+    )
 
 
 def test_log_normalised_x_is_refused_as_raw_and_accepted_as_log1p(se_model_dir, se_data, tmp_path):

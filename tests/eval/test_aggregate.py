@@ -11,7 +11,9 @@ def _value(values, null=None):
 
 
 def test_describe_like_polars_nan_and_null():
-    agg = describe({"a": _value([1.0, np.nan, 3.0, 0.5]), "b": _value([1.0, 0.0, 3.0, 2.0], [False, True, False, False])})
+    agg = describe(
+        {"a": _value([1.0, np.nan, 3.0, 0.5]), "b": _value([1.0, 0.0, 3.0, 2.0], [False, True, False, False])}
+    )
     a = dict(zip(agg["statistic"], agg["a"]))
     b = dict(zip(agg["statistic"], agg["b"]))
     assert np.isnan(a["mean"]) and a["min"] == 0.5 and a["max"] == 3.0  # NaN poisons mean only

@@ -8,7 +8,9 @@ from state_core.eval.pseudobulk import Pseudobulk
 
 def _pb(real, pred, real_ctrl, pred_ctrl, perts):
     f = lambda a: np.asarray(a, dtype=np.float32)  # noqa: E731
-    return Pseudobulk(perts, f(real), f(pred), f(real_ctrl), f(pred_ctrl), np.asarray(real, float), np.asarray(pred, float))
+    return Pseudobulk(
+        perts, f(real), f(pred), f(real_ctrl), f(pred_ctrl), np.asarray(real, float), np.asarray(pred, float)
+    )
 
 
 def test_mse_mae_ignore_control_and_deltas_use_own_control():

@@ -13,7 +13,21 @@ def test_run_score_baseline_report(tiny_spec, tmp_path, capsys):
     assert main(["eval", "run", "-ap", base, "-ar", real, "-dp", str(tmp_path / "b_de.csv"), "-o", str(tmp_path / "b"),
                  "--profile", "vcc", "--no-report", *common]) == 0  # fmt: skip
     out = str(tmp_path / "score.csv")
-    assert main(["eval", "score", "-i", str(tmp_path / "m/agg_results.csv"), "-I", str(tmp_path / "b/agg_results.csv"), "-o", out]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "score",
+                "-i",
+                str(tmp_path / "m/agg_results.csv"),
+                "-I",
+                str(tmp_path / "b/agg_results.csv"),
+                "-o",
+                out,
+            ]
+        )
+        == 0
+    )
     assert "avg_score" in open(out).read()
 
 

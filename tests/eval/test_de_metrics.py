@@ -7,7 +7,13 @@ GENES = np.array([f"g{i}" for i in range(6)])
 
 
 def _table(lfc, fdr):
-    return DETable(perts=["A"], genes=GENES, log2_fold_change=np.array([lfc], float), p_value=np.array([fdr], float), fdr=np.array([fdr], float))
+    return DETable(
+        perts=["A"],
+        genes=GENES,
+        log2_fold_change=np.array([lfc], float),
+        p_value=np.array([fdr], float),
+        fdr=np.array([fdr], float),
+    )
 
 
 def _cmp():

@@ -15,10 +15,22 @@ from state_core.eval.summary import summarize
 
 
 def _two_cell_types(pearson_b: list[float]) -> EvalResult:
-    results = pd.DataFrame({"celltype": ["A", "A", "B", "B"], "perturbation": ["p1", "p2", "p1", "p2"],
-                            "mse": [1.0, 3.0, 2.0, 2.0], "pearson_delta": [0.4, 0.6, *pearson_b]})
-    agg = pd.DataFrame({"celltype": ["A", "B"], "statistic": ["mean", "mean"], "mse": [2.0, 2.0],
-                        "pearson_delta": [0.5, sum(pearson_b) / 2]})
+    results = pd.DataFrame(
+        {
+            "celltype": ["A", "A", "B", "B"],
+            "perturbation": ["p1", "p2", "p1", "p2"],
+            "mse": [1.0, 3.0, 2.0, 2.0],
+            "pearson_delta": [0.4, 0.6, *pearson_b],
+        }
+    )
+    agg = pd.DataFrame(
+        {
+            "celltype": ["A", "B"],
+            "statistic": ["mean", "mean"],
+            "mse": [2.0, 2.0],
+            "pearson_delta": [0.5, sum(pearson_b) / 2],
+        }
+    )
     return EvalResult(results, agg)
 
 
@@ -45,8 +57,16 @@ def test_stored_evaluation_reads_back_as_returned(tiny_pair, tiny_spec, tmp_path
     real, pred = (a.copy() for a in tiny_pair)
     for a in (real, pred):
         a.obs["cell_type"] = ["A" if i % 2 else "B" for i in range(a.n_obs)]
-    res = evaluate(pred, real, pert_col=tiny_spec.pert_col, control_pert=tiny_spec.control_pert, profile="pds",
-                   celltype_col="cell_type", outdir=tmp_path, celltype_folders=folders)
+    res = evaluate(
+        pred,
+        real,
+        pert_col=tiny_spec.pert_col,
+        control_pert=tiny_spec.control_pert,
+        profile="pds",
+        celltype_col="cell_type",
+        outdir=tmp_path,
+        celltype_folders=folders,
+    )
     assert (tmp_path / "A" / "agg_results.csv").is_file() == folders
     back = read_result(tmp_path)
     assert summarize(back).means == pytest.approx(summarize(res).means)

@@ -13,8 +13,19 @@ from state_core.models.st import StateTransitionModel, STConfig
 
 @pytest.fixture(scope="module")
 def st_export(tmp_module_dir):
-    config = STConfig(input_dim=8, output_dim=8, n_perturbations=5, hidden_dim=16, n_layers=2, n_heads=2,
-                      ffn_dim=32, gene_dim=10, n_batches=3, decoder_hidden_dims=(16,), dropout=0.0)
+    config = STConfig(
+        input_dim=8,
+        output_dim=8,
+        n_perturbations=5,
+        hidden_dim=16,
+        n_layers=2,
+        n_heads=2,
+        ffn_dim=32,
+        gene_dim=10,
+        n_batches=3,
+        decoder_hidden_dims=(16,),
+        dropout=0.0,
+    )
     model = StateTransitionModel(config).eval()
     inputs = GraphInputs(input_dim=8, num_perturbations=5, num_batches=3)
     return model, inputs, export_onnx(model, tmp_module_dir / "st.onnx", inputs)
@@ -37,8 +48,10 @@ def test_graph_has_the_documented_inputs_and_outputs(st_export):
         ("batch_idx", "INT64", ("batch", "set")),
         ("set_mask", "BOOL", ("batch", "set")),
     ]
-    assert [(t.name, t.shape) for t in sig.outputs] == [("pred_latent", ("batch", "set", 8)),
-                                                        ("pred_genes", ("batch", "set", 10))]
+    assert [(t.name, t.shape) for t in sig.outputs] == [
+        ("pred_latent", ("batch", "set", 8)),
+        ("pred_genes", ("batch", "set", 10)),
+    ]
 
 
 def test_onnx_matches_torch_at_a_large_unseen_shape(st_export):
@@ -54,16 +67,25 @@ def test_onnx_matches_torch_at_a_large_unseen_shape(st_export):
 
 
 def test_optional_inputs_and_gene_output_are_left_out_when_absent(tmp_path):
-    result = export_onnx(TinyST(num_genes=None), tmp_path / "plain.onnx",
-                         GraphInputs(input_dim=6, num_perturbations=4, with_mask=False), parity_shapes=((3, 5),))
+    result = export_onnx(
+        TinyST(num_genes=None),
+        tmp_path / "plain.onnx",
+        GraphInputs(input_dim=6, num_perturbations=4, with_mask=False),
+        parity_shapes=((3, 5),),
+    )
     assert [t.name for t in result.signature.inputs] == ["ctrl_cell_emb", "pert_idx"]
     assert [t.name for t in result.signature.outputs] == ["pred_latent"]
 
 
 def test_failed_parity_gate_raises_and_writes_nothing(tmp_path):
     with pytest.raises(ArtifactError, match="parity gate"):
-        export_onnx(TinyST(), tmp_path / "strict.onnx", GraphInputs(input_dim=6, num_perturbations=4),
-                    parity_shapes=((3, 17),), tolerance=1e-30)
+        export_onnx(
+            TinyST(),
+            tmp_path / "strict.onnx",
+            GraphInputs(input_dim=6, num_perturbations=4),
+            parity_shapes=((3, 17),),
+            tolerance=1e-30,
+        )
     assert list(tmp_path.iterdir()) == []
 
 

@@ -18,8 +18,16 @@ class TinyOutput(NamedTuple):
 
 
 class TinyST(nn.Module):
-    def __init__(self, input_dim: int = 6, output_dim: int = 5, num_perturbations: int = 4,
-                 num_genes: int | None = 7, num_batches: int | None = None, hidden: int = 16, seed: int = 0):
+    def __init__(
+        self,
+        input_dim: int = 6,
+        output_dim: int = 5,
+        num_perturbations: int = 4,
+        num_genes: int | None = 7,
+        num_batches: int | None = None,
+        hidden: int = 16,
+        seed: int = 0,
+    ):
         super().__init__()
         torch.manual_seed(seed)
         self.register_buffer("pert_table", torch.randn(num_perturbations, 3))  # [P, 3]

@@ -36,8 +36,11 @@ def test_the_compiled_fingerprint_task_runs_from_the_executor_input(synth_experi
     argv = tool.command_line(spec, "exec-fingerprint-data", payload)
     assert argv[:2] == ["sh", "-ec"] and json.loads(argv[argv.index("--executor_input") + 1]) == payload
     # the command calls `python3`: this interpreter's folder first, as the image's venv is on its PATH
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": str(ROOT),
+    }
     subprocess.run(argv, env=env, check=True, capture_output=True, timeout=300)
     output = json.loads((tmp_path / "executor_output.json").read_text())
     assert output["parameterValues"]["Output"] == experiment_fingerprint(toml)

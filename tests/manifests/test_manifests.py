@@ -16,9 +16,7 @@ def _documents() -> list[tuple[str, dict]]:
     docs = []
     for path in sorted(MANIFESTS.glob("*.yaml")):
         docs += [
-            (f"{path.name}:{d['kind']}/{d['metadata']['name']}", d)
-            for d in yaml.safe_load_all(path.read_text())
-            if d
+            (f"{path.name}:{d['kind']}/{d['metadata']['name']}", d) for d in yaml.safe_load_all(path.read_text()) if d
         ]
     return docs
 
@@ -27,14 +25,10 @@ DOCUMENTS = _documents()
 
 
 def _one(kind: str, name: str) -> dict:
-    return next(
-        d for _, d in DOCUMENTS if d["kind"] == kind and d["metadata"]["name"] == name
-    )
+    return next(d for _, d in DOCUMENTS if d["kind"] == kind and d["metadata"]["name"] == name)
 
 
-@pytest.mark.parametrize(
-    "label, document", DOCUMENTS, ids=[label for label, _ in DOCUMENTS]
-)
+@pytest.mark.parametrize("label, document", DOCUMENTS, ids=[label for label, _ in DOCUMENTS])
 def test_valid_against_kubernetes_schema(label, document):
     kubernetes_validate.validate(document, K8S_VERSION, strict=True)
 
@@ -63,21 +57,14 @@ def test_triton_runs_non_root_on_a_gpu_with_probes():
 
 def test_service_selects_the_deployment_pods_and_exposes_grpc():
     service = _one("Service", "state-triton")
-    pod_labels = _one("Deployment", "state-triton")["spec"]["template"]["metadata"][
-        "labels"
-    ]
+    pod_labels = _one("Deployment", "state-triton")["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["type"] == "ClusterIP"
     assert service["spec"]["selector"].items() <= pod_labels.items()
     container_ports = {
-        p["name"]
-        for p in _one("Deployment", "state-triton")["spec"]["template"]["spec"][
-            "containers"
-        ][0]["ports"]
+        p["name"] for p in _one("Deployment", "state-triton")["spec"]["template"]["spec"]["containers"][0]["ports"]
     }
     assert {p["targetPort"] for p in service["spec"]["ports"]} <= container_ports
-    assert any(
-        p["port"] == 8001 and p["name"] == "grpc" for p in service["spec"]["ports"]
-    )
+    assert any(p["port"] == 8001 and p["name"] == "grpc" for p in service["spec"]["ports"])
 
 
 def test_deployment_uses_the_workload_identity_service_account():
@@ -91,30 +78,20 @@ def test_hpa_and_network_policy_target_the_deployment():
     hpa = _one("HorizontalPodAutoscaler", "state-triton")
     assert hpa["spec"]["scaleTargetRef"]["name"] == "state-triton"
     policy = _one("NetworkPolicy", "state-triton")
-    pod_labels = _one("Deployment", "state-triton")["spec"]["template"]["metadata"][
-        "labels"
-    ]
+    pod_labels = _one("Deployment", "state-triton")["spec"]["template"]["metadata"]["labels"]
     assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
 
 
 def test_recurring_run_submits_the_retrain_pipeline_with_its_required_parameters():
     from pipelines.kfp_host import pipeline_parameters
 
-    container = _one("CronJob", "state-retrain-nightly")["spec"]["jobTemplate"]["spec"][
-        "template"
-    ]["spec"]["containers"][0]
+    container = _one("CronJob", "state-retrain-nightly")["spec"]["jobTemplate"]["spec"]["template"]["spec"][
+        "containers"
+    ][0]
     args = container["args"]
     assert args[:3] == ["pipeline", "submit", "retrain"]
-    given = {
-        a.removeprefix("--param=").split("=", 1)[0]
-        for a in args
-        if a.startswith("--param=")
-    }
-    required = {
-        name
-        for name, optional in pipeline_parameters("retrain").items()
-        if not optional
-    }
+    given = {a.removeprefix("--param=").split("=", 1)[0] for a in args if a.startswith("--param=")}
+    required = {name for name, optional in pipeline_parameters("retrain").items() if not optional}
     assert required <= given
 
 

@@ -37,7 +37,9 @@ def test_embed_sum_has_no_set_interaction() -> None:
     ctrl = torch.randn(1, 4, 3)
     changed = ctrl.clone()
     changed[0, -1] += 5.0
-    torch.testing.assert_close(model(ctrl, torch.tensor([1])).latent[0, 0], model(changed, torch.tensor([1])).latent[0, 0])
+    torch.testing.assert_close(
+        model(ctrl, torch.tensor([1])).latent[0, 0], model(changed, torch.tensor([1])).latent[0, 0]
+    )
     assert model.requires_training
 
 
@@ -58,8 +60,9 @@ def test_perturb_mean_respects_the_output_activation():
     from state_core.models.baselines import PerturbMean
     from state_core.models.st import STConfig
 
-    cfg = STConfig(input_dim=3, output_dim=3, n_perturbations=2, hidden_dim=8, n_heads=1, ffn_dim=8,
-                   output_activation="relu")
+    cfg = STConfig(
+        input_dim=3, output_dim=3, n_perturbations=2, hidden_dim=8, n_heads=1, ffn_dim=8, output_activation="relu"
+    )
     model = PerturbMean(cfg)
     model.fit(torch.tensor([[[0.0, 0, 0], [-5.0, 1.0, 0.0]]]), torch.tensor([[0, 10]]), torch.zeros(1, 3))
     out = model(torch.ones(1, 2, 3), torch.tensor([1]))
@@ -69,7 +72,9 @@ def test_perturb_mean_respects_the_output_activation():
 def test_shift_baselines_are_unclipped_by_default():
     from state_core.models.presets import DataDims, resolve_model_config
 
-    dims = DataDims(input_dim=4, output_dim=4, n_perturbations=3, n_cell_types=2, output_space="gene", embed_key="X_hvg")
+    dims = DataDims(
+        input_dim=4, output_dim=4, n_perturbations=3, n_cell_types=2, output_space="gene", embed_key="X_hvg"
+    )
     for name in ("perturb_mean", "perturb_mean_celltype"):
         assert resolve_model_config(name, dims).model.output_activation == "none"
         assert resolve_model_config(name, dims, {"output_activation": "relu"}).model.output_activation == "relu"

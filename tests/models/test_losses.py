@@ -30,7 +30,9 @@ def test_masked_energy_equals_energy_of_the_real_cells() -> None:
     mask[:, 6:] = False
     x_pad = x.clone()
     x_pad[:, 6:] = 1e3
-    torch.testing.assert_close(energy_distance(x_pad, y, mask, mask), energy_distance(x[:, :6], y[:, :6]), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        energy_distance(x_pad, y, mask, mask), energy_distance(x[:, :6], y[:, :6]), atol=1e-4, rtol=1e-4
+    )
 
 
 def test_energy_gradient_is_finite_when_prediction_equals_target() -> None:

@@ -11,7 +11,9 @@ from state_core.models.presets import DataDims, resolve_model_config
 HVG_TAHOE = DataDims(input_dim=2000, output_dim=2000, n_perturbations=1138, output_space="gene")
 
 
-@pytest.mark.parametrize("preset, millions", [("state", 70.0), ("state_sm", 35.1), ("state_lg", 233.5), ("pertsets", 12.7)])
+@pytest.mark.parametrize(
+    "preset, millions", [("state", 70.0), ("state_sm", 35.1), ("state_lg", 233.5), ("pertsets", 12.7)]
+)
 def test_parameter_counts_match_the_spec(preset: str, millions: float) -> None:
     # arc-state's architecture (arc_compat) has the published sizes; the default recipe adds exactly a
     # per-perturbation shift table [n_pert, D], two RMSNorm scales [H] on the codes and the context gain
@@ -22,25 +24,53 @@ def test_parameter_counts_match_the_spec(preset: str, millions: float) -> None:
     default = resolve_model_config(preset, HVG_TAHOE).model
     d_out = HVG_TAHOE.output_dim
     extra = HVG_TAHOE.n_perturbations * d_out + 2 * default.hidden_dim + (default.hidden_dim + 1) * d_out
-    assert sum(p.numel() for p in build_model(preset, default).parameters()) == \
-        sum(p.numel() for p in build_model(preset, arc).parameters()) + extra
+    assert (
+        sum(p.numel() for p in build_model(preset, default).parameters())
+        == sum(p.numel() for p in build_model(preset, arc).parameters()) + extra
+    )
 
 
 def test_overrides_use_the_original_key_names() -> None:
-    resolved = resolve_model_config("state", DataDims(8, 8, 3, n_batches=2, gene_dim=5), {
-        "cell_set_len": 64, "hidden_dim": 32, "batch_encoder": True, "loss": "se", "decoder_loss_weight": 0.1,
-        "transformer_backbone_kwargs": {"num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64,
-                                        "max_position_embeddings": 64},
-    })
+    resolved = resolve_model_config(
+        "state",
+        DataDims(8, 8, 3, n_batches=2, gene_dim=5),
+        {
+            "cell_set_len": 64,
+            "hidden_dim": 32,
+            "batch_encoder": True,
+            "loss": "se",
+            "decoder_loss_weight": 0.1,
+            "transformer_backbone_kwargs": {
+                "num_hidden_layers": 2,
+                "num_attention_heads": 4,
+                "intermediate_size": 64,
+                "max_position_embeddings": 64,
+            },
+        },
+    )
     m = resolved.model
-    assert (m.cell_set_len, m.hidden_dim, m.n_layers, m.n_heads, m.ffn_dim, m.n_batches, m.gene_dim) == (64, 32, 2, 4, 64, 2, 5)
+    assert (m.cell_set_len, m.hidden_dim, m.n_layers, m.n_heads, m.ffn_dim, m.n_batches, m.gene_dim) == (
+        64,
+        32,
+        2,
+        4,
+        64,
+        2,
+        5,
+    )
     assert (resolved.loss.loss, resolved.loss.decoder_weight) == ("se", 0.1)
 
 
 def test_pertsets_is_gpt2_with_a_linear_basal_encoder() -> None:
     m = resolve_model_config("pertsets", HVG_TAHOE).model
-    assert (m.backbone, m.hidden_dim, m.n_layers, m.n_heads, m.cell_set_len, m.use_basal_projection) == \
-        ("gpt2", 328, 8, 8, 512, False)
+    assert (m.backbone, m.hidden_dim, m.n_layers, m.n_heads, m.cell_set_len, m.use_basal_projection) == (
+        "gpt2",
+        328,
+        8,
+        8,
+        512,
+        False,
+    )
 
 
 def test_unknown_override_keys_are_named() -> None:
@@ -68,8 +98,11 @@ def test_dependent_sizes_follow_an_overridden_width():
     pertsets = resolve_model_config("pertsets", dims, {"hidden_dim": 336})
     assert pertsets.model.ffn_dim == 4 * 336 and pertsets.model.head_dim is None
     # explicit sizes win over the scaling
-    explicit = resolve_model_config("state_sm", dims, {"hidden_dim": 336, "transformer_backbone_kwargs": {
-        "intermediate_size": 1000, "head_dim": 64}})
+    explicit = resolve_model_config(
+        "state_sm",
+        dims,
+        {"hidden_dim": 336, "transformer_backbone_kwargs": {"intermediate_size": 1000, "head_dim": 64}},
+    )
     assert (explicit.model.head_dim, explicit.model.ffn_dim) == (64, 1000)
 
 

@@ -30,8 +30,10 @@ def test_plain_pickle_with_numpy_round_trips(tmp_path: Path) -> None:
 
 
 def test_torch_file_with_tensors_loads(tmp_path: Path) -> None:
-    torch.save({"w": torch.ones(2, 3), "p": torch.nn.Parameter(torch.zeros(1)), "od": collections.OrderedDict(a=1)},
-               tmp_path / "m.pt")
+    torch.save(
+        {"w": torch.ones(2, 3), "p": torch.nn.Parameter(torch.zeros(1)), "od": collections.OrderedDict(a=1)},
+        tmp_path / "m.pt",
+    )
     loaded = safe_torch_load(tmp_path / "m.pt")
     assert loaded["w"].shape == (2, 3) and loaded["od"] == {"a": 1}
 

@@ -11,8 +11,18 @@ from state_core.models.st import STConfig, StateTransitionModel
 
 
 def tiny_config(**overrides) -> STConfig:
-    values = dict(input_dim=6, output_dim=6, n_perturbations=4, hidden_dim=16, n_layers=2, n_heads=4, ffn_dim=32,
-                  gene_dim=5, decoder_hidden_dims=(8,), dropout=0.0)
+    values = dict(
+        input_dim=6,
+        output_dim=6,
+        n_perturbations=4,
+        hidden_dim=16,
+        n_layers=2,
+        n_heads=4,
+        ffn_dim=32,
+        gene_dim=5,
+        decoder_hidden_dims=(8,),
+        dropout=0.0,
+    )
     values.update(overrides)
     return STConfig(**values)
 
@@ -35,14 +45,18 @@ def test_no_gene_decoder_without_gene_targets() -> None:
 def test_model_is_permutation_equivariant(space: str) -> None:
     model, ctrl, pert = tiny_model(output_space=space), torch.randn(2, 7, 6), torch.tensor([1, 2])
     perm = torch.randperm(7)
-    torch.testing.assert_close(model(ctrl, pert).latent[:, perm], model(ctrl[:, perm], pert).latent, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        model(ctrl, pert).latent[:, perm], model(ctrl[:, perm], pert).latent, atol=1e-5, rtol=1e-5
+    )
 
 
 def test_padding_does_not_change_real_predictions() -> None:
     model, ctrl, pert = tiny_model(), torch.randn(1, 4, 6), torch.tensor([2])
     padded = torch.cat([ctrl, torch.zeros(1, 2, 6)], dim=1)
     mask = torch.tensor([[True] * 4 + [False] * 2])
-    torch.testing.assert_close(model(padded, pert, mask=mask).latent[:, :4], model(ctrl, pert).latent, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        model(padded, pert, mask=mask).latent[:, :4], model(ctrl, pert).latent, atol=1e-5, rtol=1e-5
+    )
 
 
 def test_perturbation_features_change_predictions() -> None:
@@ -78,16 +92,22 @@ def test_onnx_export_runs_at_another_shape(tmp_path) -> None:
     ctrl, pert, batch = torch.randn(2, 5, 6), torch.tensor([0, 3]), torch.zeros(2, 5, dtype=torch.long)
     mask = torch.ones(2, 5, dtype=torch.bool)
     b, s = torch.export.Dim("B"), torch.export.Dim("S")
-    program = torch.onnx.export(model, (ctrl, pert, batch, mask), dynamo=True,
-                                dynamic_shapes=({0: b, 1: s}, {0: b}, {0: b, 1: s}, {0: b, 1: s}),
-                                input_names=["ctrl", "pert_idx", "batch_idx", "mask"], output_names=["latent", "genes"])
+    program = torch.onnx.export(
+        model,
+        (ctrl, pert, batch, mask),
+        dynamo=True,
+        dynamic_shapes=({0: b, 1: s}, {0: b}, {0: b, 1: s}, {0: b, 1: s}),
+        input_names=["ctrl", "pert_idx", "batch_idx", "mask"],
+        output_names=["latent", "genes"],
+    )
     program.save(str(tmp_path / "st.onnx"))
     session = onnxruntime.InferenceSession(str(tmp_path / "st.onnx"))
     ctrl, pert, batch = torch.randn(3, 9, 6), torch.tensor([0, 1, 2]), torch.randint(0, 3, (3, 9))
     mask = torch.ones(3, 9, dtype=torch.bool)
     mask[1, 6:] = False
-    latent, genes = session.run(None, {"ctrl": ctrl.numpy(), "pert_idx": pert.numpy(), "batch_idx": batch.numpy(),
-                                       "mask": mask.numpy()})
+    latent, genes = session.run(
+        None, {"ctrl": ctrl.numpy(), "pert_idx": pert.numpy(), "batch_idx": batch.numpy(), "mask": mask.numpy()}
+    )
     expected = model(ctrl, pert, batch, mask)
     np.testing.assert_allclose(latent, expected.latent.detach().numpy(), atol=1e-5)
     np.testing.assert_allclose(genes, expected.genes.detach().numpy(), atol=1e-5)

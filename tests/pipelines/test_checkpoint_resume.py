@@ -44,8 +44,9 @@ train_for_pipeline(embedded, split, run_dir, "state_sm", overrides, data_fingerp
 
 def _start(args: list[str], log: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    return subprocess.Popen([sys.executable, "-c", SCRIPT, *args], stdout=log.open("w"), stderr=subprocess.STDOUT,
-                            env=env)
+    return subprocess.Popen(
+        [sys.executable, "-c", SCRIPT, *args], stdout=log.open("w"), stderr=subprocess.STDOUT, env=env
+    )
 
 
 def test_killed_training_resumes_from_the_durable_checkpoint(synth_experiment, tmp_path):
@@ -56,8 +57,9 @@ def test_killed_training_resumes_from_the_durable_checkpoint(synth_experiment, t
     durable = tmp_path / "durable"
     mirrored = durable / durable_key("fp-1", "state_sm", OVERRIDES) / "checkpoints" / "last.ckpt"
 
-    first = _start([str(embedded), str(split), str(tmp_path / "pod1" / "model"), str(durable), *OVERRIDES],
-                   tmp_path / "first.log")
+    first = _start(
+        [str(embedded), str(split), str(tmp_path / "pod1" / "model"), str(durable), *OVERRIDES], tmp_path / "first.log"
+    )
     try:
         deadline = time.monotonic() + 600
         while not mirrored.exists() and first.poll() is None and time.monotonic() < deadline:
@@ -73,8 +75,9 @@ def test_killed_training_resumes_from_the_durable_checkpoint(synth_experiment, t
             first.wait(timeout=30)
     assert not (tmp_path / "pod1" / "model").exists()  # KFP would upload nothing from the killed task
 
-    second = _start([str(embedded), str(split), str(tmp_path / "pod2" / "model"), str(durable), *OVERRIDES],
-                    tmp_path / "second.log")
+    second = _start(
+        [str(embedded), str(split), str(tmp_path / "pod2" / "model"), str(durable), *OVERRIDES], tmp_path / "second.log"
+    )
     assert second.wait(timeout=600) == 0, (tmp_path / "second.log").read_text()
     log = (tmp_path / "second.log").read_text()
     assert "restored checkpoints from" in log and "resuming" in log

@@ -40,9 +40,7 @@ def _documents(path: Path) -> tuple[dict, dict]:
 def _tasks(spec: dict) -> dict[str, dict]:
     """Every task of the pipeline, nested condition DAGs included, keyed by display name."""
     found = {}
-    for dag in [spec["root"]["dag"]] + [
-        c["dag"] for c in spec["components"].values() if "dag" in c
-    ]:
+    for dag in [spec["root"]["dag"]] + [c["dag"] for c in spec["components"].values() if "dag" in c]:
         for task in dag["tasks"].values():
             found[task["taskInfo"]["name"]] = task
     return found
@@ -50,9 +48,7 @@ def _tasks(spec: dict) -> dict[str, dict]:
 
 @pytest.mark.parametrize("name", sorted(PIPELINES))
 def test_matches_golden_file(compiled, name):
-    assert compiled[name].read_bytes() == (GOLDEN / f"{name}.yaml").read_bytes(), (
-        f"regenerate with: {REGENERATE}"
-    )
+    assert compiled[name].read_bytes() == (GOLDEN / f"{name}.yaml").read_bytes(), f"regenerate with: {REGENERATE}"
 
 
 def test_compiles_byte_identically_twice(compiled, tmp_path):
@@ -68,24 +64,16 @@ def test_loads_back_with_kfp(compiled, name):
 
 def test_training_task_requests_gpu_from_run_parameters(compiled):
     spec, _ = _documents(compiled["train"])
-    resources = spec["deploymentSpec"]["executors"]["exec-train-model"]["container"][
-        "resources"
-    ]
-    assert (
-        resources["accelerator"]["resourceCount"]
-        == "{{$.inputs.parameters['pipelinechannel--gpu_count']}}"
-    )
-    assert (
-        resources["accelerator"]["resourceType"]
-        == "{{$.inputs.parameters['pipelinechannel--gpu_resource']}}"
-    )
+    resources = spec["deploymentSpec"]["executors"]["exec-train-model"]["container"]["resources"]
+    assert resources["accelerator"]["resourceCount"] == "{{$.inputs.parameters['pipelinechannel--gpu_count']}}"
+    assert resources["accelerator"]["resourceType"] == "{{$.inputs.parameters['pipelinechannel--gpu_resource']}}"
 
 
 def test_baseline_training_stays_on_cpu(compiled):
     spec, _ = _documents(compiled["train"])
-    assert "accelerator" not in spec["deploymentSpec"]["executors"][
-        "exec-train-model-2"
-    ]["container"].get("resources", {})
+    assert "accelerator" not in spec["deploymentSpec"]["executors"]["exec-train-model-2"]["container"].get(
+        "resources", {}
+    )
 
 
 def test_preemptible_steps_retry_and_gate_never_caches(compiled):
@@ -113,12 +101,8 @@ def test_publish_runs_only_under_the_gate_condition(compiled):
 def test_kubernetes_settings_on_gpu_task(compiled):
     _, executors = _documents(compiled["train"])
     train = executors["exec-train-model"]
-    assert train["nodeSelector"] == {
-        "nodeSelectorJson": {"componentInputParameter": "gpu_node_selector"}
-    }
-    assert train["tolerations"] == [
-        {"effect": "NoSchedule", "key": "nvidia.com/gpu", "operator": "Exists"}
-    ]
+    assert train["nodeSelector"] == {"nodeSelectorJson": {"componentInputParameter": "gpu_node_selector"}}
+    assert train["tolerations"] == [{"effect": "NoSchedule", "key": "nvidia.com/gpu", "operator": "Exists"}]
     assert train["activeDeadlineSeconds"] == "86400"
     assert "nodeSelector" not in executors["exec-train-model-2"]
 
@@ -139,13 +123,9 @@ def test_components_do_not_pip_install_at_pod_start(compiled):
 
 
 def test_image_setting_reaches_every_task(tmp_path):
-    path = compile_pipeline(
-        "train", tmp_path / "t.yaml", PipelineSettings(image="registry.local/state:dev")
-    )
+    path = compile_pipeline("train", tmp_path / "t.yaml", PipelineSettings(image="registry.local/state:dev"))
     spec, _ = _documents(path)
-    images = {
-        e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()
-    }
+    images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
     assert images == {"registry.local/state:dev"}
 
 
@@ -186,8 +166,11 @@ def test_each_pipeline_passes_every_parameter_its_steps_need(compiled, name):
         missing = sorted(set(declared) - set(given))
         assert not missing, f"{name}: task {task_name} gets no value for {missing}"
         # KFP passes resource settings made from run parameters as placeholder "constants"; those are fine
-        constants = sorted(k for k, v in given.items() if "runtimeValue" in v
-                           and "pipelinechannel--" not in str(v["runtimeValue"].get("constant", "")))
+        constants = sorted(
+            k
+            for k, v in given.items()
+            if "runtimeValue" in v and "pipelinechannel--" not in str(v["runtimeValue"].get("constant", ""))
+        )
         assert not constants, f"{name}: task {task_name} gets constants for {constants}"
 
 
@@ -201,11 +184,20 @@ def test_retraining_exposes_every_training_parameter(compiled):
 def test_data_steps_take_the_data_fingerprint(compiled):
     spec, _ = _documents(compiled["train"])
     tasks = _tasks(spec)
-    for step_name in ("split", "embed", "train candidate", "train baseline", "evaluate candidate",
-                      "evaluate baseline", "export ONNX"):
+    for step_name in (
+        "split",
+        "embed",
+        "train candidate",
+        "train baseline",
+        "evaluate candidate",
+        "evaluate baseline",
+        "export ONNX",
+    ):
         source = tasks[step_name]["inputs"]["parameters"]["data_fingerprint"]
-        assert source == {"taskOutputParameter": {"outputParameterKey": "Output", "producerTask": "fingerprint-data"}} \
-            or "componentInputParameter" in source, step_name
+        assert (
+            source == {"taskOutputParameter": {"outputParameterKey": "Output", "producerTask": "fingerprint-data"}}
+            or "componentInputParameter" in source
+        ), step_name
     assert tasks["data fingerprint"]["cachingOptions"] == {}
 
 

@@ -15,8 +15,4 @@ def test_nan_metrics_round_trip_through_strict_json():
     metrics = {"pearson_delta": 0.5, "de_spearman_sig": math.nan}
     metadata = json.loads(json.dumps(metrics_to_metadata(metrics), allow_nan=False))
     back = metrics_from_metadata({**metadata, "display_name": "metrics"})
-    assert (
-        back["pearson_delta"] == 0.5
-        and math.isnan(back["de_spearman_sig"])
-        and "display_name" not in back
-    )
+    assert back["pearson_delta"] == 0.5 and math.isnan(back["de_spearman_sig"]) and "display_name" not in back

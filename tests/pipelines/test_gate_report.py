@@ -18,20 +18,33 @@ def test_page_shows_every_model_per_cell_type_and_the_gate(tmp_path):
     worse = make_pred(real, dataclasses.replace(SPEC, noise_sd=SPEC.noise_sd * 4, seed=6))
     for a in (real, pred, worse):
         a.obs["cell_type"] = ["K562" if i % 2 else "RPE1" for i in range(a.n_obs)]
-    kw = dict(pert_col=SPEC.pert_col, control_pert=SPEC.control_pert, profile="minimal", celltype_col="cell_type",
-              celltype_folders=True)
+    kw = dict(
+        pert_col=SPEC.pert_col,
+        control_pert=SPEC.control_pert,
+        profile="minimal",
+        celltype_col="cell_type",
+        celltype_folders=True,
+    )
     means = {}
-    for name, folder, adata in (("candidate", tmp_path / "cand", pred), ("baseline", tmp_path / "base", worse),
-                                ("serving", tmp_path / "cmp" / SERVING_EVAL, pred)):
+    for name, folder, adata in (
+        ("candidate", tmp_path / "cand", pred),
+        ("baseline", tmp_path / "base", worse),
+        ("serving", tmp_path / "cmp" / SERVING_EVAL, pred),
+    ):
         res = evaluate(adata, real, outdir=folder, **kw)
         means[name] = res.agg[res.agg["statistic"] == "mean"]["mse"].mean()
-    comparison = SameCellsComparison(COMPARED, "Compared with serving version 3 on the candidate's test cells.",
-                                     serving_version=3, candidate={"mse": means["candidate"]},
-                                     serving={"mse": means["serving"]})
+    comparison = SameCellsComparison(
+        COMPARED,
+        "Compared with serving version 3 on the candidate's test cells.",
+        serving_version=3,
+        candidate={"mse": means["candidate"]},
+        serving={"mse": means["serving"]},
+    )
     (tmp_path / "cmp" / COMPARISON_FILE).write_text(comparison.to_json())
     decision = gate_on_same_cells({"mse": means["candidate"]}, {"mse": means["baseline"]}, comparison, "mse", False)
-    page = write_gate_report(decision, tmp_path / "cand", tmp_path / "base", tmp_path / "cmp",
-                             tmp_path / "report.html").read_text()
+    page = write_gate_report(
+        decision, tmp_path / "cand", tmp_path / "base", tmp_path / "cmp", tmp_path / "report.html"
+    ).read_text()
     assert not decision.promote  # the same predictions as the serving model do not beat it
     assert "Gate: HOLD" in page and "beats the baseline but not the serving model" in page
     assert "<th>candidate</th><th>baseline</th><th>serving v3</th>" in page and "Δ vs serving v3" in page

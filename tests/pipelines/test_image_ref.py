@@ -18,12 +18,15 @@ from state_core.errors import ConfigError
 DIGEST = "sha256:" + "ab" * 32
 
 
-@pytest.mark.parametrize(("ref", "registry", "repository", "tag"), [
-    ("ghcr.io/state-core/state-train:0.1.0", "ghcr.io", "state-core/state-train", "0.1.0"),
-    ("localhost:5000/state-train", "localhost:5000", "state-train", None),
-    ("python:3.11-slim", "registry-1.docker.io", "library/python", "3.11-slim"),
-    ("team/tool:1", "registry-1.docker.io", "team/tool", "1"),
-])
+@pytest.mark.parametrize(
+    ("ref", "registry", "repository", "tag"),
+    [
+        ("ghcr.io/state-core/state-train:0.1.0", "ghcr.io", "state-core/state-train", "0.1.0"),
+        ("localhost:5000/state-train", "localhost:5000", "state-train", None),
+        ("python:3.11-slim", "registry-1.docker.io", "library/python", "3.11-slim"),
+        ("team/tool:1", "registry-1.docker.io", "team/tool", "1"),
+    ],
+)
 def test_references_name_registry_repository_and_tag(ref, registry, repository, tag):
     image = ImageRef.parse(ref)
     assert image.registry_and_repository() == (registry, repository) and image.tag == tag
@@ -47,8 +50,10 @@ def test_an_unreachable_registry_leaves_the_tag_and_says_how_to_pin(closed_port)
 
 
 def test_a_given_digest_wins_without_asking_any_registry(closed_port):
-    assert pinned_image(f"localhost:{closed_port}/state:1", DIGEST) == (f"localhost:{closed_port}/state:1@{DIGEST}",
-                                                                     None)
+    assert pinned_image(f"localhost:{closed_port}/state:1", DIGEST) == (
+        f"localhost:{closed_port}/state:1@{DIGEST}",
+        None,
+    )
 
 
 @pytest.fixture
@@ -65,8 +70,16 @@ def registry(tmp_path, closed_port):
     if binary is None:
         pytest.skip("needs the registry server: apt-get install -y docker-registry")
     config = tmp_path / "registry.yml"
-    config.write_text(json.dumps({"version": 0.1, "storage": {"filesystem": {"rootdirectory": str(tmp_path / "r")}},
-                                  "http": {"addr": f"127.0.0.1:{closed_port}"}, "log": {"level": "error"}}))
+    config.write_text(
+        json.dumps(
+            {
+                "version": 0.1,
+                "storage": {"filesystem": {"rootdirectory": str(tmp_path / "r")}},
+                "http": {"addr": f"127.0.0.1:{closed_port}"},
+                "log": {"level": "error"},
+            }
+        )
+    )
     server = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{closed_port}"
     try:
@@ -84,6 +97,7 @@ def registry(tmp_path, closed_port):
 
 def _push(base: str, repository: str, tag: str, layer: bytes) -> str:
     """Push a one-layer OCI image through the registry API; returns its manifest digest."""
+
     def blob(data: bytes) -> dict:
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         start = requests.post(f"{base}/v2/{repository}/blobs/uploads/", timeout=5)
@@ -93,13 +107,20 @@ def _push(base: str, repository: str, tag: str, layer: bytes) -> str:
         return {"digest": digest, "size": len(data)}
 
     config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}})
-    manifest = json.dumps({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **blob(config.encode())},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", **blob(layer)}],
-    }).encode()
-    requests.put(f"{base}/v2/{repository}/manifests/{tag}", data=manifest, timeout=5,
-                 headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"}).raise_for_status()
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **blob(config.encode())},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", **blob(layer)}],
+        }
+    ).encode()
+    requests.put(
+        f"{base}/v2/{repository}/manifests/{tag}",
+        data=manifest,
+        timeout=5,
+        headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"},
+    ).raise_for_status()
     return "sha256:" + hashlib.sha256(manifest).hexdigest()
 
 

@@ -40,15 +40,14 @@ class KfpStub(BaseHTTPRequestHandler):
         size = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(size) if size else b""
         self.requests.append(
-            Recorded(self.command, self.path, json.loads(raw) if raw else {},
-                     {k.lower(): v for k, v in self.headers.items()})
+            Recorded(
+                self.command, self.path, json.loads(raw) if raw else {}, {k.lower(): v for k, v in self.headers.items()}
+            )
         )
         if "/experiments" in self.path:
             reply = (
                 {
-                    "experiments": [
-                        {"experiment_id": "exp-1", "display_name": "state"}
-                    ],
+                    "experiments": [{"experiment_id": "exp-1", "display_name": "state"}],
                     "total_size": 1,
                 }
                 if self.command == "GET"
@@ -86,9 +85,7 @@ def kfp_host() -> Iterator[tuple[str, list[Recorded]]]:
 
 
 def _posted(recorded: list[Recorded], suffix: str) -> dict:
-    bodies = [
-        r.body for r in recorded if r.method == "POST" and r.path.endswith(suffix)
-    ]
+    bodies = [r.body for r in recorded if r.method == "POST" and r.path.endswith(suffix)]
     assert len(bodies) == 1, [r.path for r in recorded]
     return bodies[0]
 
@@ -112,15 +109,11 @@ def test_submit_posts_compiled_pipeline_with_typed_parameters(kfp_host, capsys):
     assert code == 0 and "run-1" in capsys.readouterr().out
     body = _posted(recorded, "/apis/v2beta1/runs")
     assert body["experiment_id"] == "exp-1"
-    assert (
-        body["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "state-train"
-    )
+    assert body["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "state-train"
     assert "kubernetes" in body["pipeline_spec"]["platform_spec"]["platforms"]
     parameters = body["runtime_config"]["parameters"]
     assert parameters["gpu_count"] == 2
-    assert parameters["gpu_node_selector"] == {
-        "cloud.google.com/gke-accelerator": "nvidia-h100-80gb"
-    }
+    assert parameters["gpu_node_selector"] == {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"}
 
 
 def test_schedule_posts_six_field_cron_without_catchup(kfp_host):
@@ -145,10 +138,7 @@ def test_schedule_posts_six_field_cron_without_catchup(kfp_host):
     assert body["display_name"] == "nightly-retrain"
     assert int(body["max_concurrency"]) == 1
     assert body["no_catchup"] is True
-    assert (
-        body["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"]
-        == "state-retrain"
-    )
+    assert body["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "state-retrain"
 
 
 def test_bad_cron_fails_before_contacting_the_host(kfp_host, capsys):
@@ -177,19 +167,27 @@ def test_unknown_and_missing_parameters_are_reported_together(kfp_host):
     with pytest.raises(ConfigError) as err:
         submit_run(KfpTarget(host=host), "train", ["gpu_cont=2"])
     message = str(err.value)
-    assert (
-        "gpu_cont" in message
-        and "experiment_toml" in message
-        and "model_repository" in message
-    )
+    assert "gpu_cont" in message and "experiment_toml" in message and "model_repository" in message
     assert recorded == []
 
 
 def test_user_token_service_account_and_namespace_reach_the_host(kfp_host, monkeypatch):
     host, recorded = kfp_host
     monkeypatch.setenv("STATE_KFP_TOKEN", "user-token-123")
-    code = main(["pipeline", "submit", "retrain", "--host", host, "--namespace", "team-perturb",
-                 "--service-account", "state-runner", *REQUIRED])
+    code = main(
+        [
+            "pipeline",
+            "submit",
+            "retrain",
+            "--host",
+            host,
+            "--namespace",
+            "team-perturb",
+            "--service-account",
+            "state-runner",
+            *REQUIRED,
+        ]
+    )
     assert code == 0
     body = _posted(recorded, "/apis/v2beta1/runs")
     assert body["service_account"] == "state-runner"

@@ -6,15 +6,23 @@ import io
 
 from pipelines.local_progress import StageEvents
 
-TRACEBACK = ["    Traceback (most recent call last):", '      File "x.py", line 1, in f', "        f()",
-             "    state_core.errors.ConfigError: run.toml: 1 problem", "      - key: bad value",
-             "    12:00:00.000 - ERROR - Task 'split-cells' finished with status FAILURE"]
+TRACEBACK = [
+    "    Traceback (most recent call last):",
+    '      File "x.py", line 1, in f',
+    "        f()",
+    "    state_core.errors.ConfigError: run.toml: 1 problem",
+    "      - key: bad value",
+    "    12:00:00.000 - ERROR - Task 'split-cells' finished with status FAILURE",
+]
 
 
 def _events() -> tuple[StageEvents, io.StringIO]:
     echo = io.StringIO()
-    return StageEvents(key_figure=lambda task: f"figure of {task}", echo=echo,
-                       display_names={"split-cells": "split", "train-model": "train candidate"}), echo
+    return StageEvents(
+        key_figure=lambda task: f"figure of {task}",
+        echo=echo,
+        display_names={"split-cells": "split", "train-model": "train candidate"},
+    ), echo
 
 
 def test_each_finished_cached_or_skipped_stage_prints_one_line():
@@ -37,5 +45,7 @@ def test_a_failed_stage_keeps_its_exception_lines():
     events.on_message("Task 'split-cells' finished with status FAILURE")
     events.on_output("Skipping task embed-cells: upstream task(s) ['split-cells'] failed.\n")  # not the stage's
     assert events.failed == "split-cells" and echo.getvalue().split()[:2] == ["split", "FAILED"]
-    assert events.failure_tail().splitlines() == ["    | state_core.errors.ConfigError: run.toml: 1 problem",
-                                                  "    |   - key: bad value"]
+    assert events.failure_tail().splitlines() == [
+        "    | state_core.errors.ConfigError: run.toml: 1 problem",
+        "    |   - key: bad value",
+    ]

@@ -50,15 +50,9 @@ def test_a_run_prints_one_line_per_stage_and_a_summary(printed_runs):
 def test_first_run_publishes_a_served_version_with_its_record(two_runs):
     first, _ = two_runs
     assert first.published_version == 1
-    record = json.loads(
-        (first.model_repository / "state_st" / "1" / "publish_record.json").read_text()
-    )
-    assert record["metrics"]["de_direction_match"] == pytest.approx(
-        first.metrics["de_direction_match"]
-    )
-    assert (
-        "specific" in (first.model_repository / "state_st" / "config.pbtxt").read_text()
-    )
+    record = json.loads((first.model_repository / "state_st" / "1" / "publish_record.json").read_text())
+    assert record["metrics"]["de_direction_match"] == pytest.approx(first.metrics["de_direction_match"])
+    assert "specific" in (first.model_repository / "state_st" / "config.pbtxt").read_text()
 
 
 def test_first_run_leaves_metrics_report_and_gate_decision(two_runs):
@@ -77,9 +71,7 @@ def test_second_run_report_compares_with_the_serving_version(two_runs):
     assert "Gate: HOLD" in page and "<th>serving v1</th>" in page and "Δ vs serving v1" in page
 
 
-@pytest.mark.skipif(
-    not HAS_TRITONSERVER, reason="tritonserver (nvidia-pytriton) is not installed"
-)
+@pytest.mark.skipif(not HAS_TRITONSERVER, reason="tritonserver (nvidia-pytriton) is not installed")
 def test_first_run_ends_with_a_grpc_query(two_runs):
     first, _ = two_runs
     assert first.query.startswith("256 cells predicted by state_st")
@@ -108,9 +100,7 @@ def test_batch_inference_pipeline_predicts_with_the_trained_run(two_runs, tmp_pa
     model_run = task_output(first.run_root.parent, "train-model", "model")
     data_file = next((first.run_root.parents[1] / "data" / "synth").glob("*.h5ad"))
     ad.read_h5ad(data_file)[:200].copy().write_h5ad(tmp_path / "cells.h5ad")
-    predicted = ad.read_h5ad(
-        predict_locally(model_run, tmp_path / "cells.h5ad", tmp_path / "kfp")
-    )
+    predicted = ad.read_h5ad(predict_locally(model_run, tmp_path / "cells.h5ad", tmp_path / "kfp"))
     assert predicted.n_obs == 200
     assert any(key.endswith("_pred") for key in predicted.obsm)
 

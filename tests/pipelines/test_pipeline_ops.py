@@ -20,22 +20,14 @@ def test_without_a_pinned_version_the_highest_numeric_version_serves(tmp_path):
     write_record(str(tmp_path), PublishRecord("m", 10, {"r": 0.5}, run_uri="runs/x"))
     assert serving_version(str(tmp_path), "m") == 10
     record = serving_record(str(tmp_path), "m")
-    assert (
-        record is not None
-        and record.metrics == {"r": 0.5}
-        and record.run_uri == "runs/x"
-    )
+    assert record is not None and record.metrics == {"r": 0.5} and record.run_uri == "runs/x"
 
 
 def test_the_version_pinned_in_config_pbtxt_serves_after_a_rollback(tmp_path):
     for version in ("1", "2"):
         (tmp_path / "m" / version).mkdir(parents=True)
-        write_record(
-            str(tmp_path), PublishRecord("m", int(version), {"r": float(version)})
-        )
-    (tmp_path / "m" / "config.pbtxt").write_text(
-        'name: "m"\nversion_policy: { specific: { versions: [ 1 ] } }\n'
-    )
+        write_record(str(tmp_path), PublishRecord("m", int(version), {"r": float(version)}))
+    (tmp_path / "m" / "config.pbtxt").write_text('name: "m"\nversion_policy: { specific: { versions: [ 1 ] } }\n')
     assert serving_record(str(tmp_path), "m").metrics == {"r": 1.0}
 
 
@@ -90,15 +82,11 @@ def test_retraining_skips_unchanged_data_and_runs_on_changed_data(tmp_path):
 
     toml = _experiment(tmp_path)
     repository = tmp_path / "repo"
-    assert data_changed_since_serving(
-        str(toml), str(repository), "m"
-    )  # nothing serving yet
+    assert data_changed_since_serving(str(toml), str(repository), "m")  # nothing serving yet
     (repository / "m" / "1").mkdir(parents=True)
     write_record(
         str(repository),
-        PublishRecord(
-            "m", 1, {"r": 1.0}, data_fingerprint=experiment_fingerprint(toml)
-        ),
+        PublishRecord("m", 1, {"r": 1.0}, data_fingerprint=experiment_fingerprint(toml)),
     )
     assert not data_changed_since_serving(str(toml), str(repository), "m")
     (tmp_path / "ds" / "b.h5ad").write_bytes(b"new cells")

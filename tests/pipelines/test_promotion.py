@@ -12,48 +12,36 @@ from state_core.pipeline_ops.promotion import gate_on_same_cells, should_promote
 
 
 def test_promotes_when_better_than_baseline_and_nothing_serving():
-    decision = should_promote(
-        {"pearson": 0.8}, {"pearson": 0.5}, None, "pearson", higher_is_better=True
-    )
+    decision = should_promote({"pearson": 0.8}, {"pearson": 0.5}, None, "pearson", higher_is_better=True)
     assert decision.promote
     assert decision.serving is None
 
 
 def test_holds_when_not_better_than_baseline():
-    decision = should_promote(
-        {"pearson": 0.5}, {"pearson": 0.5}, None, "pearson", higher_is_better=True
-    )
+    decision = should_promote({"pearson": 0.5}, {"pearson": 0.5}, None, "pearson", higher_is_better=True)
     assert not decision.promote
     assert "baseline" in decision.reason
 
 
 def test_holds_when_worse_than_serving():
-    decision = should_promote(
-        {"mse": 0.2}, {"mse": 0.9}, {"mse": 0.1}, "mse", higher_is_better=False
-    )
+    decision = should_promote({"mse": 0.2}, {"mse": 0.9}, {"mse": 0.1}, "mse", higher_is_better=False)
     assert not decision.promote
     assert "serving" in decision.reason
 
 
 def test_lower_is_better_promotes_smaller_value():
-    decision = should_promote(
-        {"mse": 0.05}, {"mse": 0.9}, {"mse": 0.1}, "mse", higher_is_better=False
-    )
+    decision = should_promote({"mse": 0.05}, {"mse": 0.9}, {"mse": 0.1}, "mse", higher_is_better=False)
     assert decision.promote
 
 
 def test_min_improvement_is_a_required_margin():
-    decision = should_promote(
-        {"r": 0.61}, {"r": 0.6}, None, "r", higher_is_better=True, min_improvement=0.05
-    )
+    decision = should_promote({"r": 0.61}, {"r": 0.6}, None, "r", higher_is_better=True, min_improvement=0.05)
     assert not decision.promote
 
 
 @pytest.mark.parametrize("candidate, baseline", [(math.nan, 0.1), (0.9, math.nan)])
 def test_nan_never_passes(candidate, baseline):
-    assert not should_promote(
-        {"r": candidate}, {"r": baseline}, None, "r", higher_is_better=True
-    ).promote
+    assert not should_promote({"r": candidate}, {"r": baseline}, None, "r", higher_is_better=True).promote
 
 
 def test_missing_metric_names_it_and_the_known_ones():
@@ -73,8 +61,9 @@ def test_markdown_states_the_verdict():
 
 
 def _compared(candidate: float, serving: float, note: str = "Compared on 40 test cells.") -> SameCellsComparison:
-    return SameCellsComparison(COMPARED, note, serving_version=3, candidate={"r": candidate},
-                               serving={"r": serving}, n_test_cells=40)
+    return SameCellsComparison(
+        COMPARED, note, serving_version=3, candidate={"r": candidate}, serving={"r": serving}, n_test_cells=40
+    )
 
 
 def test_same_cells_gate_uses_the_re_evaluated_serving_value_not_its_record():

@@ -54,9 +54,20 @@ def _sha256(path) -> str:
 def three_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("retrain")
     # The scale of `state pipeline run --local`: smaller test groups leave cell-eval no DE genes to score.
-    spec = SynthSpec(n_cells=3000, n_genes=200, n_cell_types=3, n_perturbations=12, n_batches=2, seed=0,
-                     programme_effect=2.0, programme_fraction=0.12,
-                     pert_col="target_gene", cell_type_key="cell_line", batch_col="batch_var", control_pert="TARGET1")
+    spec = SynthSpec(
+        n_cells=3000,
+        n_genes=200,
+        n_cell_types=3,
+        n_perturbations=12,
+        n_batches=2,
+        seed=0,
+        programme_effect=2.0,
+        programme_fraction=0.12,
+        pert_col="target_gene",
+        cell_type_key="cell_line",
+        batch_col="batch_var",
+        control_pert="TARGET1",
+    )
     full = preprocess_train_adata(make_synthetic_adata(spec), num_hvgs=64)  # one HVG set for both versions
     perts = [str(p) for p in full.uns["synth"]["perturbations"]]
     new_pert, val_perts, test_perts = perts[-1], perts[:3], perts[3:6]
@@ -86,9 +97,17 @@ def three_runs(tmp_path_factory):
     run_b = retrain_locally(pipeline_root, arguments)
     record_b = serving_record(arguments["model_repository"], "state_st")
     run_c = retrain_locally(pipeline_root, arguments)
-    return {"a": run_a, "b": run_b, "c": run_c, "record_a": record_a, "record_b": record_b,
-            "fingerprint_b": fingerprint_b, "new_pert": new_pert, "repository": root / "repository",
-            "full": full}
+    return {
+        "a": run_a,
+        "b": run_b,
+        "c": run_c,
+        "record_a": record_a,
+        "record_b": record_b,
+        "fingerprint_b": fingerprint_b,
+        "new_pert": new_pert,
+        "repository": root / "repository",
+        "full": full,
+    }
 
 
 def test_first_run_trains_and_publishes(three_runs):

@@ -28,8 +28,10 @@ def _executors(path) -> dict:
 
 
 def test_compile_multi_gpu_mounts_shm_on_the_gpu_training_task_only(tmp_path, capsys):
-    assert main(["pipeline", "compile", "train", "--out", str(tmp_path / "multi.yaml"), "--multi-gpu",
-                 "--no-resolve"]) == 0
+    assert (
+        main(["pipeline", "compile", "train", "--out", str(tmp_path / "multi.yaml"), "--multi-gpu", "--no-resolve"])
+        == 0
+    )
     assert main(["pipeline", "compile", "train", "--out", str(tmp_path / "one.yaml"), "--no-resolve"]) == 0
     multi, one = _executors(tmp_path / "multi.yaml"), _executors(tmp_path / "one.yaml")
     assert [name for name, body in multi.items() if "emptyDirMounts" in body] == ["exec-train-model"]

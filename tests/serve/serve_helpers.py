@@ -24,8 +24,10 @@ def triton_available() -> bool:
 
 
 # Skipped on a dev machine without the wheel; in CI (CI=true) a missing server is a failure, not a skip.
-requires_triton = pytest.mark.skipif(not triton_available() and not os.environ.get("CI"),
-                                     reason="tritonserver not installed: pip install --no-deps nvidia-pytriton==0.7.0")
+requires_triton = pytest.mark.skipif(
+    not triton_available() and not os.environ.get("CI"),
+    reason="tritonserver not installed: pip install --no-deps nvidia-pytriton==0.7.0",
+)
 
 
 _TRITON_DTYPES = {"f": "FP32", "i": "INT64", "b": "BOOL", "O": "BYTES"}  # by numpy dtype kind

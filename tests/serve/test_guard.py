@@ -12,10 +12,12 @@ PERTS = ["non-targeting", "GENE_A", "GENE_B"]
 
 def request(n_sets: int = 2, set_len: int = 4, **overrides) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
-    arrays = {"ctrl_cell_emb": rng.standard_normal((n_sets, set_len, 3)).astype(np.float32),  # [B, S, D]
-              "pert_idx": np.arange(n_sets, dtype=np.int64).reshape(n_sets, 1) % len(PERTS),  # [B, 1]
-              "batch_idx": np.zeros((n_sets, set_len), np.int64),  # [B, S]
-              "set_mask": np.arange(set_len)[None, :].repeat(n_sets, 0) < set_len - 1}  # last cell padding
+    arrays = {
+        "ctrl_cell_emb": rng.standard_normal((n_sets, set_len, 3)).astype(np.float32),  # [B, S, D]
+        "pert_idx": np.arange(n_sets, dtype=np.int64).reshape(n_sets, 1) % len(PERTS),  # [B, 1]
+        "batch_idx": np.zeros((n_sets, set_len), np.int64),  # [B, S]
+        "set_mask": np.arange(set_len)[None, :].repeat(n_sets, 0) < set_len - 1,
+    }  # last cell padding
     arrays.update(overrides)
     return arrays
 
@@ -34,17 +36,26 @@ def test_a_valid_request_passes_unchanged():
     assert graph["pert_idx"].shape == (2, 1) and graph["ctrl_cell_emb"].flags.writeable
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"ctrl_cell_emb": with_value((1, 0), np.nan)}, r"set 1 has a non-finite value .* in cell 0, a real cell"),
-    ({"ctrl_cell_emb": with_value((0, 3), np.inf)}, r"set 0 has a non-finite value .* cell 3, a padding cell"),
-    ({"ctrl_cell_emb": np.zeros((2, 0, 3), np.float32), "batch_idx": np.zeros((2, 0), np.int64),
-      "set_mask": np.zeros((2, 0), bool)}, "set length 0"),
-    ({"set_mask": np.array([[True] * 4, [False] * 4])}, r"set_mask: set 1 has no real cell"),
-    ({"pert_idx": np.array([[0], [-1]])}, r"pert_idx: set 1 has -1, out of range .* 0\.\.2"),
-    ({"pert_idx": np.array([[3], [0]])}, r"pert_idx: set 0 has 3, out of range"),
-    ({"batch_idx": np.full((2, 4), 2)}, r"batch_idx: set 0 cell 0 has 2, out of range"),
-    ({"set_mask": np.ones((2, 5), bool)}, "set_mask has shape"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"ctrl_cell_emb": with_value((1, 0), np.nan)}, r"set 1 has a non-finite value .* in cell 0, a real cell"),
+        ({"ctrl_cell_emb": with_value((0, 3), np.inf)}, r"set 0 has a non-finite value .* cell 3, a padding cell"),
+        (
+            {
+                "ctrl_cell_emb": np.zeros((2, 0, 3), np.float32),
+                "batch_idx": np.zeros((2, 0), np.int64),
+                "set_mask": np.zeros((2, 0), bool),
+            },
+            "set length 0",
+        ),
+        ({"set_mask": np.array([[True] * 4, [False] * 4])}, r"set_mask: set 1 has no real cell"),
+        ({"pert_idx": np.array([[0], [-1]])}, r"pert_idx: set 1 has -1, out of range .* 0\.\.2"),
+        ({"pert_idx": np.array([[3], [0]])}, r"pert_idx: set 0 has 3, out of range"),
+        ({"batch_idx": np.full((2, 4), 2)}, r"batch_idx: set 0 cell 0 has 2, out of range"),
+        ({"set_mask": np.ones((2, 5), bool)}, "set_mask has shape"),
+    ],
+)
 def test_malformed_requests_are_rejected_naming_input_and_set(overrides, message):
     with pytest.raises(RequestError, match=message):
         check_request(request(**overrides), PERTS, n_batches=2)
@@ -53,8 +64,9 @@ def test_malformed_requests_are_rejected_naming_input_and_set(overrides, message
 def test_perturbation_names_map_to_indices_and_unknown_names_are_named():
     arrays = request()
     del arrays["pert_idx"]
-    graph = check_request({**arrays, "pert_name": np.array([[b"GENE_B"], [b"non-targeting"]], dtype=object)},
-                          PERTS, n_batches=2)
+    graph = check_request(
+        {**arrays, "pert_name": np.array([[b"GENE_B"], [b"non-targeting"]], dtype=object)}, PERTS, n_batches=2
+    )
     assert graph["pert_idx"].ravel().tolist() == [2, 0]
     with pytest.raises(RequestError, match=r"pert_name: set 1 is 'GENE_Z'"):
         check_request({**arrays, "pert_name": np.array([[b"GENE_A"], [b"GENE_Z"]], dtype=object)}, PERTS, 2)

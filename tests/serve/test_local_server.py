@@ -78,8 +78,13 @@ def _raw_request(server, **overrides):
     client = grpcclient.InferenceServerClient(server.grpc_url)
     inputs = []
     for name, array in arrays.items():
-        dtype = {np.dtype(np.float32): "FP32", np.dtype(np.int64): "INT64", np.dtype(bool): "BOOL",
-                 np.dtype(np.float64): "FP64", np.dtype(np.int32): "INT32"}[array.dtype]
+        dtype = {
+            np.dtype(np.float32): "FP32",
+            np.dtype(np.int64): "INT64",
+            np.dtype(bool): "BOOL",
+            np.dtype(np.float64): "FP64",
+            np.dtype(np.int32): "INT32",
+        }[array.dtype]
         tensor = grpcclient.InferInput(name, list(array.shape), dtype)
         tensor.set_data_from_numpy(array)
         inputs.append(tensor)
@@ -89,14 +94,24 @@ def _raw_request(server, **overrides):
         client.close()
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"ctrl_cell_emb": np.zeros((2, 3, INPUT_DIM))}, "data-type"),  # float64 instead of float32
-    ({"ctrl_cell_emb": np.zeros((2, 3, INPUT_DIM + 1), np.float32)}, "shape"),  # wrong feature count
-    ({"pert_idx": np.array([[1], [99]])}, "pert_idx: set 1 has 99, out of range"),  # unknown perturbation index
-    ({"ctrl_cell_emb": np.zeros((17, 3, INPUT_DIM), np.float32), "pert_idx": np.zeros((17, 1), np.int64),
-      "batch_idx": np.zeros((17, 3), np.int64), "set_mask": np.ones((17, 3), bool)}, "batch-size must be <= 16"),
-    ({"set_mask": np.ones((2, 4), bool)}, "set_mask"),  # set dim disagrees with ctrl_cell_emb
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"ctrl_cell_emb": np.zeros((2, 3, INPUT_DIM))}, "data-type"),  # float64 instead of float32
+        ({"ctrl_cell_emb": np.zeros((2, 3, INPUT_DIM + 1), np.float32)}, "shape"),  # wrong feature count
+        ({"pert_idx": np.array([[1], [99]])}, "pert_idx: set 1 has 99, out of range"),  # unknown perturbation index
+        (
+            {
+                "ctrl_cell_emb": np.zeros((17, 3, INPUT_DIM), np.float32),
+                "pert_idx": np.zeros((17, 1), np.int64),
+                "batch_idx": np.zeros((17, 3), np.int64),
+                "set_mask": np.ones((17, 3), bool),
+            },
+            "batch-size must be <= 16",
+        ),
+        ({"set_mask": np.ones((2, 4), bool)}, "set_mask"),  # set dim disagrees with ctrl_cell_emb
+    ],
+)
 def test_malformed_requests_get_a_clear_error_and_the_server_keeps_serving(server, client, overrides, message):
     with pytest.raises(InferenceServerException, match=message):
         _raw_request(server, **overrides)
@@ -106,10 +121,12 @@ def test_malformed_requests_get_a_clear_error_and_the_server_keeps_serving(serve
 
 def _valid(n_sets: int = 2, set_len: int = 3, seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
-    return {"ctrl_cell_emb": rng.standard_normal((n_sets, set_len, INPUT_DIM)).astype(np.float32),
-            "pert_idx": rng.integers(0, len(PERTURBATIONS), (n_sets, 1)),
-            "batch_idx": rng.integers(0, len(BATCHES), (n_sets, set_len)),
-            "set_mask": np.arange(set_len)[None, :].repeat(n_sets, 0) < set_len - 1}  # last cell is padding
+    return {
+        "ctrl_cell_emb": rng.standard_normal((n_sets, set_len, INPUT_DIM)).astype(np.float32),
+        "pert_idx": rng.integers(0, len(PERTURBATIONS), (n_sets, 1)),
+        "batch_idx": rng.integers(0, len(BATCHES), (n_sets, set_len)),
+        "set_mask": np.arange(set_len)[None, :].repeat(n_sets, 0) < set_len - 1,
+    }  # last cell is padding
 
 
 def _nan_at(set_i: int, cell: int) -> np.ndarray:
@@ -121,8 +138,14 @@ def _nan_at(set_i: int, cell: int) -> np.ndarray:
 MALFORMED = {  # name: (overrides of a valid 2-set request, expected message)
     "nan in a real cell": ({"ctrl_cell_emb": _nan_at(1, 0)}, "set 1 has a non-finite value"),
     "nan in padding": ({"ctrl_cell_emb": _nan_at(0, 2)}, "set 0 has a non-finite value .* a padding cell"),
-    "empty set": ({"ctrl_cell_emb": np.zeros((2, 0, INPUT_DIM), np.float32), "batch_idx": np.zeros((2, 0), np.int64),
-                   "set_mask": np.zeros((2, 0), bool)}, "set length 0"),
+    "empty set": (
+        {
+            "ctrl_cell_emb": np.zeros((2, 0, INPUT_DIM), np.float32),
+            "batch_idx": np.zeros((2, 0), np.int64),
+            "set_mask": np.zeros((2, 0), bool),
+        },
+        "set length 0",
+    ),
     "all-masked set": ({"set_mask": np.array([[True, True, False], [False] * 3])}, "set 1 has no real cell"),
     "negative index": ({"pert_idx": np.array([[-1], [0]])}, "pert_idx: set 0 has -1, out of range"),
     "out-of-range index": ({"pert_idx": np.array([[0], [len(PERTURBATIONS)]])}, "pert_idx: set 1 has 5, out of range"),
@@ -141,8 +164,12 @@ def _counts(server, model: str) -> tuple[int, int, int, int]:
     finally:
         client.close()
     infer = stats["inference_stats"]
-    return (int(infer.get("success", {}).get("count", 0)), int(infer.get("fail", {}).get("count", 0)),
-            int(stats.get("inference_count", 0)), int(stats.get("execution_count", 0)))
+    return (
+        int(infer.get("success", {}).get("count", 0)),
+        int(infer.get("fail", {}).get("count", 0)),
+        int(stats.get("inference_count", 0)),
+        int(stats.get("execution_count", 0)),
+    )
 
 
 def test_malformed_requests_fail_alone_while_concurrent_valid_requests_are_answered(server, exported):
@@ -215,8 +242,12 @@ def test_publishing_a_new_version_switches_a_polling_server_without_failed_reque
         for param in retrained.parameters():
             param.add_(0.05)  # "retrained": different weights, same graph
     second = tmp_path / "second"
-    export_onnx(retrained, second / "model.onnx", GraphInputs(INPUT_DIM, len(PERTURBATIONS), len(BATCHES)),
-                parity_shapes=((3, 5),))
+    export_onnx(
+        retrained,
+        second / "model.onnx",
+        GraphInputs(INPUT_DIM, len(PERTURBATIONS), len(BATCHES)),
+        parity_shapes=((3, 5),),
+    )
     (second / "metadata.json").write_bytes((exported.folder / "metadata.json").read_bytes())
 
     running = start_server(repo, tmp_path / "triton", poll_repository_s=1)

@@ -20,7 +20,11 @@ def test_publish_keeps_the_last_n_versions_and_serves_the_newest(exported, tmp_p
     assert published.version == 4 and published.removed_versions == (2,)
     for model in ("state_st", "state_st_guard", "state_st_onnx"):
         assert sorted(p.name for p in (repo / model).iterdir()) == ["3", "4", "config.pbtxt"]
-    assert sorted(p.name for p in (repo / "state_st_onnx" / "4").iterdir()) == ["metadata.json", "model.onnx", "model.py"]
+    assert sorted(p.name for p in (repo / "state_st_onnx" / "4").iterdir()) == [
+        "metadata.json",
+        "model.onnx",
+        "model.py",
+    ]
     assert sorted(p.name for p in (repo / "state_st_guard" / "4").iterdir()) == ["metadata.json", "model.py"]
     assert sorted(p.name for p in (repo / "state_st" / "4").iterdir()) == ["metadata.json"]
     store = RepositoryStore(str(repo))
@@ -55,7 +59,9 @@ def test_the_version_served_before_a_publish_survives_until_the_next_one(exporte
 
 def test_config_matches_the_onnx_graph_it_serves(exported, tmp_path):
     publish_model(tmp_path, "state_st", exported.folder)
-    config = text_format.Parse((tmp_path / "state_st_onnx" / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+    config = text_format.Parse(
+        (tmp_path / "state_st_onnx" / "config.pbtxt").read_text(), model_config_pb2.ModelConfig()
+    )
     graph = signature_of_onnx(tmp_path / "state_st_onnx" / "1" / "model.onnx")
     assert [t.name for t in config.input] == [t.name for t in graph.inputs]
     assert [t.name for t in config.output] == [t.name for t in graph.outputs]
@@ -105,8 +111,14 @@ def test_publish_to_gcs_keeps_last_n(exported, gcs_bucket):
 def test_the_local_view_serves_the_same_ensemble_and_keeps_the_graphs_settings(exported, tmp_path):
     from state_core.serve.local_view import build_local_view
 
-    publish_model(tmp_path / "repo", "state_st", exported.folder, max_batch_size=16,
-                  parameters={"intra_op_threads": "2"}, warmup_set_lengths=(6,))
+    publish_model(
+        tmp_path / "repo",
+        "state_st",
+        exported.folder,
+        max_batch_size=16,
+        parameters={"intra_op_threads": "2"},
+        warmup_set_lengths=(6,),
+    )
     view = build_local_view(tmp_path / "repo", tmp_path / "view")
 
     def parse(model: str, root) -> model_config_pb2.ModelConfig:
@@ -124,7 +136,9 @@ def test_a_graph_without_the_st_inputs_is_served_alone(tmp_path):
     from state_core.export.spec import ModelSignature, TensorSpec
     from state_core.serve.ensemble import ServedLayout
 
-    signature = ModelSignature(inputs=(TensorSpec("gene_ids", "INT64", ("batch", "seq")),),
-                               outputs=(TensorSpec("x_state", "FP32", ("batch", 4)),))
+    signature = ModelSignature(
+        inputs=(TensorSpec("gene_ids", "INT64", ("batch", "seq")),),
+        outputs=(TensorSpec("x_state", "FP32", ("batch", 4)),),
+    )
     layout = ServedLayout.for_signature("state_embedding", signature)
     assert not layout.guarded and layout.models == ("state_embedding",) and layout.graph == "state_embedding"

@@ -9,9 +9,15 @@ from state_core.serve.triton_config import (
 )
 
 SIGNATURE = ModelSignature(
-    inputs=(TensorSpec("ctrl_cell_emb", "FP32", ("batch", "set", 8)), TensorSpec("pert_idx", "INT64", ("batch",)),
-            TensorSpec("set_mask", "BOOL", ("batch", "set"))),
-    outputs=(TensorSpec("pred_latent", "FP32", ("batch", "set", 8)), TensorSpec("pred_genes", "FP32", ("batch", "set", 10))),
+    inputs=(
+        TensorSpec("ctrl_cell_emb", "FP32", ("batch", "set", 8)),
+        TensorSpec("pert_idx", "INT64", ("batch",)),
+        TensorSpec("set_mask", "BOOL", ("batch", "set")),
+    ),
+    outputs=(
+        TensorSpec("pred_latent", "FP32", ("batch", "set", 8)),
+        TensorSpec("pred_genes", "FP32", ("batch", "set", 10)),
+    ),
 )
 
 
@@ -20,8 +26,10 @@ def parse(text: str) -> model_config_pb2.ModelConfig:
 
 
 def io_sections(config: model_config_pb2.ModelConfig) -> list:
-    return [(t.name, t.data_type, list(t.dims), list(t.reshape.shape), t.HasField("reshape"))
-            for t in [*config.input, *config.output]]
+    return [
+        (t.name, t.data_type, list(t.dims), list(t.reshape.shape), t.HasField("reshape"))
+        for t in [*config.input, *config.output]
+    ]
 
 
 def test_production_config_runs_onnxruntime_on_gpu_with_dynamic_batching():
@@ -51,13 +59,20 @@ def test_local_python_backend_config_has_identical_inputs_and_outputs():
 
 
 def test_preferred_batch_sizes_never_exceed_max_batch_size():
-    config = parse(render_config(production_config("m", SIGNATURE, max_batch_size=16, preferred_batch_sizes=(8, 16, 32))))
+    config = parse(
+        render_config(production_config("m", SIGNATURE, max_batch_size=16, preferred_batch_sizes=(8, 16, 32)))
+    )
     assert list(config.dynamic_batching.preferred_batch_size) == [8, 16]
 
 
 def test_warmup_covers_batch_one_and_max_at_the_training_set_length():
     config = parse(render_config(production_config("m", SIGNATURE, max_batch_size=16, warmup_set_lengths=(32,))))
-    assert [(w.batch_size, list(w.inputs["ctrl_cell_emb"].dims)) for w in config.model_warmup] == [(1, [32, 8]), (16, [32, 8])]
-    assert all(set(w.inputs) == {"ctrl_cell_emb", "pert_idx", "set_mask"} and w.inputs["pert_idx"].zero_data
-               for w in config.model_warmup)  # index 0 and mask False: always valid for the graph
+    assert [(w.batch_size, list(w.inputs["ctrl_cell_emb"].dims)) for w in config.model_warmup] == [
+        (1, [32, 8]),
+        (16, [32, 8]),
+    ]
+    assert all(
+        set(w.inputs) == {"ctrl_cell_emb", "pert_idx", "set_mask"} and w.inputs["pert_idx"].zero_data
+        for w in config.model_warmup
+    )  # index 0 and mask False: always valid for the graph
     assert not parse(render_config(production_config("m", SIGNATURE))).model_warmup

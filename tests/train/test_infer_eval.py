@@ -43,9 +43,11 @@ def _cli_means(tmp_path, *args) -> pd.Series:
 @pytest.mark.parametrize("how", ["metadata", "explicit", "pair"])
 def test_eval_run_on_infer_output_scores_the_predictions(inferred, tmp_path, how, capsys):
     src, pred, pair = inferred
-    args = {"metadata": ["-ap", str(pred), "-ar", str(src)],
-            "explicit": ["-ap", str(pred), "-ar", str(src), "--pred-key", "obsm:X_hvg_pred", "--real-key", "obsm:X_hvg"],
-            "pair": ["-ap", str(pair / "adata_pred.h5ad"), "-ar", str(pair / "adata_real.h5ad")]}[how]
+    args = {
+        "metadata": ["-ap", str(pred), "-ar", str(src)],
+        "explicit": ["-ap", str(pred), "-ar", str(src), "--pred-key", "obsm:X_hvg_pred", "--real-key", "obsm:X_hvg"],
+        "pair": ["-ap", str(pair / "adata_pred.h5ad"), "-ar", str(pair / "adata_real.h5ad")],
+    }[how]
     got, want = _cli_means(tmp_path, *args), _proper_means(src, pred)
     pd.testing.assert_series_equal(got.astype(float), want.astype(float), check_names=False, rtol=1e-6)
     assert want["pearson_delta"] < 0.999 and want["mse"] > 0  # not the input scored against itself
@@ -63,7 +65,8 @@ def test_scoring_the_input_against_itself_is_refused(inferred, tmp_path, capsys)
 
 def test_missing_prediction_key_is_refused(inferred, tmp_path, capsys):
     src, pred, _ = inferred
-    code = main(["eval", "run", "-ap", str(pred), "-ar", str(src), "--pred-key", "obsm:X_pred", "-o", str(tmp_path),
-                 *EVAL])
+    code = main(
+        ["eval", "run", "-ap", str(pred), "-ar", str(src), "--pred-key", "obsm:X_pred", "-o", str(tmp_path), *EVAL]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "has no obsm:X_pred" in err and "X_hvg_pred" in err

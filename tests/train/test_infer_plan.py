@@ -63,8 +63,16 @@ def test_run_plan_pads_with_a_mask_and_scatters_back():
         seen_masks.append(mask.copy())
         return ctrl * 2.0, None  # identity-like model: prediction = 2 * basal
 
-    latent, genes = run_plan(plan, feats, np.zeros(120, np.int64), np.zeros(120, np.int64), np.zeros(120, np.int64),
-                             predictor, batch_size=4, max_len=16)
+    latent, genes = run_plan(
+        plan,
+        feats,
+        np.zeros(120, np.int64),
+        np.zeros(120, np.int64),
+        np.zeros(120, np.int64),
+        predictor,
+        batch_size=4,
+        max_len=16,
+    )
     assert genes is None
     np.testing.assert_allclose(latent, 2 * feats)
     assert sum(int(m.sum()) for m in seen_masks) == 120

@@ -19,12 +19,25 @@ from tests.train.conftest import TINY
 
 
 def _train_process(exp, out: Path, name: str) -> subprocess.Popen:
-    args = [f"data.kwargs.toml_config_path={exp.fewshot_toml}", f"output_dir={out}", f"name={name}", *TINY,
-            "training.max_steps=100000", "training.ckpt_every_n_steps=100000", "training.val_freq=100000",
-            "training.log_every_n_steps=1", "training.num_threads=1"]
+    args = [
+        f"data.kwargs.toml_config_path={exp.fewshot_toml}",
+        f"output_dir={out}",
+        f"name={name}",
+        *TINY,
+        "training.max_steps=100000",
+        "training.ckpt_every_n_steps=100000",
+        "training.val_freq=100000",
+        "training.log_every_n_steps=1",
+        "training.num_threads=1",
+    ]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    return subprocess.Popen([sys.executable, "-m", "state_core.cli.main", "tx", "train", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "state_core.cli.main", "tx", "train", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _stop_after_some_steps(proc: subprocess.Popen, run: Path, signum: int, min_rows: int = 3) -> tuple[int, str]:
@@ -50,8 +63,9 @@ def _logged_steps(run: Path) -> list[int]:
 
 
 @pytest.mark.slow
-def test_sigterm_writes_a_resumable_checkpoint_then_predict_and_resume_keep_history(synth_experiment, tmp_path,
-                                                                                     train_cfg):
+def test_sigterm_writes_a_resumable_checkpoint_then_predict_and_resume_keep_history(
+    synth_experiment, tmp_path, train_cfg
+):
     from state_core.train.predict import predict_test_split
 
     run = tmp_path / "st"
@@ -67,9 +81,18 @@ def test_sigterm_writes_a_resumable_checkpoint_then_predict_and_resume_keep_hist
     before = _logged_steps(run)
     assert before and max(before) < stopped_at
 
-    resumed = train_st(train_cfg(synth_experiment, tmp_path, "st", f"training.max_steps={stopped_at + 3}",
-                                 "training.ckpt_every_n_steps=100000", "training.val_freq=100000",
-                                 "training.log_every_n_steps=1", "training.num_threads=1"))
+    resumed = train_st(
+        train_cfg(
+            synth_experiment,
+            tmp_path,
+            "st",
+            f"training.max_steps={stopped_at + 3}",
+            "training.ckpt_every_n_steps=100000",
+            "training.val_freq=100000",
+            "training.log_every_n_steps=1",
+            "training.num_threads=1",
+        )
+    )
     after = _logged_steps(resumed)
     assert after[: len(before)] == before  # history kept, in order
     assert after == list(range(stopped_at + 3))  # every step exactly once, none lost or repeated
@@ -85,8 +108,17 @@ def test_sigint_stops_with_exit_130_and_a_checkpoint(synth_experiment, tmp_path)
 
 
 def test_only_the_last_k_periodic_checkpoints_are_kept(synth_experiment, tmp_path, train_cfg):
-    run = train_st(train_cfg(synth_experiment, tmp_path, "k", "training.max_steps=6", "training.ckpt_every_n_steps=1",
-                             "training.val_freq=100", "training.keep_last_checkpoints=2"))
+    run = train_st(
+        train_cfg(
+            synth_experiment,
+            tmp_path,
+            "k",
+            "training.max_steps=6",
+            "training.ckpt_every_n_steps=1",
+            "training.val_freq=100",
+            "training.keep_last_checkpoints=2",
+        )
+    )
     periodic = sorted(p.name for p in (run / "checkpoints").glob("step=*.ckpt") if "val_loss" not in p.name)
     assert periodic == ["step=5.ckpt", "step=6.ckpt"]
 

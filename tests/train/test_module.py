@@ -37,10 +37,15 @@ def test_losses_stay_fp32_under_bf16_autocast():
     module = PerturbationTrainingModule(model, LossConfig(), OptimConfig())  # energy distance alone
     g = torch.Generator().manual_seed(0)
     b, s = 2, 8
-    batch = CellSetBatch(ctrl=torch.rand(b, s, 16, generator=g) * 3, target=torch.rand(b, s, 16, generator=g) * 3,
-                         pert_idx=torch.tensor([1, 2]), cell_type_idx=torch.zeros(b, dtype=torch.long),
-                         batch_idx=torch.zeros(b, s, dtype=torch.long), mask=torch.ones(b, s, dtype=torch.bool),
-                         cell_id=torch.zeros(b, s, dtype=torch.long))
+    batch = CellSetBatch(
+        ctrl=torch.rand(b, s, 16, generator=g) * 3,
+        target=torch.rand(b, s, 16, generator=g) * 3,
+        pert_idx=torch.tensor([1, 2]),
+        cell_type_idx=torch.zeros(b, dtype=torch.long),
+        batch_idx=torch.zeros(b, s, dtype=torch.long),
+        mask=torch.ones(b, s, dtype=torch.bool),
+        cell_id=torch.zeros(b, s, dtype=torch.long),
+    )
     full = module._losses(batch)["total"]
     with torch.autocast("cpu", dtype=torch.bfloat16):
         mixed = module._losses(batch)["total"]

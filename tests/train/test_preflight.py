@@ -26,8 +26,15 @@ def test_loader_and_model_share_the_overridden_cell_set_len(synth_experiment, tm
 
 
 def test_without_an_override_both_use_the_presets_cell_set_len(synth_experiment, tmp_path):
-    cfg = parse_overrides([f"data.kwargs.toml_config_path={synth_experiment.fewshot_toml}", f"output_dir={tmp_path}",
-                           "name=p", "model=pertsets", "model.kwargs.hidden_dim=32"])
+    cfg = parse_overrides(
+        [
+            f"data.kwargs.toml_config_path={synth_experiment.fewshot_toml}",
+            f"output_dir={tmp_path}",
+            "name=p",
+            "model=pertsets",
+            "model.kwargs.hidden_dim=32",
+        ]
+    )
     plan = preflight(cfg)
     assert plan.model.model.cell_set_len == PRESETS["pertsets"].cell_set_len
     assert plan.data.datamodule.cell_set_len == PRESETS["pertsets"].cell_set_len
@@ -46,11 +53,13 @@ def test_infer_cuts_sets_at_the_runs_cell_set_len(trained, synth_experiment, tmp
     assert adata.uns["state_infer"]["n_sets"] >= math.ceil(adata.n_obs / 8)
 
 
-def test_a_split_dir_without_train_cells_is_refused_before_anything_is_written(trained, tmp_path, train_cfg,
-                                                                                synth_experiment):
+def test_a_split_dir_without_train_cells_is_refused_before_anything_is_written(
+    trained, tmp_path, train_cfg, synth_experiment
+):
     manifest = SplitManifest.load(trained / SPLIT_DIR)
-    dataclasses.replace(manifest, files=tuple(dataclasses.replace(f, train=np.zeros(0, dtype=np.int64))
-                                              for f in manifest.files)).save(tmp_path / "split")
+    dataclasses.replace(
+        manifest, files=tuple(dataclasses.replace(f, train=np.zeros(0, dtype=np.int64)) for f in manifest.files)
+    ).save(tmp_path / "split")
     cfg = train_cfg(synth_experiment, tmp_path / "out", "p", f"data.kwargs.split_dir={tmp_path / 'split'}")
     with pytest.raises(ConfigError, match="data.kwargs.split_dir: .* the train split has no cells"):
         preflight(cfg)

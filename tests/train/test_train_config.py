@@ -6,7 +6,7 @@ from state_core.config.train_config import load_config, parse_overrides, save_co
 from state_core.errors import ConfigError
 
 README_COMMAND = [
-    'data.kwargs.toml_config_path=examples/fewshot.toml',
+    "data.kwargs.toml_config_path=examples/fewshot.toml",
     "data.kwargs.embed_key=X_hvg",
     "data.kwargs.num_workers=12",
     "data.kwargs.batch_col=batch_var",

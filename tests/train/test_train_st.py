@@ -12,9 +12,18 @@ from state_core.errors import ArtifactError, ConfigError
 from state_core.train.fit import train_st
 from state_core.runs.load import load_run
 
+
 def test_run_folder_has_every_artifact(trained):
-    for name in ("config.yaml", "vocab.json", "model.json", "model.safetensors", "split/split_manifest.npz",
-                 "checkpoints/last.ckpt", "checkpoints/final.ckpt", "version_0/metrics.csv"):
+    for name in (
+        "config.yaml",
+        "vocab.json",
+        "model.json",
+        "model.safetensors",
+        "split/split_manifest.npz",
+        "checkpoints/last.ckpt",
+        "checkpoints/final.ckpt",
+        "version_0/metrics.csv",
+    ):
         assert (trained / name).is_file(), name
     assert not (trained / "checkpoints/last.ckpt").is_symlink()
 
@@ -107,8 +116,16 @@ def test_embedding_space_model_predicts_without_expression_metrics(synth_experim
 
     from state_core.train.predict import predict_test_split
 
-    run = train_st(train_cfg(synth_experiment, tmp_path, "emb", "training.max_steps=2", "data.kwargs.embed_key=X_state",
-                             "data.kwargs.output_space=embedding"))
+    run = train_st(
+        train_cfg(
+            synth_experiment,
+            tmp_path,
+            "emb",
+            "training.max_steps=2",
+            "data.kwargs.embed_key=X_state",
+            "data.kwargs.output_space=embedding",
+        )
+    )
     out = predict_test_split(run, profile="minimal")
     assert ad.read_h5ad(out / "adata_pred.h5ad").obsm["X_state"].shape[1] == 16
     assert not (out / "metrics.json").exists()
