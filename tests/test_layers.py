@@ -21,6 +21,7 @@ LAYERS = (
     ("pipeline_ops",),
     ("cli",),
 )
+APP_LAYERS = ("components", "pipelines")
 LEVEL = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 ROOT = Path(state_core.__file__).parent
 
@@ -57,3 +58,14 @@ def test_imports_point_down_the_layers():
             if target != own and LEVEL[target] >= LEVEL[own]
         ]
     assert not upward, "\n".join(sorted(upward))
+
+
+def test_the_library_never_imports_the_app_layers():
+    """`components/` and `pipelines/` sit above `state_core` (`state pipeline` comes in by entry point)."""
+    above = []
+    for path in ROOT.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names += [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            above += [f"{path.relative_to(ROOT)} imports {n}" for n in names if n.split(".")[0] in APP_LAYERS]
+    assert not above, "\n".join(sorted(above))

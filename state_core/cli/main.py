@@ -1,13 +1,16 @@
 """Entry point of the `state` command.
 
 Each command group lives in its own module with a `register(subparsers)` function; this file only
-wires them together and turns user errors into one clear message without a traceback.
+wires them together and turns user errors into one clear message without a traceback. Groups of the
+layers above the library (`state pipeline`, in `pipelines/cli.py`) come in through the `state_core.cli`
+entry point group: a module with `HELP` and `register`, so the library never imports them.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import logging
 import sys
 
@@ -21,16 +24,26 @@ GROUPS: dict[str, tuple[str, str]] = {
     "eval": ("state_core.cli.eval", "evaluate predictions against real data (cell-eval compatible)"),
     "export": ("state_core.cli.export", "export models to ONNX and Triton model repositories"),
     "serve": ("state_core.cli.serve", "serve a Triton model repository locally"),
-    "pipeline": ("state_core.cli.pipeline", "Kubeflow pipelines: compile, run locally, submit, schedule"),
 }
+ENTRY_POINT_GROUP = "state_core.cli"
+
+
+def command_groups() -> dict[str, tuple[str, str]]:
+    """The library's groups, then those installed packages add (name -> module, help)."""
+    groups = dict(GROUPS)
+    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if entry.name not in groups:
+            groups[entry.name] = (entry.value, str(importlib.import_module(entry.value).HELP))
+    return groups
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="state", description="Train, evaluate and serve State models.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="group", metavar="{" + ",".join(GROUPS) + "}")
-    wanted = next((a for a in argv if a in GROUPS), None)
-    for name, (module, help_text) in GROUPS.items():
+    groups = command_groups()
+    sub = parser.add_subparsers(dest="group", metavar="{" + ",".join(groups) + "}")
+    wanted = next((a for a in argv if a in groups), None)
+    for name, (module, help_text) in groups.items():
         if wanted is None or name == wanted:
             group_parser = sub.add_parser(name, help=help_text)
             importlib.import_module(module).register(group_parser)

@@ -1,8 +1,9 @@
 """`state pipeline` commands: compile, run (locally through kfp.local), submit, schedule.
 
-The `pipelines` app layer (and KFP with it) is imported only inside the command functions, after
-`_need_pipelines()`, so the library's CLI does not import it, `state --help` stays fast, and without the
-`pipelines` extra a command says which extra to install instead of failing with an ImportError.
+This module belongs to the `pipelines` app layer, not to the library: `state` finds it through the
+`state_core.cli` entry point group (pyproject.toml), so `state_core` never imports `pipelines`. KFP is
+imported only inside the command functions, after `_need_pipelines()`, so `state --help` stays fast and
+without the `pipelines` extra a command says which extra to install instead of failing with an ImportError.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 
 from state_core.extras import require
 
+HELP = "Kubeflow pipelines: compile, run locally, submit, schedule"
 PIPELINE_NAMES = ("train", "batch-infer", "retrain")
 
 
