@@ -12,12 +12,18 @@ controls drawn), cells/s of bare `np.take` of the same target and control rows f
 the memmap with --stream), their ratio,
 and the process RSS (current and peak) so memory growth across epochs is visible. Timings on a shared
 machine vary with the load of other processes: compare the ratio, not the absolute figures across runs.
+
+Then the original loader, cell-load's `PerturbationDataModule`, over the same file and TOML with the same
+set length, sets per batch and no worker processes (`bench/loader_cell_load.py`, in its own venv under
+bench/.cache/cell-load; `--skip-cell-load` to leave it out), and the ratio of the two in the same run.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import resource
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -26,6 +32,7 @@ import anndata as ad
 import h5py
 import numpy as np
 
+from benchlib import fmt_spread, load_average, peer_venv
 from state_core.config.experiment import ObsColumns, load_experiment
 from state_core.data.cellsets import StoreSettings
 from state_core.data.datamodule import CellSetDataModule
@@ -93,6 +100,27 @@ def epoch_rates(dm: CellSetDataModule, loader, epoch: int, array: np.ndarray) ->
     return cells / loader_s, cells / numpy_s, n_batches
 
 
+def compare_cell_load(toml: Path, args: argparse.Namespace, ours: list[float]) -> None:
+    """cell-load over the same TOML, in its own venv; prints its cells/s per pass and ours / theirs."""
+    python = peer_venv("cell-load", ["cell-load"], torch_first=True)
+    if python is None:
+        return
+    cmd = [str(python), str(Path(__file__).with_name("loader_cell_load.py")), "--toml", str(toml)]
+    cmd += ["--set-len", str(args.set_len), "--batch-size", str(args.batch_size)]
+    cmd += ["--batches", str(args.cell_load_batches)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        print(f"cell-load failed:\n{done.stderr[-2000:]}")
+        return
+    theirs = json.loads(done.stdout.strip().splitlines()[-1])
+    rates = theirs["cells_per_s"]
+    print(
+        f"cell-load PerturbationDataModule (num_workers=0, {args.cell_load_batches} batches x 3 passes): "
+        f"{fmt_spread(rates)} cells/s, setup {theirs['setup_s']:.1f}s; ours {fmt_spread(ours)} cells/s "
+        f"= x{sorted(ours)[len(ours) // 2] / sorted(rates)[len(rates) // 2]:.0f} ({load_average()})"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cells", type=int, default=100_000)
@@ -104,6 +132,8 @@ def main() -> None:
     parser.add_argument("--stream", action="store_true", help="memmap store on disk (memory budget 0)")
     parser.add_argument("--keep-dtype", action="store_true", help="float16 batches (cast later on the device)")
     parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "state_core_bench_loader")
+    parser.add_argument("--skip-cell-load", action="store_true")
+    parser.add_argument("--cell-load-batches", type=int, default=40, help="timed batches per cell-load pass")
     args = parser.parse_args()
 
     args.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -145,13 +175,17 @@ def main() -> None:
         f"{'epoch':>5} {'batches':>7} {'loader cells/s':>15} {'numpy cells/s':>14} {'ratio':>6} "
         f"{'RSS MiB':>8} {'peak MiB':>9}"
     )
+    ours = []
     for epoch in range(args.epochs):
         loader_rate, ref, n_batches = epoch_rates(dm, loader, epoch, reference_array)
+        ours.append(loader_rate)
         current, peak = rss_mib()
         print(
             f"{epoch:>5} {n_batches:>7} {loader_rate:>15,.0f} {ref:>14,.0f} {loader_rate / ref:>6.2f} "
             f"{current:>8.0f} {peak:>9.0f}"
         )
+    if not args.skip_cell_load:
+        compare_cell_load(toml, args, ours)
     print(
         "note: shared 2-core machine; other processes affect absolute figures (the ratio is measured in the same run)"
     )

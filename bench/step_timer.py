@@ -4,7 +4,10 @@ Used by bench/train.py for both sides (our `state tx train` and arc-state's), so
 way inside their own process: start-up, imports and data loading are outside the timed window. Only
 the standard library, torch and lightning are imported, so it runs in the peer's venv as well.
 
-    python bench/step_timer.py --out times.json --module state_core.cli.main -- tx train ...
+    python bench/step_timer.py --out times.json [--profile A B] --module state_core.cli.main -- tx train ...
+
+With `--profile A B`, steps A..B also run under torch.profiler and the self CPU time per operator goes into
+the same JSON ("profile": name -> [microseconds, calls]), to say where a step's time goes.
 """
 
 from __future__ import annotations
@@ -40,13 +43,22 @@ def _callback_class():
     class StepTimer(pl.Callback):
         """perf_counter() after every optimizer step (after a CUDA sync on GPU); written at the end."""
 
-        def __init__(self, out: Path):
-            self.out, self.times = out, []
+        def __init__(self, out: Path, profile: tuple[int, int] | None):
+            self.out, self.times, self.window, self.profiler, self.ops = out, [], profile, None, {}
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:  # noqa: ANN001
+            if self.window and len(self.times) == self.window[0]:
+                self.profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+                self.profiler.__enter__()
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
             self.times.append(time.perf_counter())
+            if self.profiler is not None and len(self.times) == self.window[1]:
+                self.profiler.__exit__(None, None, None)
+                self.ops = {e.key: [e.self_cpu_time_total, e.count] for e in self.profiler.key_averages()}
+                self.profiler = None
 
         def on_train_end(self, trainer, pl_module) -> None:  # noqa: ANN001
             info = {
@@ -54,6 +66,7 @@ def _callback_class():
                 "precision": str(trainer.precision),
                 "threads": torch.get_num_threads(),
                 "device": str(pl_module.device),
+                "profile": self.ops,
                 **_matmul_shape(pl_module),
             }
             self.out.write_text(json.dumps(info))
@@ -61,7 +74,7 @@ def _callback_class():
     return StepTimer
 
 
-def install(out: Path) -> None:
+def install(out: Path, profile: tuple[int, int] | None = None) -> None:
     """Wrap lightning.pytorch.Trainer.__init__ so each Trainer gets a StepTimer writing to `out`."""
     import lightning.pytorch as pl
 
@@ -69,7 +82,7 @@ def install(out: Path) -> None:
 
     @functools.wraps(original)  # keeps the signature, which Lightning's PL_TRAINER_* env defaults read
     def init(self, *args, **kwargs):  # noqa: ANN001, ANN202
-        kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), timer_cls(out)]
+        kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), timer_cls(out, profile)]
         original(self, *args, **kwargs)
 
     pl.Trainer.__init__ = init
@@ -79,9 +92,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--module", required=True, help="the CLI's module, run as __main__")
+    parser.add_argument("--profile", type=int, nargs=2, help="profile steps A..B (operator self CPU time)")
     parser.add_argument("args", nargs=argparse.REMAINDER)
     ns = parser.parse_args()
-    install(ns.out)
+    install(ns.out, tuple(ns.profile) if ns.profile else None)
     argv = ns.args[1:] if ns.args[:1] == ["--"] else ns.args
     sys.argv = [ns.module, *argv]
     runpy.run_module(ns.module, run_name="__main__", alter_sys=True)

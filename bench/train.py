@@ -14,6 +14,7 @@ each side's own module; the loss and element-wise ops are left out. CPU peak = c
 (Zen 4: 32 fp32, 64 bf16 with AVX512-BF16); a measured large-GEMM rate is printed next to it.
 
     python bench/train.py [--repeats 3] [--steps 10 60] [--precisions bf16-mixed 32-true] [--no-peer]
+    python bench/train.py --profile [--precisions 32-true]   # where a step's time goes, per operator, per side
 """
 
 from __future__ import annotations
@@ -76,9 +77,11 @@ def common_args(data: Path, steps: int) -> list[str]:
     ]
 
 
-def command(side: str, python: Path, data: Path, steps: int, precision: str, out: Path) -> tuple[list[str], dict, Path]:
+def command(
+    side: str, python: Path, data: Path, steps: int, precision: str, out: Path, profile: tuple[int, int] | None = None
+) -> tuple[list[str], dict, Path]:
     """(argv, env, cwd) of one timed training process."""
-    timer = [str(python), str(TIMER), "--out", str(out)]
+    timer = [str(python), str(TIMER), "--out", str(out)] + (["--profile", *map(str, profile)] if profile else [])
     if side in OURS:
         args = (
             common_args(data, steps)
@@ -121,6 +124,52 @@ def timed_run(side: str, python: Path, data: Path, window: tuple[int, int], prec
     return Run(side, precision, rate, flops, load, info["precision"])
 
 
+PROFILE_WINDOW = (20, 30)  # steps profiled: after warm-up, few enough that the profiler's overhead stays small
+# operator families, to read two different code bases side by side (first match wins)
+FAMILIES = (
+    ("matmul (linear, mm, bmm)", ("addmm", "aten::mm", "bmm", "matmul", "linear")),
+    ("attention kernel", ("scaled_dot_product", "_flash", "softmax")),
+    ("optimizer", ("adam", "_foreach", "lerp")),
+    ("loss (energy distance)", ("cdist", "_euclidean_dist", "geomloss", "logsumexp")),
+    ("copies and layout", ("copy_", "clone", "contiguous", "to_copy", "cat", "stack", "index", "gather")),
+)
+
+
+def profile_side(side: str, python: Path, data: Path, precision: str) -> dict[str, list[float]]:
+    """Self CPU microseconds and calls per operator over PROFILE_WINDOW steps of one run."""
+    out = CACHE / f"profile_{side}.json"
+    out.unlink(missing_ok=True)
+    argv, env, cwd = command(side, python, data, PROFILE_WINDOW[1], precision, out, PROFILE_WINDOW)
+    done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0 or not out.exists():
+        raise RuntimeError(f"{side} profile run failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads(out.read_text())["profile"]
+
+
+def print_profiles(profiles: dict[str, dict[str, list[float]]], precision: str) -> None:
+    steps = PROFILE_WINDOW[1] - PROFILE_WINDOW[0]
+    print(
+        f"\nwhere a {precision} step goes (self CPU ms per step, torch.profiler over {steps} steps; {load_average()})"
+    )
+    families = [name for name, _ in FAMILIES] + ["everything else"]
+    per_side = {}
+    for side, ops in profiles.items():
+        totals = dict.fromkeys(families, 0.0)
+        for op, (micros, _) in ops.items():
+            family = next((n for n, keys in FAMILIES if any(k in op.lower() for k in keys)), "everything else")
+            totals[family] += micros / 1e3 / steps
+        per_side[side] = totals
+    sides = list(profiles)
+    print(f"{'family':28}" + "".join(f"{s:>14}" for s in sides))
+    for family in families + ["total"]:
+        row = [sum(t.values()) if family == "total" else t[family] for t in per_side.values()]
+        print(f"{family:28}" + "".join(f"{v:14.1f}" for v in row))
+    for side, ops in profiles.items():
+        top = sorted(ops.items(), key=lambda kv: -kv[1][0])[:8]
+        shown = ", ".join(f"{op} {micros / 1e3 / steps:.1f}" for op, (micros, _) in top)
+        print(f"  {side} top operators (ms/step): {shown}")
+
+
 def cpu_peak(precision: str) -> float:
     """Theoretical peak FLOP/s of the cores this process may use, from the clock in /proc/cpuinfo."""
     mhz = [
@@ -153,6 +202,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--precisions", nargs="+", default=["bf16-mixed", "32-true"], choices=sorted(FLOP_PER_CYCLE))
     parser.add_argument("--no-peer", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="profile one run per side instead of timing")
     args = parser.parse_args()
     CACHE.mkdir(parents=True, exist_ok=True)
     data = make_data(args.cells)
@@ -161,6 +211,11 @@ def main() -> int:
         peer = peer_venv("arcvenv", ["arc-state==0.11.1", "transformers==4.52.3"], torch_first=True)
         if peer is not None:
             pythons["arc-state"] = peer
+    if args.profile:
+        for precision in args.precisions:
+            profiles = {side: profile_side(side, python, data, precision) for side, python in pythons.items()}
+            print_profiles(profiles, precision)
+        return 0
     cases = [(side, p) for p in args.precisions for side in pythons]
     print(
         f"state_sm hidden={HIDDEN} S={S} B={B} X_hvg={HVG}; steps {args.steps[0]}->{args.steps[1]}; "

@@ -12,17 +12,18 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pert-col", default="gene", help="obs column with perturbation labels [gene]")
     p.add_argument("--control-pert", default="non-targeting", help="control label [non-targeting]")
     p.add_argument("--allow-discrete", action="store_true", help="keep integer/normalised counts (no log1p)")
-    p.add_argument("-t", "--num-threads", type=int, default=1, help="BLAS threads [1]; -1 = all")
+    p.add_argument(
+        "-t", "--num-threads", type=int, default=1,
+        help="threads [1]: BLAS threads, and with 2+ the predicted DE table on a second core; -1 = all",
+    )  # fmt: skip
 
 
 def _run(args: argparse.Namespace) -> int:
     from state_core.cli.checks import require_finite, require_label
-    from state_core.eval.sources import MatrixKey, evaluate_files, resolve_keys
+    from state_core.eval.sources import MatrixKey, evaluate_files
 
-    keys = resolve_keys(args.adata_pred, args.pred_key, args.real_key)
-    for path, key in ((args.adata_pred, keys.pred), (args.adata_real, keys.real)):
-        if key.kind != "layer":
-            require_finite(path, key.name if key.kind == "obsm" else "X")
+    # NaN/Inf in the scored matrices is refused by the evaluator on the data it has read (no second read)
+    for path in (args.adata_pred, args.adata_real):
         if args.embed_key:
             require_finite(path, args.embed_key)
         require_label(path, args.pert_col, args.control_pert, "--control-pert")

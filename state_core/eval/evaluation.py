@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,13 +13,14 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from state_core.errors import DataError
+from state_core.eval.background import Deferred, Forked, background
 from state_core.eval.aggregate import describe, results_frame, write_csv_atomic
 from state_core.eval.csv_io import write_columns_csv
 from state_core.eval.de import DETable, align_tables, compute_de, read_de_csv
 from state_core.eval.de_metrics import FDR_THRESHOLD, DEComparison
 from state_core.eval.inputs import CellData, Groups, check_pair, label_array, load_cells, prepared
 from state_core.eval.pseudobulk import build_pseudobulk
-from state_core.eval.registry import REGISTRY, MetricContext, MetricValue, needs_de, select_metrics
+from state_core.eval.registry import REGISTRY, Matrix, MetricContext, MetricValue, needs_de, select_metrics
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -92,13 +94,14 @@ def evaluate(
     columns = [pert_col] + ([celltype_col] if celltype_col else [])
     real = load_cells(adata_real, "real", columns, embed_key)
     pred = load_cells(adata_pred, "pred", columns, embed_key)
-    out = Path(outdir) if outdir is not None else None
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
+    out = Path(outdir) if outdir is not None else None  # made once the inputs have passed their checks
+    parallel = num_threads != 1  # the predicted DE table then runs in a forked child (state_core.eval.background)
     with threadpool_limits(limits=max(1, num_threads) if num_threads > 0 else None):
         if celltype_col is None:
-            return _evaluate_one(pred, real, opts, metrics, out, "", de_pred, de_real)
-        return _evaluate_by_celltype(pred, real, opts, metrics, out, celltype_col, de_pred, de_real, celltype_folders)
+            return _evaluate_one(pred, real, opts, metrics, out, "", de_pred, de_real, parallel)
+        return _evaluate_by_celltype(
+            pred, real, opts, metrics, out, celltype_col, de_pred, de_real, celltype_folders, parallel
+        )
 
 
 def _evaluate_by_celltype(
@@ -111,6 +114,7 @@ def _evaluate_by_celltype(
     de_pred: str | Path | None,
     de_real: str | Path | None,
     folders: bool,
+    parallel: bool,
 ) -> EvalResult:
     real_types = label_array(real, celltype_col, "real")
     pred_types = label_array(pred, celltype_col, "pred")
@@ -123,8 +127,6 @@ def _evaluate_by_celltype(
             )
         safe = cell_type.replace("/", "-")
         where, prefix = (out / safe if out is not None else None, "") if folders else (out, safe + "_")
-        if where is not None:
-            where.mkdir(parents=True, exist_ok=True)
         one = _evaluate_one(
             pred.subset(pred_types == cell_type),
             real.subset(real_types == cell_type),
@@ -134,6 +136,7 @@ def _evaluate_by_celltype(
             prefix,
             de_pred,
             de_real,
+            parallel,
         )
         results.append(one.results.assign(celltype=cell_type))
         aggs.append(one.agg.assign(celltype=cell_type))
@@ -158,6 +161,7 @@ def _evaluate_one(
     prefix: str,
     de_pred: str | Path | None,
     de_real: str | Path | None,
+    parallel: bool = False,
 ) -> EvalResult:
     check_pair(real, pred, pert_col=opts.pert_col, control_pert=opts.control_pert, embed_key=opts.embed_key)
     real = prepared(real, "real", opts.allow_discrete)
@@ -165,29 +169,26 @@ def _evaluate_one(
     real_groups = Groups.build(label_array(real, opts.pert_col, "real"), opts.control_pert)
     pred_groups = Groups.build(label_array(pred, opts.pert_col, "pred"), opts.control_pert)
     genes = np.asarray(real.var_names).astype(str)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
-    de_tables: dict[str, DETable] = {}
+    de_tables: dict[str, Deferred[DETable] | Forked[DETable]] = {}
 
     if needs_de(opts.profile, metrics):
-        for role, given, adata, groups in (("real", de_real, real, real_groups), ("pred", de_pred, pred, pred_groups)):
+        for role, given, adata, groups in (("pred", de_pred, pred, pred_groups), ("real", de_real, real, real_groups)):
             if given is not None:
-                de_tables[role] = read_de_csv(str(given))
+                de_tables[role] = Deferred(lambda given=given: read_de_csv(str(given)))
                 continue
             log.info("differential expression (%s): %d perturbations x %d genes", role, len(groups.perts), genes.size)
-            de_tables[role] = compute_de(
-                adata.x,
-                groups,
-                genes,
-                is_log1p=not opts.allow_discrete,
-                epsilon=opts.epsilon,
-                cpm_filter=opts.cpm_filter,
-            )
             if out is not None:
                 paths[f"{role}_de"] = out / f"{prefix}{role}_de.csv"
-                _write_de(de_tables[role], paths[f"{role}_de"])
+            job = partial(_de_table, adata.x, groups, genes, opts, paths.get(f"{role}_de"))
+            # the predicted table on the second core while this process computes the real one: both are
+            # single-threaded, while the metrics after them use every BLAS thread
+            de_tables[role] = background(job, parallel and role == "pred")
 
     def de_comparison() -> DEComparison:
-        real_de, pred_de = align_tables(de_tables["real"], de_tables["pred"])
+        real_de, pred_de = align_tables(de_tables["real"].result(), de_tables["pred"].result())
         if real_de.perts != real_groups.perts:
             raise DataError(
                 f"DE tables cover {len(real_de.perts)} perturbations, the data {len(real_groups.perts)}\n"
@@ -212,9 +213,18 @@ def _evaluate_one(
         embed=embed_deltas,
     )
     columns: dict[str, MetricValue] = {}
-    for name in metrics:
-        log.info("metric %s", name)
-        columns.update(REGISTRY[name].compute(ctx))
+    try:
+        if parallel and "real" in de_tables:
+            de_tables["real"].result()  # now, beside the child, not later beside the multi-threaded metrics
+        for name in metrics:
+            log.info("metric %s", name)
+            columns.update(REGISTRY[name].compute(ctx))
+        for table in de_tables.values():
+            table.result()  # written even when no metric needed it
+    except BaseException:
+        for table in de_tables.values():
+            table.cancel()
+        raise
 
     results = results_frame(real_groups.perts, columns)
     agg = describe(columns)
@@ -224,6 +234,15 @@ def _evaluate_one(
         write_csv_atomic(results, paths["results"], {k: v.null for k, v in columns.items()})
         write_csv_atomic(agg, paths["agg_results"])
     return EvalResult(results, agg, paths)
+
+
+def _de_table(x: Matrix, groups: Groups, genes: np.ndarray, opts: EvalOptions, path: Path | None) -> DETable:
+    table = compute_de(
+        x, groups, genes, is_log1p=not opts.allow_discrete, epsilon=opts.epsilon, cpm_filter=opts.cpm_filter
+    )
+    if path is not None:
+        _write_de(table, path)
+    return table
 
 
 def _write_de(table: DETable, path: Path) -> None:

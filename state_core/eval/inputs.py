@@ -37,6 +37,7 @@ class CellData:
     obs: pd.DataFrame  # [N, columns]
     var_names: np.ndarray  # [G] str
     obsm: Mapping[str, np.ndarray] = field(default_factory=dict)
+    source: str = "X"  # where x came from, for messages: "<file>: X", "<file>: obsm:X_hvg_pred"
 
     @property
     def n_obs(self) -> int:
@@ -50,7 +51,7 @@ class CellData:
         rows = np.flatnonzero(mask)
         return CellData(
             self.x[rows], self.obs.iloc[rows].reset_index(drop=True), self.var_names,
-            {k: np.asarray(v)[rows] for k, v in self.obsm.items()},
+            {k: np.asarray(v)[rows] for k, v in self.obsm.items()}, self.source,
         )  # fmt: skip
 
     def with_x(self, x: Matrix) -> CellData:
@@ -93,7 +94,7 @@ def _read_h5ad(path: Path, columns: list[str], embed_key: str | None) -> CellDat
                     "    fix: pass --embed-key with one of those keys or leave it out"
                 )
             obsm[embed_key] = np.asarray(file[f"obsm/{embed_key}"][()])
-    return CellData(x=x, obs=obs, var_names=genes, obsm=obsm)
+    return CellData(x=x, obs=obs, var_names=genes, obsm=obsm, source=f"{path}: X")
 
 
 def load_cells(source: Any, role: str, columns: list[str], embed_key: str | None = None) -> CellData:
@@ -107,7 +108,14 @@ def load_cells(source: Any, role: str, columns: list[str], embed_key: str | None
                 "    fix: pass --embed-key with one of those keys or leave it out"
             )
         obsm = {embed_key: source.obsm[embed_key]} if embed_key is not None else {}
-        return CellData(x=source.X, obs=source.obs, var_names=np.asarray(source.var_names).astype(str), obsm=obsm)
+        name = getattr(source, "filename", None) or f"the {role} AnnData"
+        return CellData(
+            x=source.X,
+            obs=source.obs,
+            var_names=np.asarray(source.var_names).astype(str),
+            obsm=obsm,
+            source=f"{name}: X",
+        )
     path = Path(source)
     if not path.is_file():
         raise DataError(f"{role} AnnData file not found: {path}\n    fix: pass an existing .h5ad path")
@@ -224,11 +232,30 @@ def prepared(adata: CellData, role: str, allow_discrete: bool = False, allow_neg
         x = np.asarray(x)
     if x.dtype == np.float16:
         x = x.astype(np.float32)  # numba (cell-eval) cannot use float16 either
+    _require_finite(x, adata.source)
     out = adata.with_x(x)
     if is_log1p(out, role, allow_discrete, allow_negative) or allow_discrete:
         return out
     log.info("%s X holds integer counts: normalising to the median library size and applying log1p", role)
     return out.with_x(normalise_log1p(x))
+
+
+def _require_finite(x: Matrix, source: str) -> None:
+    """NaN/Inf would make every metric silently NaN: refuse, naming the file, matrix and cell count."""
+    values = _matrix_values(x)
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return
+    if sp.issparse(x):
+        rows = np.repeat(np.arange(x.shape[0]), np.diff(x.indptr))[bad.ravel()]
+        bad_cells = np.unique(rows).size
+    else:
+        bad_cells = int(bad.reshape(x.shape[0], -1).any(axis=1).sum())
+    n = int(bad.sum())
+    raise DataError(
+        f"{source} has {n} NaN/Inf value{'s' if n != 1 else ''} in {bad_cells} cell{'s' if bad_cells != 1 else ''}\n"
+        "    fix: drop or repair those cells (keep rows where np.isfinite(...).all(axis=1)), or re-run preprocessing"
+    )
 
 
 def normalise_log1p(x: np.ndarray | sp.csr_matrix) -> np.ndarray | sp.csr_matrix:

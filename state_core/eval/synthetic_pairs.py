@@ -26,6 +26,9 @@ class PairSpec:
     pert_col: str = "target_gene"
     control_pert: str = "non-targeting"
     seed: int = 0
+    mean_scale: float = 1.0  # multiplies every gene's mean count: lower is sparser
+    n_constant_genes: int = 0  # the last genes are zero in every cell (constant: no test has power there)
+    n_null_perts: int = 0  # the last perturbations change nothing (no DE genes)
 
 
 def gene_names(n_genes: int) -> list[str]:
@@ -36,12 +39,14 @@ def make_real(spec: PairSpec) -> ad.AnnData:
     """Real data: log1p-normalised CSR float32 with one control and `n_perts` knockdowns."""
     rng = np.random.default_rng(spec.seed)
     genes = gene_names(spec.n_genes)
-    base_mean = rng.lognormal(mean=0.0, sigma=1.2, size=spec.n_genes)  # [G]
+    base_mean = spec.mean_scale * rng.lognormal(mean=0.0, sigma=1.2, size=spec.n_genes)  # [G]
+    if spec.n_constant_genes:
+        base_mean[spec.n_genes - spec.n_constant_genes :] = 0.0
     groups = [spec.control_pert] + genes[: spec.n_perts]
     blocks, labels = [], []
     for g_idx, label in enumerate(groups):
         log2fc = np.zeros(spec.n_genes)
-        if g_idx > 0:
+        if 0 < g_idx <= spec.n_perts - spec.n_null_perts:
             programme = rng.choice(spec.n_genes, spec.n_programme_genes, replace=False)
             log2fc[programme] = rng.normal(0.0, 1.0, spec.n_programme_genes)
             log2fc[g_idx - 1] = np.log2(spec.knockdown)
