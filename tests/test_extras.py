@@ -41,7 +41,8 @@ SCRIPT = textwrap.dedent("""
             out[name] = "no error"
         except MissingExtraError as e:
             out[name] = str(e)
-    out["kfp_loaded"] = any(m.split(".")[0] in ("kfp", "pipelines") for m in sys.modules)
+    out["kfp_loaded"] = any(m.split(".")[0] == "kfp" for m in sys.modules)
+    out["pipeline_modules"] = sorted(m for m in sys.modules if m.split(".")[0] in ("pipelines", "components"))
     print(json.dumps(out))
 """)
 
@@ -59,4 +60,7 @@ def test_core_library_and_cli_work_without_extras_and_each_extra_is_named():
     assert out["local_files"] and out["local_files"][0].endswith("a.h5ad")
     assert "pip install 'state-core[gcs]'" in out["gcs"]
     assert "pip install 'state-core[serve]'" in out["serve"]
-    assert not out["kfp_loaded"]  # the library's CLI never imported the pipelines app layer
+    assert not out["kfp_loaded"]
+    # `state pipeline` is the pipelines layer's own thin command module (an entry point); nothing more of
+    # that layer is imported before the missing extra is named
+    assert out["pipeline_modules"] == ["pipelines", "pipelines.cli"], out["pipeline_modules"]
