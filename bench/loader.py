@@ -32,7 +32,7 @@ import anndata as ad
 import h5py
 import numpy as np
 
-from benchlib import fmt_spread, load_average, peer_venv
+from benchlib import fmt_spread, load_average, peer_venv, spread
 from state_core.config.experiment import ObsColumns, load_experiment
 from state_core.data.cellsets import StoreSettings
 from state_core.data.datamodule import CellSetDataModule
@@ -117,7 +117,7 @@ def compare_cell_load(toml: Path, args: argparse.Namespace, ours: list[float]) -
     print(
         f"cell-load PerturbationDataModule (num_workers=0, {args.cell_load_batches} batches x 3 passes): "
         f"{fmt_spread(rates)} cells/s, setup {theirs['setup_s']:.1f}s; ours {fmt_spread(ours)} cells/s "
-        f"= x{sorted(ours)[len(ours) // 2] / sorted(rates)[len(rates) // 2]:.0f} ({load_average()})"
+        f"= x{spread(ours)[1] / spread(rates)[1]:.0f} ({load_average()})"
     )
 
 

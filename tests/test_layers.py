@@ -26,18 +26,18 @@ LEVEL = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 ROOT = Path(state_core.__file__).parent
 
 
-def _imported_packages(path: Path) -> set[str]:
+def _imported_modules(path: Path) -> set[str]:
     found = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        names = (
-            [node.module]
-            if isinstance(node, ast.ImportFrom) and node.module
-            else [a.name for a in node.names]
-            if isinstance(node, ast.Import)
-            else []
-        )
-        found |= {n.split(".")[1] for n in names if n.startswith("state_core.")}
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
     return found
+
+
+def _imported_packages(path: Path) -> set[str]:
+    return {n.split(".")[1] for n in _imported_modules(path) if n.startswith("state_core.")}
 
 
 def test_every_package_has_a_layer():
@@ -62,10 +62,10 @@ def test_imports_point_down_the_layers():
 
 def test_the_library_never_imports_the_app_layers():
     """`components/` and `pipelines/` sit above `state_core` (`state pipeline` comes in by entry point)."""
-    above = []
-    for path in ROOT.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
-            names += [a.name for a in node.names] if isinstance(node, ast.Import) else []
-            above += [f"{path.relative_to(ROOT)} imports {n}" for n in names if n.split(".")[0] in APP_LAYERS]
+    above = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in ROOT.rglob("*.py")
+        for name in _imported_modules(path)
+        if name.split(".")[0] in APP_LAYERS
+    ]
     assert not above, "\n".join(sorted(above))

@@ -40,9 +40,9 @@ def command_groups() -> dict[str, tuple[str, str]]:
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="state", description="Train, evaluate and serve State models.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    wanted = next((a for a in argv if a in GROUPS), None)
-    groups = command_groups() if wanted is None else GROUPS  # entry points cost ~50 ms: only when needed
-    wanted = wanted or next((a for a in argv if a in groups), None)
+    # entry points cost ~50 ms: read them only when no built-in group is asked for
+    groups = GROUPS if any(a in GROUPS for a in argv) else command_groups()
+    wanted = next((a for a in argv if a in groups), None)
     sub = parser.add_subparsers(dest="group", metavar="{" + ",".join(groups) + "}")
     for name, (module, help_text) in groups.items():
         if wanted is None or name == wanted:

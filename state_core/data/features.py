@@ -259,8 +259,13 @@ def nonfinite_message(
     if not bad_values:
         return None
     scope = f"{checked.size} cells checked" + (f" (a sample of {rows.size})" if checked.size < rows.size else "")
+    return nonfinite_text(f"{path}: {describe_key(key)}", bad_values, bad_cells, scope)
+
+
+def nonfinite_text(where: str, bad_values: int, bad_cells: int, scope: str) -> str:
+    """The message for NaN/Inf found in `where` ("<file>: X"), with how to fix it."""
     return (
-        f"{path}: {describe_key(key)} has {bad_values} NaN/Inf value{'s' if bad_values != 1 else ''} in {bad_cells} "
+        f"{where} has {bad_values} NaN/Inf value{'s' if bad_values != 1 else ''} in {bad_cells} "
         f"cell{'s' if bad_cells != 1 else ''} ({scope}); fix: drop or repair those cells (keep rows where "
         f"np.isfinite(...).all(axis=1)), or re-run preprocessing"
     )

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from state_core.data.features import nonfinite_text
 from state_core.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -251,11 +252,7 @@ def _require_finite(x: Matrix, source: str) -> None:
         bad_cells = np.unique(rows).size
     else:
         bad_cells = int(bad.reshape(x.shape[0], -1).any(axis=1).sum())
-    n = int(bad.sum())
-    raise DataError(
-        f"{source} has {n} NaN/Inf value{'s' if n != 1 else ''} in {bad_cells} cell{'s' if bad_cells != 1 else ''}\n"
-        "    fix: drop or repair those cells (keep rows where np.isfinite(...).all(axis=1)), or re-run preprocessing"
-    )
+    raise DataError(nonfinite_text(source, int(bad.sum()), bad_cells, f"all {x.shape[0]} cells checked"))
 
 
 def normalise_log1p(x: np.ndarray | sp.csr_matrix) -> np.ndarray | sp.csr_matrix:
