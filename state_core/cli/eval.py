@@ -19,13 +19,11 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from state_core.cli.checks import require_finite, require_label
+    from state_core.cli.checks import require_label
     from state_core.eval.sources import MatrixKey, evaluate_files
 
-    # NaN/Inf in the scored matrices is refused by the evaluator on the data it has read (no second read)
+    # NaN/Inf in X or the --embed-key matrix is refused by the evaluator on the data it has read (no second read)
     for path in (args.adata_pred, args.adata_real):
-        if args.embed_key:
-            require_finite(path, args.embed_key)
         require_label(path, args.pert_col, args.control_pert, "--control-pert")
     result, keys = evaluate_files(
         args.adata_pred,

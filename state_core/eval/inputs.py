@@ -95,6 +95,7 @@ def _read_h5ad(path: Path, columns: list[str], embed_key: str | None) -> CellDat
                     "    fix: pass --embed-key with one of those keys or leave it out"
                 )
             obsm[embed_key] = np.asarray(file[f"obsm/{embed_key}"][()])
+            _require_finite(obsm[embed_key], f"{path}: obsm/{embed_key}")  # X is checked in `prepared`
     return CellData(x=x, obs=obs, var_names=genes, obsm=obsm, source=f"{path}: X")
 
 
@@ -110,6 +111,8 @@ def load_cells(source: Any, role: str, columns: list[str], embed_key: str | None
             )
         obsm = {embed_key: source.obsm[embed_key]} if embed_key is not None else {}
         name = getattr(source, "filename", None) or f"the {role} AnnData"
+        for key, values in obsm.items():
+            _require_finite(np.asarray(values), f"{name}: obsm/{key}")
         return CellData(
             x=source.X,
             obs=source.obs,

@@ -341,6 +341,13 @@ CASES = [
     # --- eval -------------------------------------------------------------------------------------
     C("eval-nan-pred", EVAL + " -ap {bad}/nan_x.h5ad -ar {h5}", "nan_x.h5ad", "NaN/Inf"),
     C("eval-nan-real", EVAL + " -ap {h5} -ar {bad}/nan_x.h5ad", "nan_x.h5ad", "NaN/Inf"),
+    C(
+        "eval-nan-embed",
+        EVAL + " -ap {bad}/nan_embed_pred.h5ad -ar {h5} --embed-key X_hvg",
+        "nan_embed_pred.h5ad",
+        "obsm/X_hvg",
+        "NaN/Inf",
+    ),
     C("eval-pred-missing", EVAL + " -ap {out}/none.h5ad -ar {h5}", "none.h5ad"),
     C("eval-pred-truncated", EVAL + " -ap {bad}/truncated.h5ad -ar {h5}", "truncated.h5ad"),
     C("eval-pred-csv", EVAL + " -ap {bad}/cells.csv -ar {h5}", "cells.csv"),
