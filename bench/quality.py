@@ -7,7 +7,9 @@ training.batch_size=8 training.lr=1e-4`, everything else at its default) and fit
 the `state` commands a user runs. Each model is scored twice:
   - test: `state tx predict` on the TOML test split;
   - fresh: new cells of the held-out groups, drawn from the same ground truth (`SynthSpec.cell_seed`), through
-    `state tx infer` (basal cells = controls of the same cell type) and then `state eval run`.
+    `state tx infer` (basal cells = controls of the same cell type) and then `state eval run`; at two sizes:
+    "fresh x1" has as many cells per group as the training data (~170), "fresh x4" four times as many, so the
+    real means that pearson_delta compares against are less noisy (the metric and the models are the same).
 A reference row, "real cells, 2nd draw", scores a second sample of the real held-out cells (same ground truth,
 same size) as if it were a prediction: what a perfect model of the cells scores, given finite cells on both sides.
 It prints one table per dataset and split, and a verdict: ST against the best baseline on each headline metric
@@ -98,7 +100,7 @@ COLUMNS = (
 class Scored:
     model: str
     test: dict[str, float]
-    fresh: dict[str, float]
+    fresh: dict[int, dict[str, float]]  # scale -> metrics on the fresh cells of that scale
     train_cpu_s: float
 
 
@@ -115,23 +117,26 @@ def run(cmd: list[str], log: Path) -> float:
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def prepare(name: str, spec: SynthSpec) -> Path:
-    """The experiment folder (training data + TOMLs) and fresh cells of each held-out split."""
+def prepare(name: str, spec: SynthSpec, scales: tuple[int, ...]) -> Path:
+    """The experiment folder (training data + TOMLs) and fresh cells of each held-out split, at each scale:
+    `scale` times as many cells per group as the training data has (more cells, less noisy reference means)."""
     out = CACHE / name
-    if (out / "redraw_zeroshot.h5ad").exists():
+    missing = [k for k in scales if not (out / f"redraw_x{k}_zeroshot.h5ad").exists()]
+    if not missing:
         return out
     exp = write_synthetic_experiment(out, spec, num_hvgs=N_GENES, embed_key=None)
     # cell_seed 1: the fresh cells every model is scored on; cell_seed 2: a second draw of the same groups,
     # scored as if it were a prediction (the "real cells, 2nd draw" reference row)
-    for prefix, cell_seed in (("fresh", 1), ("redraw", 2)):
-        cells = preprocess_train_adata(make_synthetic_adata(replace(spec, cell_seed=cell_seed)), num_hvgs=N_GENES)
+    for scale, (prefix, cell_seed) in ((k, d) for k in missing for d in (("fresh", 1), ("redraw", 2))):
+        drawn = replace(spec, cell_seed=cell_seed, n_cells=spec.n_cells * scale)
+        cells = preprocess_train_adata(make_synthetic_adata(drawn), num_hvgs=N_GENES)
         pert, ct = cells.obs[spec.pert_col].astype(str), cells.obs[spec.cell_type_key].astype(str)
         held_out = {
             "fewshot": (ct == exp.fewshot_cell_type) & pert.isin([CONTROL, *exp.fewshot_test_perts]),
             "zeroshot": ct == exp.zeroshot_test_cell_type,
         }
         for split, keep in held_out.items():
-            write_h5ad_atomic(cells[keep.to_numpy()].copy(), out / f"{prefix}_{split}.h5ad")
+            write_h5ad_atomic(cells[keep.to_numpy()].copy(), out / f"{prefix}_x{scale}_{split}.h5ad")
     return out
 
 
@@ -198,20 +203,23 @@ def score_fresh(run_dir: Path, fresh: Path, work: Path, log: Path) -> dict[str, 
     )
 
 
-def score_redraw(data: Path, split: str, log: Path) -> Scored:
+def score_redraw(data: Path, split: str, scales: tuple[int, ...], log: Path) -> Scored:
     """Reference row: a second draw of real held-out cells scored as a prediction of the fresh cells. It is what
-    a perfect model of the cells would score with as many cells as the real data (finite-sample noise in both)."""
-    work = data / f"redraw_{split}"
-    work.mkdir(exist_ok=True)
-    redraw, fresh = ad.read_h5ad(data / f"redraw_{split}.h5ad"), ad.read_h5ad(data / f"fresh_{split}.h5ad")
-    scores = score_pair(
-        np.asarray(redraw.obsm["X_hvg"]),
-        redraw.obs[["gene"]],
-        np.asarray(fresh.obsm["X_hvg"]),
-        fresh.obs[["gene"]],
-        work,
-        log,
-    )
+    a perfect model of the cells would score with that many cells (finite-sample noise in both)."""
+    scores = {}
+    for scale in scales:
+        work = data / f"redraw_x{scale}_{split}"
+        work.mkdir(exist_ok=True)
+        redraw = ad.read_h5ad(data / f"redraw_x{scale}_{split}.h5ad")
+        fresh = ad.read_h5ad(data / f"fresh_x{scale}_{split}.h5ad")
+        scores[scale] = score_pair(
+            np.asarray(redraw.obsm["X_hvg"]),
+            redraw.obs[["gene"]],
+            np.asarray(fresh.obsm["X_hvg"]),
+            fresh.obs[["gene"]],
+            work,
+            log,
+        )
     return Scored(REDRAW, {}, scores, 0.0)
 
 
@@ -253,7 +261,9 @@ def score_pair(
     return summary
 
 
-def train_and_score(data: Path, split: str, model: str, st_steps: int, extra: list[str], log: Path) -> Scored:
+def train_and_score(
+    data: Path, split: str, model: str, st_steps: int, extra: list[str], scales: tuple[int, ...], log: Path
+) -> Scored:
     name = f"{split}_{model}"
     overrides = [
         f"data.kwargs.toml_config_path={data / f'{split}.toml'}",
@@ -280,9 +290,12 @@ def train_and_score(data: Path, split: str, model: str, st_steps: int, extra: li
     else:
         cpu = run(STATE + ["tx", "train", *overrides], log)
         done.write_text(json.dumps({"overrides": overrides, "cpu_s": cpu}))
-    work = run_dir / "bench"
-    work.mkdir(exist_ok=True)
-    return Scored(model, score_test(run_dir, log), score_fresh(run_dir, data / f"fresh_{split}.h5ad", work, log), cpu)
+    fresh = {}
+    for scale in scales:
+        work = run_dir / f"bench_x{scale}"
+        work.mkdir(exist_ok=True)
+        fresh[scale] = score_fresh(run_dir, data / f"fresh_x{scale}_{split}.h5ad", work, log)
+    return Scored(model, score_test(run_dir, log), fresh, cpu)
 
 
 def cell(value: float | None, metric: str, model: str) -> str:
@@ -292,28 +305,35 @@ def cell(value: float | None, metric: str, model: str) -> str:
     return f"{value:.3f}"
 
 
-def table(rows: list[Scored]) -> str:
-    head = "| model | train CPU-s | " + " | ".join(f"{c} (test / fresh)" for c in COLUMNS) + " |"
+def table(rows: list[Scored], scales: tuple[int, ...]) -> str:
+    where = " / ".join(["test", *(f"fresh x{k}" for k in scales)])
+    head = "| model | train CPU-s | " + " | ".join(f"{c} ({where})" for c in COLUMNS) + " |"
     lines = [head, "|" + "---|" * (len(COLUMNS) + 2)]
     for r in rows:
-        cells = [f"{cell(r.test.get(c), c, r.model)} / {cell(r.fresh.get(c), c, r.model)}" for c in COLUMNS]
+        cells = [
+            " / ".join(cell(v, c, r.model) for v in [r.test.get(c), *(r.fresh[k].get(c) for k in scales)])
+            for c in COLUMNS
+        ]
         cpu = "-" if r.model == REDRAW else f"{r.train_cpu_s:.0f}"
         lines.append(f"| {r.model} | {cpu} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def verdict(rows: list[Scored]) -> list[str]:
+def verdict(rows: list[Scored], scale: int) -> list[str]:
+    """ST against the best baseline on each headline metric, on the fresh cells of one scale."""
     st = next(r for r in rows if r.model == "st")
-    out = []
+    redraw = next((r.fresh[scale] for r in rows if r.model == REDRAW), {})
+    out = [f"fresh x{scale}:"]
     for metric in HEADLINE:
-        base = [(r.fresh.get(metric, np.nan), r.model) for r in rows if r.model not in ("st", REDRAW)]
+        base = [(r.fresh[scale].get(metric, np.nan), r.model) for r in rows if r.model not in ("st", REDRAW)]
         best, who = max((v, m) for v, m in base if np.isfinite(v))
-        mine = st.fresh.get(metric, np.nan)
+        mine = st.fresh[scale].get(metric, np.nan)
         out.append(
-            f"{metric}: ST {mine:.3f} vs best baseline {best:.3f} ({who}) -> {'OK' if mine >= best else 'BELOW'}"
+            f"  {metric}: ST {mine:.3f} vs best baseline {best:.3f} ({who}) -> {'OK' if mine >= best else 'BELOW'}"
+            f" (real cells, 2nd draw: {redraw.get(metric, np.nan):.3f})"
         )
-    spread = st.fresh.get("spread", np.nan)
-    out.append(f"spread (pred/real variance): {spread:.2f} -> {'OK' if 0.5 <= spread <= 2.0 else 'OUTSIDE 0.5-2'}")
+    spread = st.fresh[scale].get("spread", np.nan)
+    out.append(f"  spread (pred/real variance): {spread:.2f} -> {'OK' if 0.5 <= spread <= 2.0 else 'OUTSIDE 0.5-2'}")
     return out
 
 
@@ -323,19 +343,27 @@ def main() -> None:
     parser.add_argument("--splits", nargs="+", default=["fewshot", "zeroshot"], choices=["fewshot", "zeroshot"])
     parser.add_argument("--st-steps", type=int, default=1000, help="ST optimiser steps (about 0.5 CPU-s each here)")
     parser.add_argument("--st-extra", nargs="*", default=[], help="extra tx train overrides for ST")
+    parser.add_argument(
+        "--fresh-scales",
+        nargs="+",
+        type=int,
+        default=[1, 4],
+        help="fresh-cell sets to score on, each this many times the training data's cells per group",
+    )
     args = parser.parse_args()
+    scales = tuple(args.fresh_scales)
     print(f"load average {os.getloadavg()[0]:.2f}; {os.cpu_count()} CPUs; ST steps {args.st_steps}", flush=True)
     for name in args.datasets:
         t0 = time.time()
-        data = prepare(name, DATASETS[name])
+        data = prepare(name, DATASETS[name], scales)
         for split in args.splits:
             log = data / f"{split}.log"
             log.write_text("")
             models = ["st", *[b for b in BASELINES if b != "perturb_mean_celltype" or split == "fewshot"]]
-            rows = [train_and_score(data, split, m, args.st_steps, args.st_extra, log) for m in models]
-            rows.append(score_redraw(data, split, log))
-            print(f"\n### {name} / {split} (log: {log})\n\n{table(rows)}\n", flush=True)
-            print("\n".join(verdict(rows)), flush=True)
+            rows = [train_and_score(data, split, m, args.st_steps, args.st_extra, scales, log) for m in models]
+            rows.append(score_redraw(data, split, scales, log))
+            print(f"\n### {name} / {split} (log: {log})\n\n{table(rows, scales)}\n", flush=True)
+            print("\n".join(line for k in scales for line in verdict(rows, k)), flush=True)
         print(f"({name}: {time.time() - t0:.0f} s wall)", flush=True)
 
 
