@@ -193,14 +193,7 @@ def score_fresh(run_dir: Path, fresh: Path, work: Path, log: Path) -> dict[str, 
         log,
     )
     out = ad.read_h5ad(inferred)
-    return score_pair(
-        np.asarray(out.obsm["X_hvg_pred"]),
-        out.obs[["gene"]],
-        np.asarray(out.obsm["X_hvg"]),
-        out.obs[["gene"]],
-        work,
-        log,
-    )
+    return score_pair(out, "X_hvg_pred", out, work, log)
 
 
 def score_redraw(data: Path, split: str, scales: tuple[int, ...], log: Path) -> Scored:
@@ -212,23 +205,17 @@ def score_redraw(data: Path, split: str, scales: tuple[int, ...], log: Path) -> 
         work.mkdir(exist_ok=True)
         redraw = ad.read_h5ad(data / f"redraw_x{scale}_{split}.h5ad")
         fresh = ad.read_h5ad(data / f"fresh_x{scale}_{split}.h5ad")
-        scores[scale] = score_pair(
-            np.asarray(redraw.obsm["X_hvg"]),
-            redraw.obs[["gene"]],
-            np.asarray(fresh.obsm["X_hvg"]),
-            fresh.obs[["gene"]],
-            work,
-            log,
-        )
+        scores[scale] = score_pair(redraw, "X_hvg", fresh, work, log)
     return Scored(REDRAW, {}, scores, 0.0)
 
 
 def score_pair(
-    pred_x: np.ndarray, pred_obs: pd.DataFrame, real_x: np.ndarray, real_obs: pd.DataFrame, work: Path, log: Path
+    cells_pred: ad.AnnData, pred_key: str, cells_real: ad.AnnData, work: Path, log: Path
 ) -> dict[str, float]:
-    """Write a (pred, real) pair of h5ad files and score it with `state eval run`; adds the spread ratio."""
-    pred = ad.AnnData(X=np.asarray(pred_x, dtype=np.float32), obs=pred_obs.copy())
-    real = ad.AnnData(X=np.asarray(real_x, dtype=np.float32), obs=real_obs.copy())
+    """Score obsm[pred_key] of `cells_pred` against obsm["X_hvg"] of `cells_real` (as X of a written pair of h5ad
+    files) with `state eval run`; adds the spread ratio."""
+    pred = ad.AnnData(X=np.asarray(cells_pred.obsm[pred_key], dtype=np.float32), obs=cells_pred.obs[["gene"]].copy())
+    real = ad.AnnData(X=np.asarray(cells_real.obsm["X_hvg"], dtype=np.float32), obs=cells_real.obs[["gene"]].copy())
     pred.var_names = real.var_names = [f"g{i}" for i in range(real.n_vars)]
     pred.obs_names, real.obs_names = [f"p{i}" for i in range(pred.n_obs)], [f"r{i}" for i in range(real.n_obs)]
     write_h5ad_atomic(pred, work / "fresh_pred.h5ad")

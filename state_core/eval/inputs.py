@@ -95,14 +95,22 @@ def _read_h5ad(path: Path, columns: list[str], embed_key: str | None) -> CellDat
                     "    fix: pass --embed-key with one of those keys or leave it out"
                 )
             obsm[embed_key] = np.asarray(file[f"obsm/{embed_key}"][()])
-            _require_finite(obsm[embed_key], f"{path}: obsm/{embed_key}")  # X is checked in `prepared`
     return CellData(x=x, obs=obs, var_names=genes, obsm=obsm, source=f"{path}: X")
 
 
 def load_cells(source: Any, role: str, columns: list[str], embed_key: str | None = None) -> CellData:
-    """An AnnData (used as is, never modified) or an .h5ad path (read with h5py) as `CellData`."""
+    """An AnnData (used as is, never modified) or an .h5ad path (read with h5py) as `CellData`. NaN/Inf in
+    the obsm matrix is refused here, on the array just read; X is checked in `prepared`."""
     if isinstance(source, CellData):
         return source
+    cells, name = _load_cells(source, role, columns, embed_key)
+    for key, values in cells.obsm.items():
+        _require_finite(np.asarray(values), f"{name}: obsm/{key}")
+    return cells
+
+
+def _load_cells(source: Any, role: str, columns: list[str], embed_key: str | None) -> tuple[CellData, str]:
+    """`CellData` of an AnnData or an .h5ad path, and the name messages call it by."""
     if hasattr(source, "X") and hasattr(source, "obs") and hasattr(source, "var_names"):
         if embed_key is not None and embed_key not in source.obsm:
             raise DataError(
@@ -111,20 +119,19 @@ def load_cells(source: Any, role: str, columns: list[str], embed_key: str | None
             )
         obsm = {embed_key: source.obsm[embed_key]} if embed_key is not None else {}
         name = getattr(source, "filename", None) or f"the {role} AnnData"
-        for key, values in obsm.items():
-            _require_finite(np.asarray(values), f"{name}: obsm/{key}")
-        return CellData(
+        cells = CellData(
             x=source.X,
             obs=source.obs,
             var_names=np.asarray(source.var_names).astype(str),
             obsm=obsm,
             source=f"{name}: X",
         )
+        return cells, str(name)
     path = Path(source)
     if not path.is_file():
         raise DataError(f"{role} AnnData file not found: {path}\n    fix: pass an existing .h5ad path")
     try:
-        return _read_h5ad(path, columns, embed_key)
+        return _read_h5ad(path, columns, embed_key), str(path)
     except (OSError, KeyError) as err:
         raise DataError(f"cannot read {role} AnnData {path}: {err}\n    fix: pass a valid .h5ad file") from err
 

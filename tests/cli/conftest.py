@@ -82,15 +82,15 @@ def corpus(tmp_path_factory, synth_experiment):
     (bad / "flipped.h5ad").write_bytes(bytes(flipped))
     _copy_h5ad(h5, bad / "nan.h5ad", _set_obsm("X_hvg", slice(3, 9), np.nan))
     _copy_h5ad(h5, bad / "inf.h5ad", _set_obsm("X_hvg", slice(0, 2), np.inf))
-    # a prediction (X differs from the real file's) whose --embed-key matrix holds NaN
-    adata_pred = ad.read_h5ad(h5)
-    adata_pred.X = adata_pred.X * 0.5
-    adata_pred.obsm["X_hvg"][3:9, 0] = np.nan
-    adata_pred.write_h5ad(bad / "nan_embed_pred.h5ad")
     _copy_h5ad(h5, bad / "no_celltype.h5ad", _drop_obs("cell_type"))
     _copy_h5ad(h5, bad / "no_pert.h5ad", _drop_obs("gene"))
     adata = ad.read_h5ad(h5)
     adata[:0].copy().write_h5ad(bad / "zero_cells.h5ad")
+    # a prediction (X differs from the real file's) whose --embed-key matrix holds NaN
+    nan_embed = adata.copy()
+    nan_embed.X = nan_embed.X * 0.5
+    nan_embed.obsm["X_hvg"][3:9, 0] = np.nan
+    nan_embed.write_h5ad(bad / "nan_embed_pred.h5ad")
     nan_x = adata.copy()
     nan_x.X = nan_x.X.toarray() if hasattr(nan_x.X, "toarray") else np.array(nan_x.X)
     nan_x.X[:4, :3] = np.nan
