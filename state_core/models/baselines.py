@@ -80,6 +80,30 @@ def mean_shifts(pert_means: Tensor, pert_counts: Tensor, control_means: Tensor) 
     return shifts.sum(0) / seen.sum(0).clamp_min(1.0)[:, None]
 
 
+def shrunk_mean_shifts(
+    pert_means: Tensor, pert_counts: Tensor, control_means: Tensor, pert_mean_vars: Tensor, control_mean_vars: Tensor
+) -> Tensor:
+    """`mean_shifts` shrunk gene by gene towards 0 by its sampling noise (empirical Bayes, normal prior).
+
+    A group mean of ~100-200 cells carries noise of var/n in every gene, and most genes of most perturbations
+    do not move, so the raw shift is mostly noise outside the responding genes. With the squared standard
+    error v[p, d] of shift[p, d] and a prior variance tau2[d] = max(0, mean_p(shift^2) - mean_p(v)) of the true
+    shifts of gene d (pooled over the seen perturbations), the posterior mean is shift * tau2 / (tau2 + v).
+    Extra inputs: squared standard errors of the group means [C, n_pert, D] and of the control means [C, D].
+    """
+    shifts = mean_shifts(pert_means, pert_counts, control_means)  # [n_pert, D]
+    seen = (pert_counts > 0).to(pert_means.dtype)  # [C, n_pert]
+    n_seen = seen.sum(0)  # [n_pert]
+    var = ((pert_mean_vars + control_mean_vars[:, None, :]) * seen[..., None]).sum(0)  # [n_pert, D]
+    var = var / n_seen.clamp_min(1.0)[:, None] ** 2  # variance of a mean over the seen cell types
+    used = n_seen > 0
+    if not bool(used.any()):
+        return shifts
+    tau2 = ((shifts[used] ** 2).mean(0) - var[used].mean(0)).clamp_min(0.0)  # [D]
+    factor = tau2 / (tau2 + var).clamp_min(1e-12)
+    return torch.where(used[:, None], shifts * factor, shifts)
+
+
 class PerturbMean(nn.Module):
     """Each control cell plus its perturbation's mean shift (pert mean - control mean, averaged over
     cell types). Shift and cells live in the same space (the model's input space); no gene output."""

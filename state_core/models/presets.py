@@ -89,6 +89,8 @@ SHIFT_BASELINES = ("perturb_mean", "perturb_mean_celltype")
 
 # model.kwargs keys that map straight onto STConfig fields
 _DIRECT_KEYS = (
+    "shift_shrinkage",
+    "train_shift",
     "hidden_dim",
     "cell_set_len",
     "n_encoder_layers",

@@ -71,6 +71,12 @@ class STConfig:
     # runs start it at the training split's mean shift of each perturbation (what perturb_mean predicts), so
     # the transformer learns the cell-type- and cell-specific remainder instead of the whole effect from zero.
     pert_shift: bool = False
+    # Start the table at the empirical-Bayes shrunk mean shifts (each gene's shift pulled towards 0 by its
+    # sampling noise; `shrunk_mean_shifts`) instead of the raw ones, and whether training moves the table.
+    # A trained table re-learns the noise of every training group mean, which then travels to the cell types
+    # where the perturbation is held out.
+    shift_shrinkage: bool = False
+    train_shift: bool = True
     # Scale the shift gene by gene by a gain read from the set's control cells (1 + Linear(mean basal code)),
     # started at 1: a perturbation's mean effect differs between cell types mostly in strength per gene, and
     # the gain learned from a cell type's other perturbations carries over to its held-out ones.
@@ -290,7 +296,11 @@ class StateTransitionModel(nn.Module):
         self.batch_encoder = nn.Embedding(c.n_batches, c.hidden_dim) if c.n_batches else None
         self.pert_norm = RMSNorm(c.hidden_dim) if c.code_norm else None
         self.basal_norm = RMSNorm(c.hidden_dim) if c.code_norm else None
-        self.pert_shift = nn.Parameter(torch.zeros(c.n_perturbations, c.output_dim)) if c.pert_shift else None
+        self.pert_shift = (
+            nn.Parameter(torch.zeros(c.n_perturbations, c.output_dim), requires_grad=c.train_shift)
+            if c.pert_shift
+            else None
+        )
         self.context_gain = nn.Linear(c.hidden_dim, c.output_dim) if c.context_gain else None
         if self.context_gain is not None:
             nn.init.zeros_(self.context_gain.weight)  # gain 1 at the start: the plain shift

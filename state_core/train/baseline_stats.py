@@ -20,10 +20,17 @@ BLOCK_ROWS = 65536
 @dataclass(frozen=True)
 class GroupMeans:
     sums: np.ndarray  # [C, P, D] sum of features per (cell type, perturbation)
+    sq_sums: np.ndarray  # [C, P, D] sum of squared features
     counts: np.ndarray  # [C, P] number of cells
 
     def means(self) -> np.ndarray:
         return self.sums / np.maximum(self.counts, 1)[..., None]  # [C, P, D]
+
+    def mean_variances(self) -> np.ndarray:
+        """Squared standard error of each group mean, var / n per feature [C, P, D] (0 for groups of < 2 cells)."""
+        n = self.counts[..., None].astype(np.float64)
+        var = (self.sq_sums - self.sums**2 / np.maximum(n, 1)) / np.maximum(n - 1, 1)
+        return np.where(n > 1, np.maximum(var, 0) / np.maximum(n, 1), 0.0)
 
 
 def _label_index(path: str, column: str, names: tuple[str, ...], rows: np.ndarray) -> np.ndarray:
@@ -36,6 +43,7 @@ def train_group_means(manifest, vocab: Vocab, key: str) -> GroupMeans:  # noqa: 
     """Sum and count of `key` features (X or an obsm key) per (cell type, perturbation) over train rows."""
     n_ct, n_pert = len(vocab.cell_types), len(vocab.perturbations)
     sums: np.ndarray | None = None
+    sq_sums: np.ndarray | None = None
     counts = np.zeros((n_ct, n_pert), dtype=np.int64)
     for entry in manifest.files:
         rows = np.asarray(entry.train, dtype=np.int64)
@@ -47,11 +55,13 @@ def train_group_means(manifest, vocab: Vocab, key: str) -> GroupMeans:  # noqa: 
         with open_features(path, key) as source:
             if sums is None:
                 sums = np.zeros((n_ct, n_pert, source.shape[1]), dtype=np.float64)
+                sq_sums = np.zeros_like(sums)
             for start in range(0, rows.size, BLOCK_ROWS):
                 block = slice(start, start + BLOCK_ROWS)
                 ok = (ct[block] >= 0) & (pert[block] >= 0)
-                x = source.read_rows(rows[block][ok])  # [n, D]
+                x = source.read_rows(rows[block][ok]).astype(np.float64)  # [n, D]
                 np.add.at(sums, (ct[block][ok], pert[block][ok]), x)
+                np.add.at(sq_sums, (ct[block][ok], pert[block][ok]), x * x)
                 np.add.at(counts, (ct[block][ok], pert[block][ok]), 1)
     if sums is None:
         raise ConfigError(
@@ -62,7 +72,7 @@ def train_group_means(manifest, vocab: Vocab, key: str) -> GroupMeans:  # noqa: 
                 "list a dataset under [training] whose cell types are not all held out, or use a split with train rows",
             ),
         )
-    return GroupMeans(sums=sums, counts=counts)
+    return GroupMeans(sums=sums, sq_sums=sq_sums, counts=counts)
 
 
 def context_means(stats: GroupMeans, control_index: int) -> np.ndarray:

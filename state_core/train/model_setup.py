@@ -11,7 +11,7 @@ from torch import nn
 
 from state_core.config.train_config import TrainConfig
 from state_core.data.vocab import gene_target_key
-from state_core.models.baselines import build_model, mean_shifts
+from state_core.models.baselines import build_model, mean_shifts, shrunk_mean_shifts
 from state_core.models.losses import LossConfig
 from state_core.models.presets import DataDims, ResolvedModelConfig
 from state_core.train.baseline_stats import context_means, train_group_means
@@ -79,6 +79,22 @@ def _shift_statistics(data: RunData) -> tuple[torch.Tensor, torch.Tensor, torch.
     return torch.from_numpy(means), counts, torch.from_numpy(means[:, vocab.control_index])
 
 
+def _initial_shifts(data: RunData, shrink: bool) -> torch.Tensor:
+    """The shift table's start: each perturbation's training mean shift, shrunk by its noise if `shrink`."""
+    if not shrink:
+        return mean_shifts(*_shift_statistics(data))
+    vocab = data.vocab
+    stats = train_group_means(data.manifest, vocab, vocab.embed_key)
+    counts = torch.from_numpy(stats.counts.copy())
+    counts[:, vocab.control_index] = 0
+    means = torch.from_numpy(stats.means())
+    mean_vars = torch.from_numpy(stats.mean_variances())
+    shifts = shrunk_mean_shifts(
+        means, counts, means[:, vocab.control_index], mean_vars, mean_vars[:, vocab.control_index]
+    )
+    return shifts.float()
+
+
 def build_run_model(cfg: TrainConfig, data: RunData, resolved: ResolvedModelConfig) -> RunModel:
     """The model of `resolved` (from `preflight`, resolved once against `data_dims(data)`)."""
     kind = cfg.model.name
@@ -89,7 +105,7 @@ def build_run_model(cfg: TrainConfig, data: RunData, resolved: ResolvedModelConf
     if not requires_training:
         _fit_baseline(model, kind, data)
     elif getattr(model, "pert_shift", None) is not None:
-        model.init_pert_shift(mean_shifts(*_shift_statistics(data)))  # a resumed run loads its own table after this
+        model.init_pert_shift(_initial_shifts(data, resolved.model.shift_shrinkage))  # a resumed run loads its own
     log.info("model %s: %s", kind, describe_sizes(resolved.model))
     return RunModel(
         model=model, kind=kind, config=resolved.to_dict(), loss=resolved.loss, requires_training=requires_training

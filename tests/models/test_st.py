@@ -175,3 +175,13 @@ def test_context_gain_needs_the_shift_table_and_learns_faster() -> None:
     (rest, one), (fast, ten) = model.lr_groups()
     assert (one, ten) == (1.0, 10.0) and len(fast) == 3  # the table, the gain's weight and bias
     assert len(rest) + len(fast) == len(list(model.parameters()))
+
+
+def test_a_frozen_shift_table_is_kept_out_of_the_optimiser():
+    model = tiny_model(
+        output_space="gene", residual_space="input", pert_shift=True, context_gain=True, train_shift=False
+    )
+    assert not model.pert_shift.requires_grad
+    trainable = {id(p) for params, _ in model.lr_groups() for p in params if p.requires_grad}
+    assert id(model.pert_shift) not in trainable
+    assert id(model.context_gain.weight) in trainable  # the gain still learns
