@@ -166,6 +166,14 @@ class STConfig:
                     "set pert_shift=false or residual_space=input",
                 )
             )
+        elif (self.shift_shrinkage or not self.train_shift) and not self.pert_shift:
+            out.append(
+                Problem(
+                    "shift_shrinkage" if self.shift_shrinkage else "train_shift",
+                    "sets up the perturbation shift table, so it needs pert_shift=true",
+                    "set pert_shift=true, or leave shift_shrinkage=false and train_shift=true",
+                )
+            )
         elif self.context_gain and not self.pert_shift:
             out.append(
                 Problem(

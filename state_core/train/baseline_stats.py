@@ -20,14 +20,16 @@ BLOCK_ROWS = 65536
 @dataclass(frozen=True)
 class GroupMeans:
     sums: np.ndarray  # [C, P, D] sum of features per (cell type, perturbation)
-    sq_sums: np.ndarray  # [C, P, D] sum of squared features
     counts: np.ndarray  # [C, P] number of cells
+    sq_sums: np.ndarray | None = None  # [C, P, D] sum of squared features (train_group_means(squares=True))
 
     def means(self) -> np.ndarray:
         return self.sums / np.maximum(self.counts, 1)[..., None]  # [C, P, D]
 
     def mean_variances(self) -> np.ndarray:
         """Squared standard error of each group mean, var / n per feature [C, P, D] (0 for groups of < 2 cells)."""
+        if self.sq_sums is None:
+            raise ValueError("these group means were summed without squares: train_group_means(..., squares=True)")
         n = self.counts[..., None].astype(np.float64)
         var = (self.sq_sums - self.sums**2 / np.maximum(n, 1)) / np.maximum(n - 1, 1)
         return np.where(n > 1, np.maximum(var, 0) / np.maximum(n, 1), 0.0)
@@ -39,7 +41,7 @@ def _label_index(path: str, column: str, names: tuple[str, ...], rows: np.ndarra
     return lookup[labels.codes[rows]]  # -1 code (missing) maps to the appended -1
 
 
-def train_group_means(manifest, vocab: Vocab, key: str) -> GroupMeans:  # noqa: ANN001 - SplitManifest
+def train_group_means(manifest, vocab: Vocab, key: str, squares: bool = False) -> GroupMeans:  # noqa: ANN001 - SplitManifest
     """Sum and count of `key` features (X or an obsm key) per (cell type, perturbation) over train rows."""
     n_ct, n_pert = len(vocab.cell_types), len(vocab.perturbations)
     sums: np.ndarray | None = None
@@ -55,13 +57,14 @@ def train_group_means(manifest, vocab: Vocab, key: str) -> GroupMeans:  # noqa: 
         with open_features(path, key) as source:
             if sums is None:
                 sums = np.zeros((n_ct, n_pert, source.shape[1]), dtype=np.float64)
-                sq_sums = np.zeros_like(sums)
+                sq_sums = np.zeros_like(sums) if squares else None
             for start in range(0, rows.size, BLOCK_ROWS):
                 block = slice(start, start + BLOCK_ROWS)
                 ok = (ct[block] >= 0) & (pert[block] >= 0)
-                x = source.read_rows(rows[block][ok]).astype(np.float64)  # [n, D]
+                x = source.read_rows(rows[block][ok])  # [n, D]
                 np.add.at(sums, (ct[block][ok], pert[block][ok]), x)
-                np.add.at(sq_sums, (ct[block][ok], pert[block][ok]), x * x)
+                if sq_sums is not None:  # float64 squares: the variance is a difference of large sums
+                    np.add.at(sq_sums, (ct[block][ok], pert[block][ok]), np.square(x, dtype=np.float64))
                 np.add.at(counts, (ct[block][ok], pert[block][ok]), 1)
     if sums is None:
         raise ConfigError(

@@ -14,7 +14,7 @@ from state_core.data.vocab import gene_target_key
 from state_core.models.baselines import build_model, mean_shifts, shrunk_mean_shifts
 from state_core.models.losses import LossConfig
 from state_core.models.presets import DataDims, ResolvedModelConfig
-from state_core.train.baseline_stats import context_means, train_group_means
+from state_core.train.baseline_stats import GroupMeans, context_means, train_group_means
 from state_core.train.data_setup import RunData, RunInputs
 
 log = logging.getLogger(__name__)
@@ -65,34 +65,28 @@ def _fit_baseline(model: nn.Module, kind: str, data: RunData) -> None:
             gene = torch.from_numpy(context_means(train_group_means(data.manifest, vocab, gene_key), ctrl))
         model.fit(torch.from_numpy(context_means(stats, ctrl)), gene)
     elif kind in ("perturb_mean", "perturb_mean_celltype"):
-        model.fit(*_shift_statistics(data))
+        model.fit(*_shift_statistics(data, train_group_means(data.manifest, vocab, vocab.embed_key)))
 
 
-def _shift_statistics(data: RunData) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _shift_statistics(data: RunData, stats: GroupMeans) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per (cell type, perturbation) training means [C, P, D], cell counts [C, P] (control zeroed: its
     shift is zero by definition) and control means [C, D], in the model's input space."""
-    vocab = data.vocab
-    stats = train_group_means(data.manifest, vocab, vocab.embed_key)
+    control = data.vocab.control_index
     means = stats.means().astype("float32")
     counts = torch.from_numpy(stats.counts.copy())
-    counts[:, vocab.control_index] = 0
-    return torch.from_numpy(means), counts, torch.from_numpy(means[:, vocab.control_index])
+    counts[:, control] = 0
+    return torch.from_numpy(means), counts, torch.from_numpy(means[:, control])
 
 
 def _initial_shifts(data: RunData, shrink: bool) -> torch.Tensor:
     """The shift table's start: each perturbation's training mean shift, shrunk by its noise if `shrink`."""
-    if not shrink:
-        return mean_shifts(*_shift_statistics(data))
     vocab = data.vocab
-    stats = train_group_means(data.manifest, vocab, vocab.embed_key)
-    counts = torch.from_numpy(stats.counts.copy())
-    counts[:, vocab.control_index] = 0
-    means = torch.from_numpy(stats.means())
-    mean_vars = torch.from_numpy(stats.mean_variances())
-    shifts = shrunk_mean_shifts(
-        means, counts, means[:, vocab.control_index], mean_vars, mean_vars[:, vocab.control_index]
-    )
-    return shifts.float()
+    stats = train_group_means(data.manifest, vocab, vocab.embed_key, squares=shrink)
+    means, counts, control_means = _shift_statistics(data, stats)
+    if not shrink:
+        return mean_shifts(means, counts, control_means)
+    mean_vars = torch.from_numpy(stats.mean_variances().astype("float32"))
+    return shrunk_mean_shifts(means, counts, control_means, mean_vars, mean_vars[:, vocab.control_index])
 
 
 def build_run_model(cfg: TrainConfig, data: RunData, resolved: ResolvedModelConfig) -> RunModel:
@@ -105,7 +99,8 @@ def build_run_model(cfg: TrainConfig, data: RunData, resolved: ResolvedModelConf
     if not requires_training:
         _fit_baseline(model, kind, data)
     elif getattr(model, "pert_shift", None) is not None:
-        model.init_pert_shift(_initial_shifts(data, resolved.model.shift_shrinkage))  # a resumed run loads its own
+        # a resumed run loads its own table after this
+        model.init_pert_shift(_initial_shifts(data, resolved.model.shift_shrinkage))
     log.info("model %s: %s", kind, describe_sizes(resolved.model))
     return RunModel(
         model=model, kind=kind, config=resolved.to_dict(), loss=resolved.loss, requires_training=requires_training

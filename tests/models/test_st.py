@@ -185,3 +185,10 @@ def test_a_frozen_shift_table_is_kept_out_of_the_optimiser():
     trainable = {id(p) for params, _ in model.lr_groups() for p in params if p.requires_grad}
     assert id(model.pert_shift) not in trainable
     assert id(model.context_gain.weight) in trainable  # the gain still learns
+
+
+def test_shift_table_options_without_a_table_are_rejected():
+    with pytest.raises(ConfigError, match="shift_shrinkage"):
+        tiny_config(residual_space="input", shift_shrinkage=True).validate()
+    with pytest.raises(ConfigError, match="train_shift"):
+        tiny_config(residual_space="input", train_shift=False).validate()

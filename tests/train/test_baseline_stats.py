@@ -28,7 +28,7 @@ def test_group_mean_variances_match_numpy(trained):
 
     manifest = SplitManifest.load(trained / SPLIT_DIR)
     vocab = Vocab.load(trained / VOCAB_FILE)
-    stats = train_group_means(manifest, vocab, "X_hvg")
+    stats = train_group_means(manifest, vocab, "X_hvg", squares=True)
     entry = manifest.files[0]
     adata = ad.read_h5ad(entry.path)
     rows = np.asarray(entry.train)
