@@ -89,7 +89,6 @@ SHIFT_BASELINES = ("perturb_mean", "perturb_mean_celltype")
 
 # model.kwargs keys that map straight onto STConfig fields
 _DIRECT_KEYS = (
-    "shift_shrinkage",
     "train_shift",
     "hidden_dim",
     "cell_set_len",
@@ -116,6 +115,8 @@ _SPECIAL_KEYS = (
     "pert_shift",
     "context_gain",
     "shift_lr_scale",
+    "shift_shrinkage",
+    "centred_residual",
 )
 # backbone kwargs (HF names) -> STConfig field
 _BACKBONE_FIELDS = {
@@ -195,6 +196,7 @@ def resolve_model_config(
     residual_space = "hidden" if arc_compat else requested_residual
     code_norm, pert_shift = overrides.pop("code_norm", None), overrides.pop("pert_shift", None)
     context_gain, shift_lr_scale = overrides.pop("context_gain", None), overrides.pop("shift_lr_scale", None)
+    shrinkage, centred = overrides.pop("shift_shrinkage", None), overrides.pop("centred_residual", None)
     gene_decoder = row.gene_decoder
     loss_values: dict[str, Any] = {}
     width_overridden = "hidden_dim" in overrides and overrides["hidden_dim"] != row.hidden_dim
@@ -241,6 +243,8 @@ def resolve_model_config(
     values["code_norm"] = bool(code_norm if code_norm is not None else not arc_compat)
     values["pert_shift"] = bool(pert_shift if pert_shift is not None else not arc_compat and residual_space == "input")
     values["context_gain"] = bool(context_gain if context_gain is not None else values["pert_shift"])
+    values["shift_shrinkage"] = bool(shrinkage if shrinkage is not None else values["pert_shift"])
+    values["centred_residual"] = bool(centred)  # opt-in: it cost overlap_at_N everywhere (bench/RESULTS.md)
     values["shift_lr_scale"] = float(
         shift_lr_scale if shift_lr_scale is not None else 1.0 if arc_compat else DEFAULT_SHIFT_LR_SCALE
     )

@@ -11,7 +11,7 @@ from torch import nn
 
 from state_core.config.train_config import TrainConfig
 from state_core.data.vocab import gene_target_key
-from state_core.models.baselines import build_model, mean_shifts, shrunk_mean_shifts
+from state_core.models.baselines import build_model, mean_shifts, shift_shrinkage_factors
 from state_core.models.losses import LossConfig
 from state_core.models.presets import DataDims, ResolvedModelConfig
 from state_core.train.baseline_stats import GroupMeans, context_means, train_group_means
@@ -78,15 +78,18 @@ def _shift_statistics(data: RunData, stats: GroupMeans) -> tuple[torch.Tensor, t
     return torch.from_numpy(means), counts, torch.from_numpy(means[:, control])
 
 
-def _initial_shifts(data: RunData, shrink: bool) -> torch.Tensor:
-    """The shift table's start: each perturbation's training mean shift, shrunk by its noise if `shrink`."""
+def _initial_shifts(data: RunData, shrink: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The shift table's start (each perturbation's training mean shift) and, if `shrink`, its empirical-Bayes
+    factors (applied in eval mode)."""
     vocab = data.vocab
     stats = train_group_means(data.manifest, vocab, vocab.embed_key, squares=shrink)
     means, counts, control_means = _shift_statistics(data, stats)
+    shifts = mean_shifts(means, counts, control_means)
     if not shrink:
-        return mean_shifts(means, counts, control_means)
+        return shifts, None
     mean_vars = torch.from_numpy(stats.mean_variances().astype("float32"))
-    return shrunk_mean_shifts(means, counts, control_means, mean_vars, mean_vars[:, vocab.control_index])
+    factors = shift_shrinkage_factors(means, counts, control_means, mean_vars, mean_vars[:, vocab.control_index])
+    return shifts, factors
 
 
 def build_run_model(cfg: TrainConfig, data: RunData, resolved: ResolvedModelConfig) -> RunModel:
@@ -99,9 +102,16 @@ def build_run_model(cfg: TrainConfig, data: RunData, resolved: ResolvedModelConf
     if not requires_training:
         _fit_baseline(model, kind, data)
     elif getattr(model, "pert_shift", None) is not None:
-        # a resumed run loads its own table after this
-        model.init_pert_shift(_initial_shifts(data, resolved.model.shift_shrinkage))
+        shifts, factors = _initial_shifts(data, resolved.model.shift_shrinkage)
+        model.init_pert_shift(shifts)  # a resumed run loads its own table (and factors) after this
+        if factors is not None:
+            model.set_shift_factors(factors)
+            log.info("shift table: eval-mode shrinkage factors, mean %.3f", float(factors.mean()))
     log.info("model %s: %s", kind, describe_sizes(resolved.model))
     return RunModel(
-        model=model, kind=kind, config=resolved.to_dict(), loss=resolved.loss, requires_training=requires_training
+        model=model,
+        kind=kind,
+        config=resolved.to_dict(),
+        loss=resolved.loss,
+        requires_training=requires_training,
     )

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from state_core.errors import ConfigError
-from state_core.models.baselines import build_model, shrunk_mean_shifts
+from state_core.models.baselines import build_model, shift_shrinkage_factors
 from state_core.models.st import STConfig
 
 CONFIG = STConfig(input_dim=3, output_dim=3, n_perturbations=3, hidden_dim=8, n_heads=2, n_cell_types=2, dropout=0.0)
@@ -97,17 +97,21 @@ def test_perturb_mean_celltype_scales_the_shift_by_the_cell_type_strength() -> N
     torch.testing.assert_close(out[0, 0], 0.5 * plain.offsets[2])
 
 
-def test_shrunk_shifts_pull_noise_to_zero_and_keep_clear_effects() -> None:
+def test_shrinkage_factors_pull_noise_to_zero_and_keep_clear_effects() -> None:
     gen = torch.Generator().manual_seed(0)
-    n_pert, n_genes = 20, 2
+    n_pert, n_genes = 20, 3
     control_means = torch.zeros(1, n_genes)
     shifts = torch.zeros(1, n_pert, n_genes)
     shifts[0, :, 0] = 0.05 * torch.randn(n_pert, generator=gen)  # gene 0: no effect, noise of sd 0.05
     shifts[0, :, 1] = torch.where(torch.arange(n_pert) % 2 == 0, 2.0, -2.0)  # gene 1: large real effects
+    shifts[0, :, 2] = 0.1 * torch.randn(n_pert, generator=gen)  # gene 2: real effects of sd ~0.09 beside noise
     counts = torch.ones(1, n_pert, dtype=torch.long)
     mean_vars = torch.full((1, n_pert, n_genes), 0.05**2)
-    out = shrunk_mean_shifts(shifts, counts, control_means, mean_vars, torch.zeros(1, n_genes))
-    assert out[:, 0].abs().max() < 0.5 * shifts[0, :, 0].abs().max()  # noise shrunk hard
-    torch.testing.assert_close(out[:, 1], shifts[0, :, 1], rtol=2e-3, atol=0)  # clear effects kept
-    exact = shrunk_mean_shifts(shifts, counts, control_means, 0 * mean_vars, torch.zeros(1, n_genes))
-    torch.testing.assert_close(exact, shifts[0])  # without noise nothing is shrunk
+    factors = shift_shrinkage_factors(shifts, counts, control_means, mean_vars, torch.zeros(1, n_genes))
+    assert factors[:, 0].max() < 0.5  # noise shrunk hard
+    torch.testing.assert_close(factors[:, 1], torch.ones(n_pert), rtol=2e-3, atol=0)  # clear effects kept
+    # variance-matched: sqrt of the posterior-mean factor tau2 / (tau2 + v), from the gene's own shifts
+    tau2 = (shifts[0, :, 2] ** 2).mean() - 0.05**2
+    torch.testing.assert_close(factors[:, 2], torch.full((n_pert,), float((tau2 / (tau2 + 0.05**2)).sqrt())))
+    exact = shift_shrinkage_factors(shifts, counts, control_means, 0 * mean_vars, torch.zeros(1, n_genes))
+    torch.testing.assert_close(exact, torch.ones(n_pert, n_genes))  # without noise nothing is shrunk

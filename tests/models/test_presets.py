@@ -117,3 +117,15 @@ def test_arc_compat_keeps_arc_state_sizes_and_recipe():
     assert resolved.model.residual == "hidden" and resolved.model.dropout == 0.1
     q = build_model("state_sm", resolved.model).transformer.layers[0].self_attn.q_proj.weight
     assert tuple(q.shape) == (8 * 84, 336)
+
+
+def test_shift_shrinkage_is_on_by_default_and_off_under_arc_compat():
+    from state_core.models.presets import DataDims, resolve_model_config
+
+    dims = DataDims(input_dim=20, output_dim=20, n_perturbations=5, output_space="gene", embed_key="X_hvg")
+    default = resolve_model_config("state_sm", dims).model
+    assert default.pert_shift and default.shift_shrinkage and not default.centred_residual
+    arc = resolve_model_config("state_sm", dims, {"arc_compat": True}).model
+    assert not (arc.pert_shift or arc.shift_shrinkage or arc.centred_residual)
+    chosen = resolve_model_config("state_sm", dims, {"shift_shrinkage": False, "centred_residual": True}).model
+    assert (chosen.shift_shrinkage, chosen.centred_residual) == (False, True)

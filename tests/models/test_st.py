@@ -192,3 +192,35 @@ def test_shift_table_options_without_a_table_are_rejected():
         tiny_config(residual_space="input", shift_shrinkage=True).validate()
     with pytest.raises(ConfigError, match="train_shift"):
         tiny_config(residual_space="input", train_shift=False).validate()
+    with pytest.raises(ConfigError, match="centred_residual"):
+        tiny_config(residual_space="input", centred_residual=True).validate()
+
+
+def test_a_centred_residual_leaves_the_set_mean_to_the_shift_table():
+    model = tiny_model(residual_space="input", pert_shift=True, centred_residual=True, gene_dim=None)
+    torch.nn.init.normal_(model.project_out[-1].weight)  # a transformer change that is not zero
+    shifts = torch.randn(4, 6)
+    model.init_pert_shift(shifts)
+    ctrl, pert = torch.randn(2, 7, 6), torch.tensor([1, 3])
+    mask = torch.ones(2, 7, dtype=torch.bool)
+    mask[1, 5:] = False  # padding is left out of the mean
+    out = model(ctrl, pert, mask=mask).latent
+    for b in range(2):
+        real = mask[b]
+        change = out[b, real] - ctrl[b, real]
+        torch.testing.assert_close(change.mean(0), shifts[pert[b]], atol=1e-5, rtol=1e-5)
+        assert change.std(0).min() > 1e-3  # cells still move individually
+
+
+def test_shift_factors_scale_the_table_in_eval_mode_only():
+    model = tiny_model(residual_space="input", pert_shift=True, shift_shrinkage=True, gene_dim=None)
+    model.init_pert_shift(torch.randn(4, 6))
+    factors = torch.rand(4, 6)
+    model.set_shift_factors(factors)
+    ctrl, pert = torch.randn(1, 3, 6), torch.tensor([2])
+    shrunk = model(ctrl, pert).latent - ctrl  # eval mode; the transformer's change is 0 at initialisation
+    torch.testing.assert_close(shrunk, (model.pert_shift[2] * factors[2]).expand(1, 3, 6))
+    plain = model.train()(ctrl, pert).latent - ctrl
+    torch.testing.assert_close(plain, model.pert_shift[2].expand(1, 3, 6))
+    with pytest.raises(ValueError, match="shift factors"):
+        model.set_shift_factors(torch.ones(3, 6))

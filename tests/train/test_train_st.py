@@ -129,3 +129,46 @@ def test_embedding_space_model_predicts_without_expression_metrics(synth_experim
     out = predict_test_split(run, profile="minimal")
     assert ad.read_h5ad(out / "adata_pred.h5ad").obsm["X_state"].shape[1] == 16
     assert not (out / "metrics.json").exists()
+
+
+def test_shift_shrinkage_shrinks_the_trained_table_by_its_sampling_noise(synth_experiment, tmp_path, train_cfg):
+    import anndata as ad
+    import numpy as np
+
+    from state_core.data.splits import SplitManifest
+    from state_core.runs.layout import SPLIT_DIR
+
+    extra = ("training.max_steps=2", "model.kwargs.shift_shrinkage=true", "model.kwargs.train_shift=false")
+    run = train_st(train_cfg(synth_experiment, tmp_path, "shrunk", *extra))
+    loaded = load_run(run)
+    weights = load_file(str(run / "model.safetensors"))
+    raw = weights["pert_shift"].double().numpy()
+    table = (weights["pert_shift"] * weights["shift_factors"]).double().numpy()  # what eval mode adds
+    # the same empirical-Bayes rule, from the training cells directly (the table is fixed at the raw shifts)
+    vocab, entry = loaded.vocab, SplitManifest.load(run / SPLIT_DIR).files[0]
+    adata = ad.read_h5ad(entry.path)
+    rows = np.asarray(entry.train)
+    x = np.asarray(adata.obsm[vocab.embed_key][rows], dtype=np.float64)
+    ct = adata.obs[vocab.cell_type_key].astype(str).to_numpy()[rows]
+    pert = adata.obs[vocab.pert_col].astype(str).to_numpy()[rows]
+    control = vocab.perturbations[vocab.control_index]
+
+    def mean_and_se(c, p):
+        cells = x[(ct == c) & (pert == p)]
+        return cells.mean(0), cells.var(0, ddof=1) / len(cells)
+
+    shifts, variances = {}, {}
+    for p in vocab.perturbations:
+        seen = [c for c in vocab.cell_types if p != control and np.any((ct == c) & (pert == p))]
+        if not seen:
+            continue
+        parts = [(mean_and_se(c, p), mean_and_se(c, control)) for c in seen]
+        shifts[p] = np.mean([m - mc for (m, _), (mc, _) in parts], 0)
+        variances[p] = np.sum([v + vc for (_, v), (_, vc) in parts], 0) / len(seen) ** 2
+    tau2 = np.maximum(np.mean([s**2 for s in shifts.values()], 0) - np.mean(list(variances.values()), 0), 0)
+    for i, p in enumerate(vocab.perturbations):
+        if p in shifts:
+            expected = shifts[p] * np.sqrt(tau2 / np.maximum(tau2 + variances[p], 1e-12))
+            np.testing.assert_allclose(raw[i], shifts[p], rtol=1e-3, atol=1e-5)
+            np.testing.assert_allclose(table[i], expected, rtol=1e-3, atol=1e-5)
+            assert np.abs(table[i]).sum() < np.abs(shifts[p]).sum()  # pulled towards 0
