@@ -112,17 +112,19 @@ class STConfig:
     def pert_dim(self) -> int:
         return self.n_perturbations if self.pert_feature_dim is None else self.pert_feature_dim
 
-    def _table_options(self) -> dict[str, bool]:
-        """The options that need the shift table, each True where it is switched away from its default."""
-        return {
-            "shift_shrinkage": self.shift_shrinkage,
-            "train_shift": not self.train_shift,
-            "centred_residual": self.centred_residual,
-        }
-
     def problems(self) -> list[Problem]:
         """Every inconsistency in this config (empty when valid)."""
         out: list[Problem] = []
+        # options that work on the shift table, where they are switched away from their defaults
+        table_options = [
+            key
+            for key, on in (
+                ("shift_shrinkage", self.shift_shrinkage),
+                ("train_shift", not self.train_shift),
+                ("centred_residual", self.centred_residual),
+            )
+            if on
+        ]
         for key in (
             "input_dim",
             "output_dim",
@@ -180,11 +182,10 @@ class STConfig:
                     "set pert_shift=false or residual_space=input",
                 )
             )
-        elif any(self._table_options().values()) and not self.pert_shift:
-            key = next(k for k, on in self._table_options().items() if on)
+        elif table_options and not self.pert_shift:
             out.append(
                 Problem(
-                    key,
+                    table_options[0],
                     "works on the perturbation shift table, so it needs pert_shift=true",
                     "set pert_shift=true, or shift_shrinkage=false, train_shift=true and centred_residual=false",
                 )

@@ -88,7 +88,7 @@ def _initial_shifts(data: RunData, shrink: bool) -> tuple[torch.Tensor, torch.Te
     if not shrink:
         return shifts, None
     mean_vars = torch.from_numpy(stats.mean_variances().astype("float32"))
-    factors = shift_shrinkage_factors(means, counts, control_means, mean_vars, mean_vars[:, vocab.control_index])
+    factors = shift_shrinkage_factors(shifts, counts, mean_vars, mean_vars[:, vocab.control_index])
     return shifts, factors
 
 
@@ -109,9 +109,5 @@ def build_run_model(cfg: TrainConfig, data: RunData, resolved: ResolvedModelConf
             log.info("shift table: eval-mode shrinkage factors, mean %.3f", float(factors.mean()))
     log.info("model %s: %s", kind, describe_sizes(resolved.model))
     return RunModel(
-        model=model,
-        kind=kind,
-        config=resolved.to_dict(),
-        loss=resolved.loss,
-        requires_training=requires_training,
+        model=model, kind=kind, config=resolved.to_dict(), loss=resolved.loss, requires_training=requires_training
     )

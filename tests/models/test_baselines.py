@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from state_core.errors import ConfigError
-from state_core.models.baselines import build_model, shift_shrinkage_factors
+from state_core.models.baselines import build_model, mean_shifts, shift_shrinkage_factors
 from state_core.models.st import STConfig
 
 CONFIG = STConfig(input_dim=3, output_dim=3, n_perturbations=3, hidden_dim=8, n_heads=2, n_cell_types=2, dropout=0.0)
@@ -107,11 +107,12 @@ def test_shrinkage_factors_pull_noise_to_zero_and_keep_clear_effects() -> None:
     shifts[0, :, 2] = 0.1 * torch.randn(n_pert, generator=gen)  # gene 2: real effects of sd ~0.09 beside noise
     counts = torch.ones(1, n_pert, dtype=torch.long)
     mean_vars = torch.full((1, n_pert, n_genes), 0.05**2)
-    factors = shift_shrinkage_factors(shifts, counts, control_means, mean_vars, torch.zeros(1, n_genes))
+    raw = mean_shifts(shifts, counts, control_means)
+    factors = shift_shrinkage_factors(raw, counts, mean_vars, torch.zeros(1, n_genes))
     assert factors[:, 0].max() < 0.5  # noise shrunk hard
     torch.testing.assert_close(factors[:, 1], torch.ones(n_pert), rtol=2e-3, atol=0)  # clear effects kept
     # variance-matched: sqrt of the posterior-mean factor tau2 / (tau2 + v), from the gene's own shifts
     tau2 = (shifts[0, :, 2] ** 2).mean() - 0.05**2
     torch.testing.assert_close(factors[:, 2], torch.full((n_pert,), float((tau2 / (tau2 + 0.05**2)).sqrt())))
-    exact = shift_shrinkage_factors(shifts, counts, control_means, 0 * mean_vars, torch.zeros(1, n_genes))
+    exact = shift_shrinkage_factors(raw, counts, 0 * mean_vars, torch.zeros(1, n_genes))
     torch.testing.assert_close(exact, torch.ones(n_pert, n_genes))  # without noise nothing is shrunk
