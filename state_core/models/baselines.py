@@ -8,6 +8,7 @@ baselines are fitted from plain tensors of statistics that the caller computes o
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -107,6 +108,65 @@ def shift_shrinkage_factors(
     tau2 = ((shifts[used] ** 2).mean(0) - var[used].mean(0)).clamp_min(0.0)  # [D]
     factor = (tau2 / (tau2 + var).clamp_min(1e-12)).sqrt()
     return torch.where(used[:, None], factor, torch.ones_like(factor))
+
+
+@dataclass(frozen=True)
+class ShiftBasis:
+    """Gene programmes of the training shifts: project a shift s [.., D] with (s @ analysis.T) @ synthesis.
+
+    Rows beyond `rank` are zero, so the model's buffers keep a fixed size (`st.SHIFT_BASIS_MAX_RANK` rows at most)."""
+
+    analysis: Tensor  # [R, D]
+    synthesis: Tensor  # [R, D]
+    rank: int
+
+    def project(self, shifts: Tensor) -> Tensor:
+        return (shifts @ self.analysis.T) @ self.synthesis
+
+
+def shift_programme_basis(group_shifts: Tensor, group_vars: Tensor, n_rows: int) -> ShiftBasis:
+    """The directions in gene space that the training groups' mean shifts share above their sampling noise.
+
+    Perturbations move co-regulated gene programmes, so the shifts of all (cell type, perturbation) training
+    groups [n, D] are close to low rank, while their sampling noise (squared standard errors `group_vars`
+    [n, D]) is spread over every gene. The noise is whitened first (a gene scale times a group scale,
+    var[i, d] ~ r[i]^2 s[d]^2), then singular values above Gavish & Donoho's (2014) optimal hard threshold for
+    unit noise, lambda*(beta) * sqrt(max(n, D)), are kept. The projection of a shift onto them, mapped back to
+    gene units, keeps what the programmes explain and drops the noise outside them. An oblique projection in
+    gene units: analysis = W / s, synthesis = W * s for the kept right singular vectors W of the whitened
+    matrix. Computed in float64.
+    """
+    n, d = group_shifts.shape
+    zeros = torch.zeros(n_rows, d, dtype=group_shifts.dtype)
+    if n < 2:
+        return ShiftBasis(zeros, zeros.clone(), 0)
+    m, v = group_shifts.double(), group_vars.double().clamp_min(0.0)
+    gene_sd = v.mean(0).sqrt()  # [D]
+    floor = 1e-6 * float(gene_sd.max()) + 1e-12  # genes without noise (constant) must not blow up
+    gene_sd = gene_sd.clamp_min(floor)
+    group_scale = (v / gene_sd**2).mean(1).sqrt().clamp_min(1e-6)  # [n]
+    whitened = m / group_scale[:, None] / gene_sd[None, :]
+    _, sv, vh = torch.linalg.svd(whitened, full_matrices=False)
+    small, large = min(n, d), max(n, d)
+    beta = small / large
+    lam = (2 * (beta + 1) + 8 * beta / (beta + 1 + (beta**2 + 14 * beta + 1) ** 0.5)) ** 0.5
+    rank = min(int((sv > lam * large**0.5).sum()), n_rows)
+    w = vh[:rank]  # [k, D]
+    analysis, synthesis = zeros.clone(), zeros.clone()
+    analysis[:rank] = (w / gene_sd).to(zeros.dtype)
+    synthesis[:rank] = (w * gene_sd).to(zeros.dtype)
+    return ShiftBasis(analysis, synthesis, rank)
+
+
+def group_shifts(
+    pert_means: Tensor, pert_counts: Tensor, control_means: Tensor, pert_mean_vars: Tensor, control_mean_vars: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Mean shift of every training (cell type, perturbation) group of >= 2 cells [n, D], and its squared
+    standard error [n, D]. Inputs as `shift_shrinkage_factors` plus the means [C, n_pert, D], [C, D]."""
+    used = pert_counts > 1  # [C, n_pert]
+    shifts = (pert_means - control_means[:, None, :])[used]
+    variances = (pert_mean_vars + control_mean_vars[:, None, :])[used]
+    return shifts, variances
 
 
 class PerturbMean(nn.Module):

@@ -116,6 +116,7 @@ _SPECIAL_KEYS = (
     "context_gain",
     "shift_lr_scale",
     "shift_shrinkage",
+    "shift_lowrank",
     "centred_residual",
 )
 # backbone kwargs (HF names) -> STConfig field
@@ -197,6 +198,7 @@ def resolve_model_config(
     code_norm, pert_shift = overrides.pop("code_norm", None), overrides.pop("pert_shift", None)
     context_gain, shift_lr_scale = overrides.pop("context_gain", None), overrides.pop("shift_lr_scale", None)
     shrinkage, centred = overrides.pop("shift_shrinkage", None), overrides.pop("centred_residual", None)
+    lowrank = overrides.pop("shift_lowrank", None)
     gene_decoder = row.gene_decoder
     loss_values: dict[str, Any] = {}
     width_overridden = "hidden_dim" in overrides and overrides["hidden_dim"] != row.hidden_dim
@@ -244,6 +246,7 @@ def resolve_model_config(
     values["pert_shift"] = bool(pert_shift if pert_shift is not None else not arc_compat and residual_space == "input")
     values["context_gain"] = bool(context_gain if context_gain is not None else values["pert_shift"])
     values["shift_shrinkage"] = bool(shrinkage if shrinkage is not None else values["pert_shift"])
+    values["shift_lowrank"] = bool(lowrank if lowrank is not None else values["shift_shrinkage"])
     values["centred_residual"] = bool(centred)  # opt-in: it cost overlap_at_N everywhere (bench/RESULTS.md)
     values["shift_lr_scale"] = float(
         shift_lr_scale if shift_lr_scale is not None else 1.0 if arc_compat else DEFAULT_SHIFT_LR_SCALE

@@ -22,6 +22,7 @@ OUTPUT_SPACES = ("gene", "all", "embedding")
 OUTPUT_ACTIVATIONS = ("none", "relu", "softplus")
 ACTIVATIONS = ("relu", "leakyrelu", "elu", "selu", "gelu")
 RESIDUAL_SPACES = ("input", "hidden")
+SHIFT_BASIS_MAX_RANK = 128  # rows of the programme-basis buffers (shift_lowrank); a higher rank is cut
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,12 @@ class STConfig:
     # out. Training itself sees the plain table: a shrunk, fixed start scored worse (the gain and transformer
     # learn their way back towards the noisy means).
     shift_shrinkage: bool = False
+    # With shift_shrinkage: first project the table onto the gene programmes that the training groups' shifts
+    # share above their noise (`shift_programme_basis`, buffers set when the run is built), then shrink only
+    # what lies outside them (a knockdown of the target gene survives, isolated noise does not). A
+    # perturbation's effect in a held-out cell type is then read through the programmes it moves, estimated
+    # from every training group instead of its own few hundred cells.
+    shift_lowrank: bool = False
     train_shift: bool = True  # false: the table stays at the training mean shifts
     # Remove the set mean from the transformer's change to the cells, so a set's mean shift comes from the
     # table (x gain) alone and the transformer shapes each cell around it. Measured: the transformer's part
@@ -120,6 +127,7 @@ class STConfig:
             key
             for key, on in (
                 ("shift_shrinkage", self.shift_shrinkage),
+                ("shift_lowrank", self.shift_lowrank),
                 ("train_shift", not self.train_shift),
                 ("centred_residual", self.centred_residual),
             )
@@ -187,7 +195,15 @@ class STConfig:
                 Problem(
                     table_options[0],
                     "works on the perturbation shift table, so it needs pert_shift=true",
-                    "set pert_shift=true, or shift_shrinkage=false, train_shift=true and centred_residual=false",
+                    f"set pert_shift=true, or drop {', '.join(table_options)} from model.kwargs",
+                )
+            )
+        elif self.shift_lowrank and not self.shift_shrinkage:
+            out.append(
+                Problem(
+                    "shift_lowrank",
+                    "is a rule of the eval-mode shrinkage, so it needs shift_shrinkage=true",
+                    "set shift_shrinkage=true or shift_lowrank=false",
                 )
             )
         elif self.context_gain and not self.pert_shift:
@@ -329,6 +345,12 @@ class StateTransitionModel(nn.Module):
         self.register_buffer(
             "shift_factors", torch.ones(c.n_perturbations, c.output_dim) if c.pert_shift and c.shift_shrinkage else None
         )  # [n_pert, D_out]
+        basis_shape = (min(SHIFT_BASIS_MAX_RANK, c.output_dim), c.output_dim)
+        lowrank = c.pert_shift and c.shift_shrinkage and c.shift_lowrank
+        self.shift_basis_in: Tensor | None
+        self.shift_basis_out: Tensor | None
+        self.register_buffer("shift_basis_in", torch.zeros(basis_shape) if lowrank else None)  # [R, D_out]
+        self.register_buffer("shift_basis_out", torch.zeros(basis_shape) if lowrank else None)  # [R, D_out]
         self.context_gain = nn.Linear(c.hidden_dim, c.output_dim) if c.context_gain else None
         if self.context_gain is not None:
             nn.init.zeros_(self.context_gain.weight)  # gain 1 at the start: the plain shift
@@ -406,6 +428,25 @@ class StateTransitionModel(nn.Module):
             raise ValueError(f"shift factors {tuple(factors.shape)} do not match this model (shift_shrinkage)")
         self.shift_factors.copy_(factors.to(self.shift_factors))
 
+    def set_shift_basis(self, analysis: Tensor, synthesis: Tensor) -> None:
+        """The eval-mode programme basis of the shift table, two [R, D_out] matrices (see `shift_lowrank`)."""
+        if self.shift_basis_in is None or tuple(analysis.shape) != tuple(self.shift_basis_in.shape):
+            raise ValueError(f"shift basis {tuple(analysis.shape)} does not match this model (shift_lowrank)")
+        self.shift_basis_in.copy_(analysis.to(self.shift_basis_in))
+        self.shift_basis_out.copy_(synthesis.to(self.shift_basis_out))
+
+    def eval_shift(self, pert_idx: Tensor) -> Tensor:
+        """The table rows [B, D_out] that eval mode adds: projected on the programme basis (shift_lowrank), the
+        rest scaled by the shrinkage factors; the plain rows in training."""
+        shift = self.pert_shift[pert_idx]  # [B, D_out]
+        if self.shift_factors is None or self.training:
+            return shift
+        factors = self.shift_factors[pert_idx]
+        if self.shift_basis_in is None:
+            return shift * factors
+        programmes = (shift @ self.shift_basis_in.T) @ self.shift_basis_out
+        return programmes + (shift - programmes) * factors
+
     def encode(self, ctrl: Tensor, pert_idx: Tensor, batch_idx: Tensor | None) -> tuple[Tensor, Tensor]:
         """Token inputs x [B,S,H] and the encoded basal c [B,S,H]."""
         pert = self.pert_encoder(self.pert_features[pert_idx])  # [B, H]; same for every cell of a set
@@ -443,9 +484,7 @@ class StateTransitionModel(nn.Module):
                 change = change - masked_mean(change, mask)[:, None, :]
             latent = ctrl + change
             if self.pert_shift is not None:
-                shift = self.pert_shift[pert_idx]  # [B, D_out]
-                if self.shift_factors is not None and not self.training:
-                    shift = shift * self.shift_factors[pert_idx]
+                shift = self.eval_shift(pert_idx)  # [B, D_out]
                 if self.context_gain is not None:
                     shift = shift * (1 + self.context_gain(masked_mean(basal_code, mask)))
                 latent = latent + shift[:, None, :]

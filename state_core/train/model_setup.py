@@ -11,9 +11,17 @@ from torch import nn
 
 from state_core.config.train_config import TrainConfig
 from state_core.data.vocab import gene_target_key
-from state_core.models.baselines import build_model, mean_shifts, shift_shrinkage_factors
+from state_core.models.baselines import (
+    ShiftBasis,
+    build_model,
+    group_shifts,
+    mean_shifts,
+    shift_programme_basis,
+    shift_shrinkage_factors,
+)
 from state_core.models.losses import LossConfig
 from state_core.models.presets import DataDims, ResolvedModelConfig
+from state_core.models.st import SHIFT_BASIS_MAX_RANK, STConfig
 from state_core.train.baseline_stats import GroupMeans, context_means, train_group_means
 from state_core.train.data_setup import RunData, RunInputs
 
@@ -78,18 +86,34 @@ def _shift_statistics(data: RunData, stats: GroupMeans) -> tuple[torch.Tensor, t
     return torch.from_numpy(means), counts, torch.from_numpy(means[:, control])
 
 
-def _initial_shifts(data: RunData, shrink: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The shift table's start (each perturbation's training mean shift) and, if `shrink`, its empirical-Bayes
-    factors (applied in eval mode)."""
+@dataclass
+class ShiftTableStart:
+    """What a new run's shift table starts from, and its eval-mode denoising (None where not asked for)."""
+
+    shifts: torch.Tensor  # [n_pert, D]: each perturbation's training mean shift
+    factors: torch.Tensor | None  # [n_pert, D] shrinkage factors
+    basis: ShiftBasis | None  # programme basis (shift_lowrank)
+
+
+def _initial_shifts(data: RunData, model_config: STConfig) -> ShiftTableStart:
+    """The shift table's start and, with `shift_shrinkage`, its eval-mode factors; with `shift_lowrank` the
+    programme basis too, the factors then being those of what lies outside it."""
     vocab = data.vocab
+    shrink = model_config.shift_shrinkage
     stats = train_group_means(data.manifest, vocab, vocab.embed_key, squares=shrink)
     means, counts, control_means = _shift_statistics(data, stats)
     shifts = mean_shifts(means, counts, control_means)
     if not shrink:
-        return shifts, None
+        return ShiftTableStart(shifts, None, None)
     mean_vars = torch.from_numpy(stats.mean_variances().astype("float32"))
-    factors = shift_shrinkage_factors(shifts, counts, mean_vars, mean_vars[:, vocab.control_index])
-    return shifts, factors
+    control_vars = mean_vars[:, vocab.control_index]
+    basis, outside = None, shifts
+    if model_config.shift_lowrank:
+        groups, group_vars = group_shifts(means, counts, control_means, mean_vars, control_vars)
+        basis = shift_programme_basis(groups, group_vars, min(SHIFT_BASIS_MAX_RANK, shifts.shape[1]))
+        outside = shifts - basis.project(shifts)
+    factors = shift_shrinkage_factors(outside, counts, mean_vars, control_vars)
+    return ShiftTableStart(shifts, factors, basis)
 
 
 def build_run_model(cfg: TrainConfig, data: RunData, resolved: ResolvedModelConfig) -> RunModel:
@@ -102,11 +126,14 @@ def build_run_model(cfg: TrainConfig, data: RunData, resolved: ResolvedModelConf
     if not requires_training:
         _fit_baseline(model, kind, data)
     elif getattr(model, "pert_shift", None) is not None:
-        shifts, factors = _initial_shifts(data, resolved.model.shift_shrinkage)
-        model.init_pert_shift(shifts)  # a resumed run loads its own table (and factors) after this
-        if factors is not None:
-            model.set_shift_factors(factors)
-            log.info("shift table: eval-mode shrinkage factors, mean %.3f", float(factors.mean()))
+        start = _initial_shifts(data, resolved.model)
+        model.init_pert_shift(start.shifts)  # a resumed run loads its own table (and factors) after this
+        if start.basis is not None:
+            model.set_shift_basis(start.basis.analysis, start.basis.synthesis)
+            log.info("shift table: eval-mode programme basis of rank %d", start.basis.rank)
+        if start.factors is not None:
+            model.set_shift_factors(start.factors)
+            log.info("shift table: eval-mode shrinkage factors, mean %.3f", float(start.factors.mean()))
     log.info("model %s: %s", kind, describe_sizes(resolved.model))
     return RunModel(
         model=model, kind=kind, config=resolved.to_dict(), loss=resolved.loss, requires_training=requires_training

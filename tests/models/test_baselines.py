@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from state_core.errors import ConfigError
-from state_core.models.baselines import build_model, mean_shifts, shift_shrinkage_factors
+from state_core.models.baselines import (
+    build_model,
+    group_shifts,
+    mean_shifts,
+    shift_programme_basis,
+    shift_shrinkage_factors,
+)
 from state_core.models.st import STConfig
 
 CONFIG = STConfig(input_dim=3, output_dim=3, n_perturbations=3, hidden_dim=8, n_heads=2, n_cell_types=2, dropout=0.0)
@@ -116,3 +122,42 @@ def test_shrinkage_factors_pull_noise_to_zero_and_keep_clear_effects() -> None:
     torch.testing.assert_close(factors[:, 2], torch.full((n_pert,), float((tau2 / (tau2 + 0.05**2)).sqrt())))
     exact = shift_shrinkage_factors(raw, counts, 0 * mean_vars, torch.zeros(1, n_genes))
     torch.testing.assert_close(exact, torch.ones(n_pert, n_genes))  # without noise nothing is shrunk
+
+
+def test_programme_basis_keeps_shared_programmes_and_drops_the_noise_around_them() -> None:
+    gen = torch.Generator().manual_seed(0)
+    n_groups, n_genes, noise = 60, 400, 0.05
+    programmes = torch.zeros(3, n_genes)
+    for k in range(3):  # three co-regulated gene sets of 30 genes
+        programmes[k, 30 * k : 30 * (k + 1)] = 1.0
+    signal = torch.randn(n_groups, 3, generator=gen) @ programmes  # every group moves some programmes
+    shifts = signal + noise * torch.randn(n_groups, n_genes, generator=gen)
+    variances = torch.full((n_groups, n_genes), noise**2)
+    basis = shift_programme_basis(shifts, variances, n_rows=16)
+    assert basis.rank == 3 and basis.analysis.shape == (16, n_genes) and not basis.analysis[3:].any()
+    denoised = basis.project(shifts)
+    assert (denoised - signal).pow(2).mean() < 0.15 * (shifts - signal).pow(2).mean()  # most noise is gone
+    assert (basis.project(signal) - signal).norm() < 0.05 * signal.norm()  # the programmes are kept
+    only_noise = shift_programme_basis(noise * torch.randn(n_groups, n_genes, generator=gen), variances, 16)
+    assert only_noise.rank == 0 and not only_noise.project(shifts).any()  # nothing shared: nothing kept
+
+
+def test_programme_basis_is_found_through_uneven_noise() -> None:
+    gen = torch.Generator().manual_seed(1)
+    n_groups, n_genes = 40, 300
+    signal = torch.outer(torch.randn(n_groups, generator=gen), (torch.arange(n_genes) < 20).float())
+    gene_sd = torch.where(torch.arange(n_genes) % 2 == 0, 0.02, 0.2)  # noisy and quiet genes
+    group_sd = torch.linspace(0.5, 2.0, n_groups)[:, None]  # groups of very different sizes
+    sd = group_sd * gene_sd
+    basis = shift_programme_basis(signal + sd * torch.randn(n_groups, n_genes, generator=gen), sd**2, 8)
+    assert basis.rank == 1
+    assert (basis.project(signal) - signal).norm() < 0.1 * signal.norm()
+
+
+def test_group_shifts_are_per_cell_type_and_skip_groups_of_one_cell() -> None:
+    means = torch.tensor([[[0.0, 0.0], [2.0, 1.0], [5.0, 5.0]], [[1.0, 1.0], [4.0, 1.0], [0.0, 0.0]]])
+    counts = torch.tensor([[0, 10, 1], [0, 3, 0]])  # control zeroed; (type 0, pert 2) has a single cell
+    mean_vars = torch.full((2, 3, 2), 0.1)
+    shifts, variances = group_shifts(means, counts, means[:, 0], mean_vars, mean_vars[:, 0])
+    torch.testing.assert_close(shifts, torch.tensor([[2.0, 1.0], [3.0, 0.0]]))
+    torch.testing.assert_close(variances, torch.full((2, 2), 0.2))

@@ -124,8 +124,10 @@ def test_shift_shrinkage_is_on_by_default_and_off_under_arc_compat():
 
     dims = DataDims(input_dim=20, output_dim=20, n_perturbations=5, output_space="gene", embed_key="X_hvg")
     default = resolve_model_config("state_sm", dims).model
-    assert default.pert_shift and default.shift_shrinkage and not default.centred_residual
+    assert default.pert_shift and default.shift_shrinkage and default.shift_lowrank and not default.centred_residual
     arc = resolve_model_config("state_sm", dims, {"arc_compat": True}).model
-    assert not (arc.pert_shift or arc.shift_shrinkage or arc.centred_residual)
+    assert not (arc.pert_shift or arc.shift_shrinkage or arc.shift_lowrank or arc.centred_residual)
     chosen = resolve_model_config("state_sm", dims, {"shift_shrinkage": False, "centred_residual": True}).model
-    assert (chosen.shift_shrinkage, chosen.centred_residual) == (False, True)
+    assert (chosen.shift_shrinkage, chosen.shift_lowrank, chosen.centred_residual) == (False, False, True)
+    diagonal = resolve_model_config("state_sm", dims, {"shift_lowrank": False}).model
+    assert diagonal.shift_shrinkage and not diagonal.shift_lowrank

@@ -224,3 +224,25 @@ def test_shift_factors_scale_the_table_in_eval_mode_only():
     torch.testing.assert_close(plain, model.pert_shift[2].expand(1, 3, 6))
     with pytest.raises(ValueError, match="shift factors"):
         model.set_shift_factors(torch.ones(3, 6))
+
+
+def test_the_programme_basis_replaces_the_shrinkage_inside_the_programmes_in_eval_mode_only():
+    model = tiny_model(residual_space="input", pert_shift=True, shift_shrinkage=True, shift_lowrank=True, gene_dim=None)
+    table = torch.randn(4, 6)
+    model.init_pert_shift(table)
+    factors = torch.zeros(4, 6)  # everything outside the programmes shrunk away
+    model.set_shift_factors(factors)
+    direction = torch.tensor([1.0, 1.0, 0.0, 0.0, 0.0, 0.0]) / 2**0.5  # one programme: genes 0 and 1
+    basis = torch.zeros(model.shift_basis_in.shape)
+    basis[0] = direction
+    model.set_shift_basis(basis, basis)
+    ctrl, pert = torch.randn(1, 3, 6), torch.tensor([2])
+    added = model(ctrl, pert).latent - ctrl  # eval mode; the transformer's change is 0 at initialisation
+    expected = (table[2] @ direction) * direction  # the row's part along the programme
+    torch.testing.assert_close(added, expected.expand(1, 3, 6))
+    plain = model.train()(ctrl, pert).latent - ctrl
+    torch.testing.assert_close(plain, table[2].expand(1, 3, 6))
+    with pytest.raises(ValueError, match="shift basis"):
+        model.set_shift_basis(torch.ones(2, 6), torch.ones(2, 6))
+    with pytest.raises(ConfigError, match="shift_lowrank"):
+        tiny_config(residual_space="input", pert_shift=True, shift_lowrank=True).validate()

@@ -131,6 +131,24 @@ def test_embedding_space_model_predicts_without_expression_metrics(synth_experim
     assert not (out / "metrics.json").exists()
 
 
+def test_the_default_run_denoises_its_table_through_the_programmes_of_the_training_shifts(
+    synth_experiment, tmp_path, train_cfg
+):
+    run = train_st(train_cfg(synth_experiment, tmp_path, "lowrank", "training.max_steps=2"))
+    weights = load_file(str(run / "model.safetensors"))
+    model = load_run(run).model.eval()
+    assert model.config.shift_shrinkage and model.config.shift_lowrank
+    analysis, synthesis = weights["shift_basis_in"], weights["shift_basis_out"]
+    rank = int((analysis.abs().sum(1) > 0).sum())
+    assert rank >= 1 and not analysis[rank:].any() and not synthesis[rank:].any()  # the generator has programmes
+    table, factors = weights["pert_shift"], weights["shift_factors"]
+    inside = (table @ analysis.T) @ synthesis
+    pert = torch.arange(table.shape[0])
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval_shift(pert), inside + (table - inside) * factors)
+        assert torch.equal(model.train().eval_shift(pert), table)  # training sees the plain table
+
+
 def test_shift_shrinkage_shrinks_the_trained_table_by_its_sampling_noise(synth_experiment, tmp_path, train_cfg):
     import anndata as ad
     import numpy as np
@@ -138,7 +156,12 @@ def test_shift_shrinkage_shrinks_the_trained_table_by_its_sampling_noise(synth_e
     from state_core.data.splits import SplitManifest
     from state_core.runs.layout import SPLIT_DIR
 
-    extra = ("training.max_steps=2", "model.kwargs.shift_shrinkage=true", "model.kwargs.train_shift=false")
+    extra = (
+        "training.max_steps=2",
+        "model.kwargs.shift_shrinkage=true",
+        "model.kwargs.shift_lowrank=false",  # the gene-by-gene rule alone
+        "model.kwargs.train_shift=false",
+    )
     run = train_st(train_cfg(synth_experiment, tmp_path, "shrunk", *extra))
     loaded = load_run(run)
     weights = load_file(str(run / "model.safetensors"))
