@@ -15,7 +15,7 @@ same size) as if it were a prediction: what a perfect model of the cells scores,
 It prints one table per dataset and split, and a verdict: ST against the best baseline on each headline metric
 on the fresh cells, and the spread ratio (predicted / real within-group variance, median over perturbations).
 
-    python bench/quality.py                     # both datasets, both splits (~40-60 min on 2 cores)
+    python bench/quality.py                     # both datasets, both splits (~40-75 min on 2 cores)
     python bench/quality.py --datasets strong --splits fewshot --st-steps 300   # a quicker look
 """
 
@@ -342,7 +342,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--splits", nargs="+", default=["fewshot", "zeroshot"], choices=["fewshot", "zeroshot"])
-    parser.add_argument("--st-steps", type=int, default=1000, help="ST optimiser steps (about 0.5 CPU-s each here)")
+    parser.add_argument("--st-steps", type=int, default=1000, help="ST optimiser steps (0.35-0.5 CPU-s each on a bf16-capable CPU, 1.3-1.5 on an AVX2-only one)")
     parser.add_argument("--st-extra", nargs="*", default=[], help="extra tx train overrides for ST")
     parser.add_argument(
         "--fresh-scales",
