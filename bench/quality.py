@@ -342,7 +342,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--splits", nargs="+", default=["fewshot", "zeroshot"], choices=["fewshot", "zeroshot"])
-    parser.add_argument("--st-steps", type=int, default=1000, help="ST optimiser steps (0.35-0.5 CPU-s each on a bf16-capable CPU, 1.3-1.5 on an AVX2-only one)")
+    parser.add_argument(
+        "--st-steps",
+        type=int,
+        default=1000,
+        help="ST optimiser steps (0.35-0.5 CPU-s each on a bf16-capable CPU, 1.3-1.5 on an AVX2-only one)",
+    )
     parser.add_argument("--st-extra", nargs="*", default=[], help="extra tx train overrides for ST")
     parser.add_argument(
         "--fresh-scales",
