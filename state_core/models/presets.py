@@ -83,6 +83,8 @@ class ResolvedModelConfig:
 DEFAULT_DROPOUT = 0.0
 ARC_DROPOUT = 0.1
 DEFAULT_SHIFT_LR_SCALE = 10.0
+# eval-mode bound on the transformer's set-mean change, as a fraction of the table shift (bench/RESULTS.md)
+DEFAULT_MEAN_CHANGE_CAP = 0.5
 # Baselines that add a mean shift to control cells: unclipped by default, as the field defines them (clipping
 # at 0 keeps zero cells from moving down, which alone cost 0.08 pearson_delta); output_activation=relu clips.
 SHIFT_BASELINES = ("perturb_mean", "perturb_mean_celltype")
@@ -118,6 +120,7 @@ _SPECIAL_KEYS = (
     "shift_shrinkage",
     "shift_lowrank",
     "centred_residual",
+    "mean_change_cap",
 )
 # backbone kwargs (HF names) -> STConfig field
 _BACKBONE_FIELDS = {
@@ -199,6 +202,8 @@ def resolve_model_config(
     context_gain, shift_lr_scale = overrides.pop("context_gain", None), overrides.pop("shift_lr_scale", None)
     shrinkage, centred = overrides.pop("shift_shrinkage", None), overrides.pop("centred_residual", None)
     lowrank = overrides.pop("shift_lowrank", None)
+    cap_given = "mean_change_cap" in overrides  # null switches it off; absent means the default
+    mean_change_cap = overrides.pop("mean_change_cap", None)
     gene_decoder = row.gene_decoder
     loss_values: dict[str, Any] = {}
     width_overridden = "hidden_dim" in overrides and overrides["hidden_dim"] != row.hidden_dim
@@ -248,6 +253,14 @@ def resolve_model_config(
     values["shift_shrinkage"] = bool(shrinkage if shrinkage is not None else values["pert_shift"])
     values["shift_lowrank"] = bool(lowrank if lowrank is not None else values["shift_shrinkage"])
     values["centred_residual"] = bool(centred)  # opt-in: it cost overlap_at_N everywhere (bench/RESULTS.md)
+    if mean_change_cap is not None and (
+        isinstance(mean_change_cap, bool) or not isinstance(mean_change_cap, (int, float))
+    ):
+        problems.append(Problem(f"{source}.mean_change_cap", f"{mean_change_cap!r} is not a number", "e.g. 0.5"))
+        mean_change_cap = None
+    if not cap_given and values["pert_shift"]:
+        mean_change_cap = DEFAULT_MEAN_CHANGE_CAP
+    values["mean_change_cap"] = None if mean_change_cap is None else float(mean_change_cap)
     values["shift_lr_scale"] = float(
         shift_lr_scale if shift_lr_scale is not None else 1.0 if arc_compat else DEFAULT_SHIFT_LR_SCALE
     )

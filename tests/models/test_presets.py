@@ -129,5 +129,10 @@ def test_shift_shrinkage_is_on_by_default_and_off_under_arc_compat():
     assert not (arc.pert_shift or arc.shift_shrinkage or arc.shift_lowrank or arc.centred_residual)
     chosen = resolve_model_config("state_sm", dims, {"shift_shrinkage": False, "centred_residual": True}).model
     assert (chosen.shift_shrinkage, chosen.shift_lowrank, chosen.centred_residual) == (False, False, True)
+    assert default.mean_change_cap == 0.5 and arc.mean_change_cap is None
+    assert resolve_model_config("state_sm", dims, {"mean_change_cap": None}).model.mean_change_cap is None
+    assert resolve_model_config("state_sm", dims, {"mean_change_cap": 2}).model.mean_change_cap == 2.0
+    with pytest.raises(ConfigError, match="mean_change_cap"):
+        resolve_model_config("state_sm", dims, {"mean_change_cap": "half"})
     diagonal = resolve_model_config("state_sm", dims, {"shift_lowrank": False}).model
     assert diagonal.shift_shrinkage and not diagonal.shift_lowrank

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -86,9 +88,17 @@ def test_config_collects_every_problem() -> None:
     assert {"output_space", "hidden_dim"} <= {p.key for p in err.value.problems}
 
 
-def test_onnx_export_runs_at_another_shape(tmp_path) -> None:
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"residual_space": "input", "pert_shift": True, "context_gain": True, "mean_change_cap": 0.5}],
+    ids=["plain", "capped-shift"],
+)
+def test_onnx_export_runs_at_another_shape(tmp_path, options) -> None:
     onnxruntime = pytest.importorskip("onnxruntime")
-    model = tiny_model(n_batches=3)
+    model = tiny_model(n_batches=3, **options)
+    torch.nn.init.normal_(model.project_out[-1].weight)  # a transformer change that is not zero
+    if model.pert_shift is not None:
+        model.init_pert_shift(torch.randn(model.pert_shift.shape))
     ctrl, pert, batch = torch.randn(2, 5, 6), torch.tensor([0, 3]), torch.zeros(2, 5, dtype=torch.long)
     mask = torch.ones(2, 5, dtype=torch.bool)
     b, s = torch.export.Dim("B"), torch.export.Dim("S")
@@ -194,6 +204,10 @@ def test_shift_table_options_without_a_table_are_rejected():
         tiny_config(residual_space="input", train_shift=False).validate()
     with pytest.raises(ConfigError, match="centred_residual"):
         tiny_config(residual_space="input", centred_residual=True).validate()
+    with pytest.raises(ConfigError, match="mean_change_cap"):
+        tiny_config(residual_space="input", mean_change_cap=0.5).validate()
+    with pytest.raises(ConfigError, match="mean_change_cap"):
+        tiny_config(residual_space="input", pert_shift=True, mean_change_cap=-1.0).validate()
 
 
 def test_a_centred_residual_leaves_the_set_mean_to_the_shift_table():
@@ -210,6 +224,31 @@ def test_a_centred_residual_leaves_the_set_mean_to_the_shift_table():
         change = out[b, real] - ctrl[b, real]
         torch.testing.assert_close(change.mean(0), shifts[pert[b]], atol=1e-5, rtol=1e-5)
         assert change.std(0).min() > 1e-3  # cells still move individually
+
+
+@pytest.mark.parametrize("cap", [0.0, 0.5])
+def test_a_capped_mean_change_never_reverses_the_shift_table(cap: float):
+    model = tiny_model(residual_space="input", pert_shift=True, mean_change_cap=cap, gene_dim=None)
+    torch.nn.init.normal_(model.project_out[-1].weight, std=3.0)  # a transformer change larger than the table
+    shifts = torch.randn(4, 6)
+    model.init_pert_shift(shifts)
+    ctrl, pert = torch.randn(2, 7, 6), torch.tensor([1, 3])
+    mask = torch.ones(2, 7, dtype=torch.bool)
+    mask[1, 5:] = False  # padding is left out of the mean
+    capped = model(ctrl, pert, mask=mask).latent
+    uncapped = StateTransitionModel(dataclasses.replace(model.config, mean_change_cap=None)).eval()
+    uncapped.load_state_dict(model.state_dict())
+    free = uncapped(ctrl, pert, mask=mask).latent
+    for b in range(2):
+        real = mask[b]
+        change, free_change, shift = capped[b, real] - ctrl[b, real], free[b, real] - ctrl[b, real], shifts[pert[b]]
+        mean_change = change.mean(0) - shift  # the transformer's part of the set mean
+        assert torch.all(mean_change.abs() <= cap * shift.abs() + 1e-5)
+        assert torch.all(change.mean(0) * shift >= 0)  # same sign as the table, gene by gene
+        assert (free_change.mean(0) - shift).abs().max() > cap * shift.abs().max()  # the cap did bind
+        # each cell's deviation from the set mean is the uncapped model's
+        torch.testing.assert_close(change - change.mean(0), free_change - free_change.mean(0), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(model.train()(ctrl, pert, mask=mask).latent, free)  # training is unchanged
 
 
 def test_shift_factors_scale_the_table_in_eval_mode_only():
