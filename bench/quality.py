@@ -46,8 +46,8 @@ STATE = [sys.executable, "-m", "state_core.cli.main"]
 CONTROL = "non-targeting"
 N_GENES = 2000
 
-# Two structurally different experiments: 16k cells x 2000 genes, 3 cell types, 30 perturbations, 2 batches,
-# co-regulated programmes, cell-type response strength and cell-type-specific programme gains.
+# Structurally different experiments (16-18k cells x 2000 genes, 3-4 cell types, 24-30 perturbations, 2 batches,
+# co-regulated programmes, cell-type response strength and cell-type-specific programme gains).
 DATASETS: dict[str, SynthSpec] = {
     "strong": SynthSpec(
         n_cells=16000,
@@ -74,6 +74,22 @@ DATASETS: dict[str, SynthSpec] = {
         response_strength=(0.3, 1.7),
         knockdown_residual=(0.2, 0.6),
         mean_dispersion=2.0,
+    ),
+    # Added after mean_change_cap was chosen on the two above: its out-of-sample check. 4 cell types, 24
+    # perturbations, moderate effects, more uneven group sizes.
+    "moderate": SynthSpec(
+        n_cells=18000,
+        n_genes=N_GENES,
+        n_cell_types=4,
+        n_perturbations=24,
+        n_batches=2,
+        seed=3,
+        n_programmes=6,
+        programme_fraction=0.05,
+        programme_effect=0.7,
+        programme_gain_sd=0.4,
+        group_size_sd=1.2,
+        mean_dispersion=2.5,
     ),
 }
 README_ST = [
