@@ -110,39 +110,27 @@ def discrimination_score(
     return scores
 
 
-# rows x control cells of the cross-distance block computed at once (float64): large enough for an efficient
-# GEMM, small enough to stay in cache-friendly memory whatever the number of control cells
-_CROSS_BLOCK_ELEMENTS = 1 << 22
-
-
 class _Cells:
     """Cells as float64 rows with their squared norms, for distances via ||a||^2 + ||b||^2 - 2 a.b."""
 
-    def __init__(self, values: np.ndarray, sq_norm: np.ndarray | None = None) -> None:
-        self.values = values  # [n, G] float64
-        self.sq_norm = np.einsum("ij,ij->i", values, values) if sq_norm is None else sq_norm  # [n]
+    def __init__(self, x: np.ndarray | sp.csr_matrix, rows: np.ndarray) -> None:
+        self.values = dense_rows(x, rows).astype(np.float64)  # [n, G]
+        self.sq_norm = np.einsum("ij,ij->i", self.values, self.values)  # [n], no [n, G] temporary
 
-    @classmethod
-    def of_rows(cls, x: np.ndarray | sp.csr_matrix, rows: np.ndarray) -> _Cells:
-        return cls(dense_rows(x, rows).astype(np.float64))
-
-    def rows(self, lo: int, hi: int) -> _Cells:
-        return _Cells(self.values[lo:hi], self.sq_norm[lo:hi])
-
-    def distance_sums_to(self, other: _Cells) -> np.ndarray:
-        """Per row, the sum of its Euclidean distances to every row of `other`: [n]."""
+    def mean_distance_to(self, other: _Cells) -> float:
+        """Mean Euclidean distance over all (self, other) pairs."""
         sq = self.sq_norm[:, None] + other.sq_norm[None, :] - 2.0 * (self.values @ other.values.T)
-        return _sqrt_clipped(sq).sum(axis=1)
+        return float(_sqrt_clipped(sq).mean())
 
     def mean_distance_within(self) -> float:
         """Mean over all ordered pairs, the zero diagonal included (V-statistic)."""
         n = self.values.shape[0]
         # syrk: the upper triangle of values @ values.T, half a GEMM's work (numpy's `@` does the full GEMM);
-        # values.T of C-ordered rows is Fortran-ordered, so BLAS reads it without a copy
+        # values.T is Fortran-ordered, so BLAS reads it without a copy
         gram = dsyrk(1.0, self.values.T, trans=1)  # [n, n], upper triangle
         upper = np.triu_indices(n, 1)
         sq = self.sq_norm[upper[0]] + self.sq_norm[upper[1]] - 2.0 * gram[upper]  # [n (n - 1) / 2]
-        return float(2.0 * _sqrt_clipped(sq).sum() / (n * n))
+        return float(2.0 * _sqrt_clipped(sq).sum() / (n * n)) if n else float("nan")
 
 
 def _sqrt_clipped(sq: np.ndarray) -> np.ndarray:
@@ -151,48 +139,23 @@ def _sqrt_clipped(sq: np.ndarray) -> np.ndarray:
     return np.sqrt(sq, out=sq)
 
 
-# Cells x control cells of one cross-distance block (float64, 32 MiB): perturbations of ~100 cells each make
-# GEMMs far below BLAS's peak, so their cross terms against the controls share one product per block.
-_CROSS_BLOCK = 1 << 22
-
-
-def _blocks(sizes: list[int], limit: int) -> list[tuple[int, int]]:
-    """Consecutive [start, stop) runs of groups whose sizes sum to at most `limit` (at least one group each)."""
-    runs, start, total = [], 0, 0
-    for i, size in enumerate(sizes):
-        if i > start and total + size > limit:
-            runs.append((start, i))
-            start, total = i, 0
-        total += size
-    if sizes:
-        runs.append((start, len(sizes)))
-    return runs
-
-
 def energy_distances(x: np.ndarray | sp.csr_matrix, groups: Groups) -> np.ndarray:
-    """E(p) = 2 E|p - c| - E|p - p'| - E|c - c'| over single cells (V-statistic), per perturbation; float64.
+    """E(p) = 2 E|p - c| - E|p - p'| - E|c - c'| over single cells (V-statistic), per perturbation.
 
-    One BLAS thread: these products are small (~100 cells a side), and OpenBLAS's threads on them were measured
-    slower than one thread, by 8x when a forked DE child held the other core (bench/RESULTS.md, eval).
+    One BLAS thread: the products are small (~100 cells a side), and OpenBLAS's 2 threads on them were measured
+    12x slower than one on a quiet 2-core machine (bench/RESULTS.md, eval).
     """
     with threadpool_limits(limits=1):
         return _energy_distances(x, groups)
 
 
 def _energy_distances(x: np.ndarray | sp.csr_matrix, groups: Groups) -> np.ndarray:
-    ctrl = _Cells.of_rows(x, groups.rows[groups.control])
-    n_ctrl = ctrl.values.shape[0]
+    ctrl = _Cells(x, groups.rows[groups.control])
     within_ctrl = ctrl.mean_distance_within()
-    sizes = [groups.rows[p].size for p in groups.perts]
     out = np.empty(len(groups.perts))
-    for start, stop in _blocks(sizes, max(1, _CROSS_BLOCK // max(n_ctrl, 1))):
-        block = _Cells.of_rows(x, np.concatenate([groups.rows[p] for p in groups.perts[start:stop]]))
-        bounds = np.cumsum([0, *sizes[start:stop]])
-        cross = np.add.reduceat(block.distance_sums_to(ctrl), bounds[:-1])  # [stop - start]
-        for i in range(stop - start):
-            cells = block.rows(bounds[i], bounds[i + 1])
-            mean_cross = cross[i] / (sizes[start + i] * n_ctrl)
-            out[start + i] = 2.0 * mean_cross - cells.mean_distance_within() - within_ctrl
+    for i, pert in enumerate(groups.perts):
+        cells = _Cells(x, groups.rows[pert])
+        out[i] = 2.0 * cells.mean_distance_to(ctrl) - cells.mean_distance_within() - within_ctrl
     return out
 
 
