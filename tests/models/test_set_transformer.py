@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from state_core.models.set_transformer import RMSNorm, SetTransformer
+from state_core.models.set_transformer import RMSNorm, SetTransformer, _attend, attention_mask
 
 
 def tiny(kind: str) -> SetTransformer:
@@ -49,3 +50,16 @@ def test_rmsnorm_matches_the_formula() -> None:
     x = torch.tensor([[1.0, -2.0, 3.0, -4.0]])
     expected = x / torch.sqrt((x**2).mean() + 1e-6) * norm.weight
     torch.testing.assert_close(norm(x), expected)
+
+
+def test_explicit_cpu_attention_matches_sdpa_with_padding_and_gradients() -> None:
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(3, 7, 12, requires_grad=True) for _ in range(3))
+    mask = attention_mask(torch.tensor([[True] * 7, [True] * 4 + [False] * 3, [False] * 7]))
+    explicit = _attend(q, k, v, 3, mask, 0.0)  # 7 cells on CPU: the explicit path
+    grads = torch.autograd.grad(explicit.square().sum(), (q, k, v))
+    heads = [t.reshape(3, 7, 3, 4).transpose(1, 2) for t in (q, k, v)]
+    fused = F.scaled_dot_product_attention(*heads, attn_mask=mask).transpose(1, 2).reshape(3, 7, 12)
+    torch.testing.assert_close(explicit, fused, atol=1e-6, rtol=1e-5)
+    for mine, theirs in zip(grads, torch.autograd.grad(fused.square().sum(), (q, k, v))):
+        torch.testing.assert_close(mine, theirs, atol=1e-5, rtol=1e-5)
