@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -50,6 +52,26 @@ def resolve_precision(precision: str, accelerator: str = "auto") -> str:
 
 def _precision(cfg: TrainConfig) -> str:
     return resolve_precision(cfg.training.precision, cfg.training.accelerator)
+
+
+def resolve_matmul_precision(matmul_precision: str, accelerator: str = "auto") -> str:
+    """`auto`: medium on CPU (oneDNN's bf16 fp32-math mode: measured ~1e-6 relative error, 2.4x faster fp32
+    matmuls), highest on GPU (there medium is plain bf16, losses included). Anything else as given."""
+    if matmul_precision != "auto":
+        return matmul_precision
+    on_gpu = torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
+    return "highest" if on_gpu else "medium"
+
+
+@contextmanager
+def float32_matmul_precision(value: str) -> Iterator[None]:
+    """torch's process-wide fp32 matmul precision set to `value` for the block, then put back."""
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(value)
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(previous)
 
 
 def _make_folder(cfg: TrainConfig, plan: TrainPlan) -> None:
@@ -178,7 +200,9 @@ def train_st(cfg: TrainConfig, known_problems: list[Problem] | None = None) -> P
     if plan.resume_from is not None:
         trim_metrics(run_dir / METRICS_DIR / "metrics.csv", _resumed_step(plan.resume_from))
     trainer = _trainer(cfg, run_dir, has_val=data.has_val, stopper=stopper)
-    with stopper.handling_signals():
+    matmul_precision = resolve_matmul_precision(cfg.training.matmul_precision, cfg.training.accelerator)
+    log.info("fp32 matmul precision: %s", matmul_precision)
+    with stopper.handling_signals(), float32_matmul_precision(matmul_precision):
         try:
             if built.requires_training:
                 trainer.fit(

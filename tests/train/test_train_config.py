@@ -76,3 +76,19 @@ def test_precision_auto_follows_the_hardware():
     assert resolve_precision("32-true") == "32-true"
     expected = "bf16-mixed" if torch.cuda.is_available() or cpu_has_fast_bf16() else "32-true"
     assert resolve_precision("auto") == expected
+
+
+def test_matmul_precision_is_validated_resolved_and_put_back():
+    import torch
+
+    from state_core.train.fit import float32_matmul_precision, resolve_matmul_precision
+
+    with pytest.raises(ConfigError) as err:
+        parse_overrides(["data.kwargs.toml_config_path=x.toml", "training.matmul_precision=low"])
+    assert "training.matmul_precision" in str(err.value) and "medium" in str(err.value)
+    assert resolve_matmul_precision("high") == "high"
+    assert resolve_matmul_precision("auto", "cpu") == "medium"
+    before = torch.get_float32_matmul_precision()
+    with float32_matmul_precision("medium" if before != "medium" else "high"):
+        assert torch.get_float32_matmul_precision() != before
+    assert torch.get_float32_matmul_precision() == before
