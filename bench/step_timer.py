@@ -6,6 +6,9 @@ the standard library, torch and lightning are imported, so it runs in the peer's
 
     python bench/step_timer.py --out times.json [--profile A B] --module state_core.cli.main -- tx train ...
 
+With `--matmul-precision P`, torch's fp32 matmul precision is held at P for the whole run, whatever the CLI
+sets (arc-state's `tx train` sets "medium" itself), so both sides can be timed at the same matmul precision.
+
 With `--profile A B`, steps A..B also run under torch.profiler and the self CPU time per operator goes into
 the same JSON ("profile": name -> [microseconds, calls]), to say where a step's time goes.
 """
@@ -65,6 +68,7 @@ def _callback_class():
                 "times": self.times,
                 "precision": str(trainer.precision),
                 "threads": torch.get_num_threads(),
+                "matmul_precision": torch.get_float32_matmul_precision(),
                 "device": str(pl_module.device),
                 "profile": self.ops,
                 **_matmul_shape(pl_module),
@@ -88,13 +92,24 @@ def install(out: Path, profile: tuple[int, int] | None = None) -> None:
     pl.Trainer.__init__ = init
 
 
+def hold_matmul_precision(value: str) -> None:
+    """Set torch's fp32 matmul precision to `value` and make later calls to change it no-ops."""
+    import torch
+
+    torch.set_float32_matmul_precision(value)
+    torch.set_float32_matmul_precision = lambda _precision: None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--module", required=True, help="the CLI's module, run as __main__")
     parser.add_argument("--profile", type=int, nargs=2, help="profile steps A..B (operator self CPU time)")
     parser.add_argument("args", nargs=argparse.REMAINDER)
+    parser.add_argument("--matmul-precision", choices=("highest", "high", "medium"), help="hold it at this value")
     ns = parser.parse_args()
+    if ns.matmul_precision:
+        hold_matmul_precision(ns.matmul_precision)
     install(ns.out, tuple(ns.profile) if ns.profile else None)
     argv = ns.args[1:] if ns.args[:1] == ["--"] else ns.args
     sys.argv = [ns.module, *argv]

@@ -8,12 +8,19 @@ inside the process (bench/step_timer.py): cells/s = B*S*(end-start) / time from 
 through Lightning's standard PL_TRAINER_PRECISION, no code change); runs are interleaved (the order rotates
 each repeat) and reported as median [min-max] with the load average of each run.
 
-MFU = model FLOPs per second / the machine's peak for that dtype. Model FLOPs per step are
-6 x (cells) x (nn.Linear weights) + 12 x layers x B x S^2 x attention width (forward + backward), counted on
-each side's own module; the loss and element-wise ops are left out. CPU peak = cores x clock x FLOP/cycle
-(Zen 4: 32 fp32, 64 bf16 with AVX512-BF16); a measured large-GEMM rate is printed next to it.
+"fp32 matmul precision" is torch.set_float32_matmul_precision, a setting apart from the autocast precision:
+arc-state's `tx train` sets "medium" (on CPU, oneDNN's bf16 fp32-math mode, 2.4x faster fp32 matmuls), so
+its "32-true" is not full fp32. Each case is run at a matmul precision held equal on both sides (ours through
+`training.matmul_precision`, arc-state through step_timer's --matmul-precision, no code change).
 
-    python bench/train.py [--repeats 3] [--steps 10 60] [--precisions bf16-mixed 32-true] [--no-peer]
+MFU = model FLOPs per second / the machine's peak for that dtype and matmul precision: the larger of the
+theoretical figure and a large GEMM measured in this process (the cores boost past the nominal clock).
+Model FLOPs per step are 6 x (cells) x (nn.Linear weights) + 12 x layers x B x S^2 x attention width
+(forward + backward), counted on each side's own module; the loss and element-wise ops are left out.
+Theoretical CPU peak = cores x clock x FLOP/cycle (Zen 4: 32 fp32, 64 bf16 with AVX512-BF16).
+
+    python bench/train.py [--repeats 3] [--steps 10 60] [--precisions bf16-mixed 32-true]
+        [--matmul-precisions medium highest] [--no-peer]
     python bench/train.py --profile [--precisions 32-true]   # where a step's time goes, per operator, per side
 """
 
@@ -42,10 +49,12 @@ FLOP_PER_CYCLE = {"32-true": 32, "bf16-mixed": 64}  # per core, Zen 4 (2 x 256-b
 class Run:
     side: str
     precision: str
+    matmul: str
     cells_per_s: float
     flops_per_step: float
     load: str
     reported_precision: str
+    reported_matmul: str
 
 
 def make_data(n_cells: int) -> Path:
@@ -78,7 +87,14 @@ def common_args(data: Path, steps: int) -> list[str]:
 
 
 def command(
-    side: str, python: Path, data: Path, steps: int, precision: str, out: Path, profile: tuple[int, int] | None = None
+    side: str,
+    python: Path,
+    data: Path,
+    steps: int,
+    precision: str,
+    matmul: str,
+    out: Path,
+    profile: tuple[int, int] | None = None,
 ) -> tuple[list[str], dict, Path]:
     """(argv, env, cwd) of one timed training process."""
     timer = [str(python), str(TIMER), "--out", str(out)] + (["--profile", *map(str, profile)] if profile else [])
@@ -89,12 +105,14 @@ def command(
             + [
                 "training.progress_bar=false",
                 f"training.precision={precision}",
+                f"training.matmul_precision={matmul}",
                 f"output_dir={CACHE / 'runs_ours'}",
                 "name=bench",
                 "overwrite=true",
             ]
         )
         return timer + ["--module", "state_core.cli.main", "--", "tx", "train", *args], dict(os.environ), ROOT
+    timer += ["--matmul-precision", matmul]
     args = common_args(data, steps) + [
         "data.kwargs.num_workers=0",
         "data.kwargs.output_space=gene",
@@ -109,25 +127,32 @@ def command(
 
 
 def train_once(
-    side: str, python: Path, data: Path, steps: int, precision: str, out: Path, profile: tuple[int, int] | None = None
+    side: str,
+    python: Path,
+    data: Path,
+    steps: int,
+    precision: str,
+    matmul: str,
+    out: Path,
+    profile: tuple[int, int] | None = None,
 ) -> dict:
     """One training process with the step timer (and profiler); what the timer wrote."""
     out.unlink(missing_ok=True)
-    argv, env, cwd = command(side, python, data, steps, precision, out, profile)
+    argv, env, cwd = command(side, python, data, steps, precision, matmul, out, profile)
     done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0 or not out.exists():
         raise RuntimeError(f"{side} training failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
     return json.loads(out.read_text())
 
 
-def timed_run(side: str, python: Path, data: Path, window: tuple[int, int], precision: str) -> Run:
+def timed_run(side: str, python: Path, data: Path, window: tuple[int, int], precision: str, matmul: str) -> Run:
     start, end = window
     load = load_average()
-    info = train_once(side, python, data, end, precision, CACHE / f"steps_{side}.json")
+    info = train_once(side, python, data, end, precision, matmul, CACHE / f"steps_{side}.json")
     times = info["times"]
     rate = (end - start) * B * S / (times[end - 1] - times[start - 1])
     flops = 6 * B * S * info["linear_params"] + 12 * info["attention_layers"] * B * S * S * info["attention_width"]
-    return Run(side, precision, rate, flops, load, info["precision"])
+    return Run(side, precision, matmul, rate, flops, load, info["precision"], info["matmul_precision"])
 
 
 PROFILE_WINDOW = (20, 30)  # steps profiled: after warm-up, few enough that the profiler's overhead stays small
@@ -141,10 +166,10 @@ FAMILIES = (
 )
 
 
-def profile_side(side: str, python: Path, data: Path, precision: str) -> dict[str, list[float]]:
+def profile_side(side: str, python: Path, data: Path, precision: str, matmul: str) -> dict[str, list[float]]:
     """Self CPU microseconds and calls per operator over PROFILE_WINDOW steps of one run."""
     out = CACHE / f"profile_{side}.json"
-    return train_once(side, python, data, PROFILE_WINDOW[1], precision, out, PROFILE_WINDOW)["profile"]
+    return train_once(side, python, data, PROFILE_WINDOW[1], precision, matmul, out, PROFILE_WINDOW)["profile"]
 
 
 def print_profiles(profiles: dict[str, dict[str, list[float]]], precision: str) -> None:
@@ -181,10 +206,12 @@ def cpu_peak(precision: str) -> float:
     return len(os.sched_getaffinity(0)) * (max(mhz) * 1e6) * FLOP_PER_CYCLE[precision]
 
 
-def gemm_rate(precision: str, n: int = 2048, repeats: int = 5) -> float:
-    """Best FLOP/s of an n x n x n matmul in this process (torch, all threads), for scale."""
+def gemm_rate(precision: str, matmul: str, n: int = 2048, repeats: int = 5) -> float:
+    """Best FLOP/s of an n x n x n matmul in this process (torch, all threads) at that dtype and fp32 matmul
+    precision."""
     import torch
 
+    torch.set_float32_matmul_precision(matmul)
     dtype = torch.bfloat16 if precision == "bf16-mixed" else torch.float32
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b
@@ -202,6 +229,9 @@ def main() -> int:
     parser.add_argument("--steps", type=int, nargs=2, default=(10, 60), help="timed window: from step A to step B")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--precisions", nargs="+", default=["bf16-mixed", "32-true"], choices=sorted(FLOP_PER_CYCLE))
+    parser.add_argument(
+        "--matmul-precisions", nargs="+", default=["medium", "highest"], choices=("medium", "high", "highest")
+    )
     parser.add_argument("--no-peer", action="store_true")
     parser.add_argument("--profile", action="store_true", help="profile one run per side instead of timing")
     args = parser.parse_args()
@@ -212,12 +242,13 @@ def main() -> int:
         peer = peer_venv("arcvenv", ["arc-state==0.11.1", "transformers==4.52.3"], torch_first=True)
         if peer is not None:
             pythons["arc-state"] = peer
+    modes = [(p, m) for p in args.precisions for m in args.matmul_precisions]
     if args.profile:
-        for precision in args.precisions:
-            profiles = {side: profile_side(side, python, data, precision) for side, python in pythons.items()}
-            print_profiles(profiles, precision)
+        for precision, matmul in modes:
+            profiles = {s: profile_side(s, python, data, precision, matmul) for s, python in pythons.items()}
+            print_profiles(profiles, f"{precision}, fp32 matmul {matmul},")
         return 0
-    cases = [(side, p) for p in args.precisions for side in pythons]
+    cases = [(side, p, m) for p, m in modes for side in pythons]
     print(
         f"state_sm hidden={HIDDEN} S={S} B={B} X_hvg={HVG}; steps {args.steps[0]}->{args.steps[1]}; "
         f"{args.repeats} interleaved repeats; {load_average()}",
@@ -226,40 +257,48 @@ def main() -> int:
     runs: list[Run] = []
     for rep in range(args.repeats):
         shift = rep % len(cases)
-        for side, precision in cases[shift:] + cases[:shift]:  # rotate the order so no side always goes first
-            run = timed_run(side, pythons[side], data, tuple(args.steps), precision)
+        for side, precision, matmul in cases[shift:] + cases[:shift]:  # rotate: no side always goes first
+            run = timed_run(side, pythons[side], data, tuple(args.steps), precision, matmul)
             runs.append(run)
             print(
-                f"  repeat {rep}: {side:9} {precision:10} {run.cells_per_s:7.0f} cells/s  ({run.load}; "
-                f"trainer precision {run.reported_precision})",
+                f"  repeat {rep}: {side:12} {precision:10} matmul {matmul:7} {run.cells_per_s:7.0f} cells/s  "
+                f"({run.load}; trainer precision {run.reported_precision}, matmul {run.reported_matmul})",
                 flush=True,
             )
+    peaks = {}
+    for precision, matmul in modes:
+        measured = gemm_rate(precision, matmul)
+        peaks[precision, matmul] = max(cpu_peak(precision), measured)
+        print(
+            f"peak {precision}, fp32 matmul {matmul}: {cpu_peak(precision) / 1e9:.0f} GFLOP/s theoretical, "
+            f"{measured / 1e9:.0f} GFLOP/s measured 2048^3 GEMM ({load_average()}); MFU below uses the larger"
+        )
     summary: dict[str, dict] = {}
-    print(f"\n{'side':9} {'precision':10} {'cells/s median [min-max]':>26} {'GFLOP/step':>10} {'MFU':>6}")
-    for side, precision in cases:
-        mine = [r for r in runs if r.side == side and r.precision == precision]
+    print(f"\n{'side':12} {'precision':10} {'matmul':7} {'cells/s median [min-max]':>26} {'GFLOP/step':>10} {'MFU':>6}")
+    for side, precision, matmul in cases:
+        mine = [r for r in runs if (r.side, r.precision, r.matmul) == (side, precision, matmul)]
         rates = [r.cells_per_s for r in mine]
         steps_per_s = sorted(rates)[len(rates) // 2] / (B * S)
-        mfu = steps_per_s * mine[0].flops_per_step / cpu_peak(precision)
-        summary[f"{side} {precision}"] = {
+        mfu = steps_per_s * mine[0].flops_per_step / peaks[precision, matmul]
+        summary[f"{side} {precision} {matmul}"] = {
             "cells_per_s": rates,
             "mfu": mfu,
             "gflop_per_step": mine[0].flops_per_step / 1e9,
             "loads": [r.load for r in mine],
         }
-        print(f"{side:9} {precision:10} {fmt_spread(rates):>26} {mine[0].flops_per_step / 1e9:10.1f} {mfu:6.1%}")
-    if "arc-state" in pythons:
-        for precision in args.precisions:
-            peer = summary[f"arc-state {precision}"]["cells_per_s"]
-            for side in OURS:
-                ours = summary[f"{side} {precision}"]["cells_per_s"]
-                ratios = [a / b for a, b in zip(ours, peer)]  # per repeat: runs next to each other
-                print(f"ratio {side} / arc-state at {precision}: {fmt_spread(ratios, 2)} (target >= 2x)")
-    for precision in args.precisions:
         print(
-            f"peak {precision}: {cpu_peak(precision) / 1e9:.0f} GFLOP/s theoretical (MFU above uses this), "
-            f"{gemm_rate(precision) / 1e9:.0f} GFLOP/s measured 2048^3 GEMM ({load_average()})"
+            f"{side:12} {precision:10} {matmul:7} {fmt_spread(rates):>26} "
+            f"{mine[0].flops_per_step / 1e9:10.1f} {mfu:6.1%}"
         )
+    if "arc-state" in pythons:
+        for precision, matmul in modes:
+            peer = summary[f"arc-state {precision} {matmul}"]["cells_per_s"]
+            for side in OURS:
+                ours = summary[f"{side} {precision} {matmul}"]["cells_per_s"]
+                ratios = [a / b for a, b in zip(ours, peer)]  # per repeat: runs next to each other
+                print(
+                    f"ratio {side} / arc-state at {precision}, matmul {matmul}: {fmt_spread(ratios, 2)} (target >= 2x)"
+                )
     print(json.dumps(summary))
     return 0
 
